@@ -1,0 +1,1 @@
+"""Baseline calibrations a chemist would use: univariate line area, PLS."""

@@ -1,0 +1,1 @@
+"""Metrics, homoscedasticity, figures and reports."""

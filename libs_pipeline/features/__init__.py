@@ -1,0 +1,1 @@
+"""Baseline removal, emission-line windows and line areas (auxiliary targets, univariate input)."""

@@ -1,0 +1,1 @@
+"""Torch-only: multitask 1-D CNN, losses, training loop, zarr-backed data loading."""

@@ -1,0 +1,1 @@
+"""Virtual LIBS instrument: libskit LTE plasma -> spectrometer -> detector, and its scenarios."""

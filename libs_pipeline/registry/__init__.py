@@ -1,0 +1,1 @@
+"""Versioned model artifacts, manifests and aliases (champion/challenger)."""

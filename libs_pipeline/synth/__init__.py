@@ -1,0 +1,1 @@
+"""Simulation-based augmentation: per-sample noise model, sampling, Dask generation, realism report."""

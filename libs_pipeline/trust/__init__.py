@@ -1,0 +1,1 @@
+"""Trustworthiness: consistency scores, threshold calibration, out-of-distribution evaluation."""
