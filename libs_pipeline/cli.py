@@ -16,12 +16,314 @@ def main() -> None:
 
 # --- ingest (spectra) ---
 
+
+@app.command("ingest")
+def ingest_command(
+    manifest: str = typer.Argument(..., help="campaign manifest (.yaml or .csv)"),
+    store: str = typer.Option(..., "--store", envvar="LIBS_PIPELINE_ROOT", help="store root folder"),
+    name: str = typer.Option(None, "--name", help="dataset name (default: manifest name or file stem)"),
+    resample: bool = typer.Option(False, "--resample", help="interpolate files on another grid onto the dataset grid"),
+    max_file_mb: float = typer.Option(200.0, "--max-file-mb", help="reject files larger than this"),
+    dark_tolerance: float = typer.Option(100.0, "--dark-tolerance", help="reject intensities below -X counts"),
+    saturation_level: float = typer.Option(None, "--saturation-level", help="warn about channels near this level"),
+) -> None:
+    """Validate and ingest a campaign into a new version of a spectra dataset; exit 1 when every file was rejected."""
+    from pydantic import ValidationError
+    from rich.console import Console
+    from rich.table import Table
+
+    from libs_pipeline.config import IngestOptions
+    from libs_pipeline.spectra.ingest import ingest_campaign
+
+    try:
+        options = IngestOptions(
+            resample=resample, max_file_mb=max_file_mb, dark_tolerance=dark_tolerance, saturation_level=saturation_level
+        )
+    except ValidationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    result = ingest_campaign(manifest, store, name=name, options=options)
+    console = Console(width=200)
+    console.print(f"version {result.version or '(none)'}  [{result.status}]  dataset {result.name}")
+    console.print(
+        f"{result.n_spectra} spectra ({result.n_new_spectra} new); files: {len(result.accepted)} accepted, "
+        f"{len(result.skipped)} already ingested, {len(result.rejected_files)} rejected; {len(result.warnings)} warning(s)"
+    )
+    if result.rejected:
+        table = Table("file", "line", "col", "rule", "reason", title="rejected")
+        for r in result.rejected:
+            table.add_row(r.file, "" if r.line is None else str(r.line), "" if r.column is None else str(r.column),
+                          r.rule, r.reason + (f" (at {r.coordinate})" if r.coordinate else ""))
+        console.print(table)
+    if result.warnings:
+        by_rule: dict[str, int] = {}
+        for w in result.warnings:
+            by_rule[w.rule] = by_rule.get(w.rule, 0) + 1
+        console.print("warnings: " + ", ".join(f"{k} x{v}" for k, v in sorted(by_rule.items())))
+    if result.quarantine_report:
+        console.print(f"quarantine: {result.quarantine_report}")
+    console.print(f"report: {result.report_path}")
+    if result.status == "rejected":
+        raise typer.Exit(1)
+
+
+spectra_app = typer.Typer(help="Versioned spectra datasets: list and show.", no_args_is_help=True)
+app.add_typer(spectra_app, name="spectra")
+
+
+@spectra_app.command("list")
+def spectra_list(
+    name: str = typer.Argument(None, help="dataset name (all datasets when omitted)"),
+    store: str = typer.Option(..., "--store", envvar="LIBS_PIPELINE_ROOT", help="store root folder"),
+) -> None:
+    """Versions of each dataset, oldest first; * marks LATEST."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from libs_pipeline.spectra.store import SpectraStore
+
+    spectra_store = SpectraStore(store)
+    names = [name] if name else spectra_store.names()
+    table = Table("dataset", "version", "", "created", "spectra", "samples", "channels", "sources")
+    for n in names:
+        latest = spectra_store.latest(n)
+        for v in spectra_store.versions(n):
+            m = spectra_store.manifest(n, v)
+            c = m["counts"]
+            table.add_row(n, v, "*" if v == latest else "", m["created"][:19], str(c["n_spectra"]), str(c["n_samples"]),
+                          str(c["n_channels"]), str(c["n_sources"]))
+    Console(width=160).print(table)
+
+
+@spectra_app.command("show")
+def spectra_show(
+    name: str = typer.Argument(..., help="dataset name"),
+    version: str = typer.Argument("LATEST", help="version id or LATEST"),
+    store: str = typer.Option(..., "--store", envvar="LIBS_PIPELINE_ROOT", help="store root folder"),
+) -> None:
+    """One version: counts, grid, sources and the per-sample table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from libs_pipeline.spectra.store import SpectraStore, VersionNotFoundError
+
+    spectra_store = SpectraStore(store)
+    try:
+        m = spectra_store.manifest(name, version)
+        samples = spectra_store.samples(name, version)
+    except (VersionNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    console = Console(width=160)
+    wl = m["wavelength_nm"]
+    console.print(f"{name}@{m['version']} created {m['created']} (parent {m['parent']}), uri {spectra_store.uri(name, m['version'])}")
+    console.print(f"{m['counts']}; grid {wl['min']:.4f}-{wl['max']:.4f} nm; readers {m['reader']}")
+    table = Table(*[str(c) for c in samples.columns], title="samples")
+    for row in samples.itertuples(index=False):
+        table.add_row(*["" if v is None or v != v else str(v) for v in row])
+    console.print(table)
+    sources = Table("file", "sha256", "reader", "spectra", "run", title="sources")
+    for s in m["sources"]:
+        sources.add_row(s["file"], s["sha256"][:16], s["reader"], str(s["n_spectra"]), s.get("run", ""))
+    console.print(sources)
+
+
 # --- synthesize (synth) ---
 
 # --- train / evaluate (models, evaluation) ---
 
+
+@app.command("evaluate")
+def evaluate_command(
+    dataset_uri: str = typer.Argument(..., help="spectra dataset: .zarr / .nc path or store URI"),
+    root: str = typer.Option("runs", "--root", envvar="LIBS_PIPELINE_ROOT", help="report goes to <root>/reports/<run>/"),
+    model_dir: str = typer.Option(None, "--model-dir", help="trained neural model directory to evaluate too"),
+    analyte: str = typer.Option(None, "--analyte", help="label to evaluate (default: the dataset's first label)"),
+    test_sample: list[str] = typer.Option(None, "--test-sample", help="held-out sample id (repeatable)"),
+    test_fraction: float = typer.Option(0.3, "--test-fraction", help="share of samples held out when none given"),
+    seed: int = typer.Option(0, "--seed", help="seed of the held-out draw"),
+    run_name: str = typer.Option(None, "--run-name", help="report folder name (default: evaluate-<UTC time>)"),
+    pls_max_components: int = typer.Option(10, "--pls-max-components"),
+    univariate_degree: int = typer.Option(1, "--univariate-degree", help="1 (linear) or 2 (quadratic)"),
+) -> None:
+    """Fit the univariate and PLS baselines on training samples, score held-out samples, write the report."""
+    from pydantic import ValidationError
+
+    from libs_pipeline.config import EvaluationConfig
+    from libs_pipeline.evaluation.report import SUMMARY_COLUMNS, markdown_table
+    from libs_pipeline.evaluation.run import run_evaluation
+
+    try:
+        config = EvaluationConfig(
+            dataset_uri=dataset_uri, root=root, model_dir=model_dir, analyte=analyte,
+            test_samples=test_sample or None, test_fraction=test_fraction, seed=seed, run_name=run_name,
+            pls_max_components=pls_max_components, univariate_degree=univariate_degree,
+        )
+        result = run_evaluation(config)
+    except (ValidationError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(markdown_table(result.table, SUMMARY_COLUMNS))
+    typer.echo(f"report: {result.report_path}")
+
 # --- predict (trust) ---
 
+
+@app.command("predict")
+def predict(
+    spectra: str = typer.Argument(..., help="spectra to predict: .zarr / .nc path or store URI <root>#<name>@<version>"),
+    model: str = typer.Option(..., "--model", help="model directory, or a version id / alias with --registry and --name"),
+    registry: str = typer.Option(None, "--registry", help="store root holding the model registry (models/ under it)"),
+    name: str = typer.Option(None, "--name", help="registered model name"),
+    out: str = typer.Option(None, "--out", help="per-spectrum table (.csv or .parquet); per-sample table beside it"),
+    mc_samples: int = typer.Option(20, "--mc-samples", min=2, help="MC-dropout passes for the predictive uncertainty"),
+    seed: int = typer.Option(0, "--seed", help="seed of the MC-dropout passes"),
+    resample: bool = typer.Option(False, "--resample", help="interpolate spectra onto the model's wavelength grid"),
+) -> None:
+    """Concentration, predictive uncertainty, trust score, flag and reason per spectrum and per sample."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from libs_pipeline.registry import CorruptModelError, RegistryError
+    from libs_pipeline.trust.prediction import run_prediction
+
+    try:
+        run = run_prediction(model, spectra, out, registry, name, mc_samples=mc_samples, seed=seed, resample=resample)
+    except CorruptModelError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (FileNotFoundError, ValueError, RegistryError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    samples = run.tables.samples
+    table = Table("sample", "concentration", "uncertainty", "trust score", "flagged shots", "flag", "reason")
+    for row in samples.itertuples(index=False):
+        table.add_row(
+            str(row.sample_id),
+            f"{row.concentration:.4g} {row.units}",
+            "" if row.uncertainty != row.uncertainty else f"{row.uncertainty:.2g}",
+            f"{row.trust_score:.2f}",
+            f"{row.flagged_fraction:.0%}",
+            "FLAG" if row.flag else "ok",
+            str(row.reason),
+        )
+    Console(width=200).print(table)
+    spectra_table = run.tables.spectra
+    typer.echo(
+        f"{int(spectra_table['flag'].sum())}/{len(spectra_table)} spectra and {int(samples['flag'].sum())}/{len(samples)} "
+        f"samples flagged (model {run.model_dir})"
+    )
+    if run.spectra_path is not None:
+        typer.echo(f"wrote {run.spectra_path} and {run.samples_path}")
+
+
 # --- models (registry) ---
+
+models_app = typer.Typer(help="Model registry: list, show, promote and roll back versions.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+_ROOT_OPTION = typer.Option("runs", "--root", envvar="LIBS_PIPELINE_ROOT", help="store root (models/ lives under it)")
+
+
+def _registry_call(fn):
+    """Run a registry operation; its errors become a one-line message and exit code 1 (2 for corrupt models)."""
+    from libs_pipeline.registry import CorruptModelError, RegistryError
+
+    try:
+        return fn()
+    except CorruptModelError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except RegistryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@models_app.command("list")
+def models_list(name: str = typer.Argument(None, help="model name (all models when omitted)"), root: str = _ROOT_OPTION) -> None:
+    """Versions of each model, oldest first, with aliases, RMSEP and the training data version."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from libs_pipeline.registry import ModelRegistry
+
+    registry = ModelRegistry(root)
+    names = [name] if name else registry.names()
+    if not names:
+        typer.echo(f"no models under {registry.models_dir}")
+        return
+    table = Table("model", "version", "aliases", "created", "rmsep", "spectra version", "status")
+    for model in names:
+        for v in _registry_call(lambda m=model: registry.list(m)):
+            rmsep = v.metrics.get("rmsep")
+            spectra = (v.data.get("spectra") or {}).get("version", "")
+            table.add_row(
+                model, v.version, ",".join(v.aliases), (v.created_at or "")[:19],
+                "" if rmsep is None else f"{rmsep:.4g}", str(spectra), v.problem or "ok",
+            )
+    Console(width=160).print(table)
+
+
+@models_app.command("show")
+def models_show(
+    name: str,
+    ref: str = typer.Argument("champion", help="version id or alias"),
+    root: str = _ROOT_OPTION,
+) -> None:
+    """The manifest of one version (JSON) after verifying every file's sha256; exit 2 if it is corrupt."""
+    import json
+
+    from libs_pipeline.registry import ModelRegistry
+
+    registry = ModelRegistry(root)
+    path = _registry_call(lambda: registry.path(name, ref))
+    manifest = _registry_call(lambda: registry.manifest(name, ref))
+    typer.echo(json.dumps({"path": str(path), "status": "verified", "manifest": manifest}, indent=2, sort_keys=True))
+
+
+@models_app.command("promote")
+def models_promote(
+    name: str,
+    ref: str = typer.Argument(..., help="version id or alias to promote"),
+    alias: str = typer.Option("champion", "--alias", help="alias to move"),
+    reason: str = typer.Option(None, "--reason", help="recorded in the history log"),
+    root: str = _ROOT_OPTION,
+) -> None:
+    """Point an alias (default champion) at a verified version."""
+    from libs_pipeline.registry import ModelRegistry
+
+    registry = ModelRegistry(root)
+    event = _registry_call(lambda: registry.promote(name, ref, alias=alias, reason=reason))
+    if not event:
+        typer.echo(f"{name}: {alias} already is {registry.resolve(name, alias)}")
+    else:
+        typer.echo(f"{name}: {alias} {event['previous'] or '(none)'} -> {event['version']}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    name: str,
+    alias: str = typer.Option("champion", "--alias", help="alias to move back"),
+    reason: str = typer.Option(None, "--reason", help="recorded in the history log"),
+    root: str = _ROOT_OPTION,
+) -> None:
+    """Point an alias back at the version it held before its current one."""
+    from libs_pipeline.registry import ModelRegistry
+
+    event = _registry_call(lambda: ModelRegistry(root).rollback(name, alias=alias, reason=reason))
+    typer.echo(f"{name}: {alias} {event['previous']} -> {event['version']} (rolled back)")
+
+
+@models_app.command("history")
+def models_history(name: str, root: str = _ROOT_OPTION) -> None:
+    """The append-only log of registrations and alias changes."""
+    from libs_pipeline.registry import ModelRegistry
+
+    for e in _registry_call(lambda: ModelRegistry(root).history(name)):
+        alias = f" {e['alias']}" if e.get("alias") else ""
+        prev = f" (was {e['previous']})" if e.get("previous") else ""
+        why = f": {e['reason']}" if e.get("reason") else ""
+        typer.echo(f"{e['seq']:>4} {e['time'][:19]} {e['action']}{alias} {e['version']}{prev}{why}")
+
 
 # --- demo ---

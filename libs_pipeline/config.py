@@ -5,7 +5,9 @@ Each section is owned by one part of the system; keep the classes small and docu
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class StrictModel(BaseModel):
@@ -16,12 +18,256 @@ class StrictModel(BaseModel):
 
 # --- campaign (physics) ---
 
+from pydantic import model_validator  # noqa: E402  (kept inside this section to avoid editing shared imports)
+
+CampaignScenario = Literal[
+    "nominal",
+    "temperature_shift",
+    "low_laser_energy",
+    "wavelength_shift",
+    "steel_matrix",
+    "interfering_element",
+    "gain_change",
+]
+CampaignMatrix = Literal["aluminium", "low_alloy_steel", "stainless_steel", "rock"]
+
+
+class CampaignConfig(StrictModel):
+    """Parameters of the virtual LIBS campaign (libskit LTE plasma -> spectrometer -> detector).
+
+    ``scenario``/``severity`` name a change of these same parameters (see ``physics.scenarios``);
+    ``simulate_campaign`` applies it once. Defaults: 30 Al alloys, Cu 0.05-6 wt%, 20 shots, 4096
+    channels over 250-850 nm (air wavelengths), strongest nominal line at 40 % of the detector range.
+    """
+
+    name: str = Field("virtual-aluminium", min_length=1, description="campaign / dataset name")
+    # samples
+    matrix: CampaignMatrix = Field("aluminium", description="composition recipe of the reference samples")
+    analyte: str = Field("Cu", min_length=1, max_length=2, description="certified analyte (element symbol)")
+    analyte_range_wt: tuple[float, float] = Field((0.05, 6.0), description="analyte wt% range, spread log-uniformly")
+    n_samples: int = Field(30, ge=1, description="reference samples (ignored when `samples` are passed)")
+    n_shots: int = Field(20, ge=1, description="laser shots per sample")
+    interferent: dict[str, float] = Field(
+        default_factory=dict, description="element -> wt% added to every sample (balance element reduced)"
+    )
+    # plasma (per-shot fluctuations around the nominal state)
+    temperature_K: float = Field(10000.0, gt=3000.0, lt=40000.0, description="nominal plasma temperature")
+    temperature_rel_sd: float = Field(0.05, ge=0.0, lt=0.2, description="shot-to-shot relative sd of T (normal)")
+    electron_density_per_m3: float = Field(1e23, gt=1e20, lt=1e26, description="nominal (median) electron density")
+    electron_density_log_sd: float = Field(0.2, ge=0.0, lt=1.0, description="sd of ln(n_e) (lognormal, ~20 %)")
+    intensity_factor_median: float = Field(1.0, gt=0.0, description="median ablated-mass / collection factor")
+    intensity_log_sd: float = Field(0.1, ge=0.0, lt=1.0, description="sd of ln(intensity factor) (~10 %)")
+    truncate_sd: float = Field(2.5, ge=1.0, le=4.0, description="T and ln(n_e) draws are truncated at +-this many sd")
+    plasma_length_m: float = Field(1e-3, gt=0.0, lt=0.1, description="plasma column length (self-absorption)")
+    continuum_scale: float = Field(
+        50.0, ge=0.0, description="multiplier on libskit's free-free + free-bound continuum (gate-integrated early plasma)"
+    )
+    basis_temperatures: int = Field(4, ge=2, le=8, description="temperature nodes of the per-sample emission basis")
+    basis_densities: int = Field(3, ge=1, le=8, description="electron-density nodes of the per-sample basis")
+    # spectrometer
+    wavelength_start_nm: float = Field(250.0, gt=150.0, description="first channel (air wavelength)")
+    wavelength_stop_nm: float = Field(850.0, lt=1200.0, description="last channel (air wavelength)")
+    n_channels: int = Field(4096, ge=16, le=100000)
+    gaussian_sigma_nm: float = Field(0.1, gt=0.0, lt=5.0, description="instrument Gaussian sd (before pixel width)")
+    lorentzian_gamma_nm: float = Field(0.01, ge=0.0, lt=5.0, description="instrument Lorentzian HWHM")
+    wavelength_shift_nm: float = Field(
+        0.0, ge=-5.0, le=5.0, description="calibration error: features appear this far right of their true wavelength"
+    )
+    response_center_nm: float = Field(450.0, description="peak of the smooth spectral response (grating x detector)")
+    response_width_nm: float = Field(300.0, gt=0.0, description="Gaussian width (sd) of the spectral response")
+    fine_samples_per_fwhm: float = Field(2.0, ge=1.0, le=10.0, description="libskit internal grid resolution")
+    # detector
+    gain_counts_per_electron: float = Field(2.0, gt=0.0, description="ADC counts per photo-electron")
+    read_noise_counts: float = Field(8.0, ge=0.0, description="Gaussian read noise sd, counts")
+    dark_offset_counts: float = Field(500.0, ge=0.0, description="dark/bias level, subtracted from the output")
+    full_scale_counts: float = Field(65535.0, gt=0.0, description="raw counts at saturation (ADC full scale)")
+    reference_peak_fraction: float = Field(
+        0.4, gt=0.0, lt=1.0,
+        description="exposure: the matrix reference sample's strongest line at the nominal plasma state "
+        "reaches this fraction of (full scale - dark offset); fixed before any scenario is applied",
+    )
+    # scenario
+    scenario: CampaignScenario = "nominal"
+    severity: Literal["mild", "strong"] = "mild"
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> "CampaignConfig":
+        lo, hi = self.analyte_range_wt
+        if not 0.0 < lo < hi < 100.0:
+            raise ValueError(f"analyte_range_wt must satisfy 0 < low < high < 100, got {self.analyte_range_wt}")
+        if not self.wavelength_start_nm < self.wavelength_stop_nm:
+            raise ValueError(
+                f"wavelength_start_nm ({self.wavelength_start_nm}) must be below wavelength_stop_nm "
+                f"({self.wavelength_stop_nm})"
+            )
+        for element, wt in self.interferent.items():
+            if not 0.0 < wt < 50.0:
+                raise ValueError(f"interferent {element!r}: wt% must be in (0, 50), got {wt}")
+        if self.dark_offset_counts >= self.full_scale_counts:
+            raise ValueError("dark_offset_counts must be below full_scale_counts")
+        return self
+
+
 # --- ingest (spectra) ---
+
+
+class IngestOptions(StrictModel):
+    """How strict ``ingest_campaign`` is: size limit, dark-noise tolerance, saturation warning, resampling."""
+
+    resample: bool = Field(
+        False, description="resample a file whose grid differs from the dataset grid (linear) instead of rejecting it"
+    )
+    max_file_mb: float = Field(200.0, gt=0.0, description="files larger than this are rejected unread")
+    dark_tolerance: float = Field(
+        100.0, ge=0.0, description="counts: intensities below -dark_tolerance are rejected (dark-subtracted noise)"
+    )
+    saturation_level: float | None = Field(
+        None, gt=0.0, description="detector saturation in counts; None = no saturation warning"
+    )
+    saturation_margin: float = Field(
+        0.01, ge=0.0, lt=1.0, description="'near' saturation = at or above saturation_level * (1 - margin)"
+    )
+    chunk_spectra: int = Field(256, ge=1, description="zarr chunk length along `spectrum` for intensity")
+    max_problems_per_rule: int = Field(20, ge=1, description="per file and rule; the rest are counted")
+
+
+class IngestConfig(StrictModel):
+    """Parameters of the ingest flow: which campaign manifest goes into which store and dataset name."""
+
+    manifest: str = Field(..., min_length=1, description="campaign manifest (YAML or CSV)")
+    store: str = Field(..., min_length=1, description="store root folder")
+    name: str | None = Field(None, description="dataset name (default: manifest `name` or file stem)")
+    options: IngestOptions = Field(default_factory=IngestOptions)
+
 
 # --- synthesis (synth) ---
 
 # --- training (models) ---
 
+
+class TrainingConfig(StrictModel):
+    """Parameters of ``libs_pipeline.models.train_model`` and the train flow: data URIs, tasks, network, optimiser.
+
+    Defaults are sized for CPU: a few hundred optimiser steps of a ~0.3 M-parameter 1-D CNN.
+    """
+
+    analyte: str = Field(..., min_length=1, description="label variable of the primary task, e.g. 'Cu'")
+    measured_uris: list[str] = Field(default_factory=list, description="measured spectra (.zarr/.nc/store URI)")
+    synthetic_uris: list[str] = Field(default_factory=list, description="synthetic stores (used when augmentation)")
+    val_uris: list[str] = Field(default_factory=list, description="explicit validation spectra (else split by sample)")
+    output_dir: str | None = Field(None, description="folder under which the flow writes the model directory")
+    # tasks
+    multitask: bool = Field(True, description="False: concentration head only (single-task ablation)")
+    plasma_tasks: bool = Field(True, description="add T_K / n_e_per_m3 heads where the data carry that ground truth")
+    augmentation: bool = Field(True, description="train on the synthetic spectra of the training samples too")
+    lines: list[dict] | None = Field(None, description="LineWindow dicts of the auxiliary lines (default: default_lines)")
+    # input / target transforms
+    normalisation: Literal["total", "log_total", "none"] = "total"
+    channel_scaling: Literal["global", "channel", "none"] = "global"
+    log_primary: bool = Field(False, description="fit the concentration on log scale (positive labels only)")
+    # loss
+    loss: Literal["huber", "logcosh"] = "huber"
+    huber_delta: float = Field(1.0, gt=0.0)
+    task_weighting: Literal["learned", "fixed"] = "learned"
+    fixed_weights: dict[str, float] = Field(default_factory=dict, description="task -> weight (fixed weighting; default 1)")
+    # network
+    stem_channels: int = Field(8, ge=1)
+    block_channels: list[int] = Field(default_factory=lambda: [4, 8], min_length=1)
+    pool: int = Field(4, ge=1)
+    dense_units: int = Field(64, ge=1)
+    head_units: int = Field(32, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    # optimisation
+    batch_size: int = Field(32, ge=2)
+    max_steps: int = Field(400, ge=1)
+    eval_every: int = Field(20, ge=1)
+    patience: int = Field(6, ge=1, description="evaluations without improvement before stopping")
+    learning_rate: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    shuffle_buffer_chunks: int = Field(8, ge=1)
+    num_workers: int = Field(0, ge=0)
+    checkpoint_dir: str | None = None
+    progress_bar: bool = True
+
+# --- evaluation ---
+
+
+class EvaluationConfig(StrictModel):
+    """Parameters of ``libs_pipeline.evaluation.run.run_evaluation`` and the evaluate flow.
+
+    Report goes to ``<root>/reports/<run_name>/``; the split is by sample (given, or drawn by ``seed``).
+    """
+
+    dataset_uri: str = Field(..., min_length=1, description="spectra dataset (.zarr/.nc path or store URI)")
+    root: str = Field(..., min_length=1, description="storage root; the report is written under <root>/reports/")
+    run_name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="report folder name (default: evaluate-<UTC time>)"
+    )
+    analyte: str | None = Field(None, description="label variable to evaluate (default: the dataset's first label)")
+    model_dir: str | None = Field(None, description="trained neural model directory (libs_pipeline.models.load_model)")
+    test_samples: list[str] | None = Field(None, description="held-out sample ids (default: drawn by seed)")
+    test_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="share of samples held out when not given")
+    seed: int = Field(0, ge=0, description="seed of the held-out draw")
+    lines: list[dict] | None = Field(None, description="LineWindow dicts (default: features.lines.default_lines)")
+    univariate_line: str | None = Field(None, description="line name for the univariate baseline (default: first)")
+    univariate_degree: Literal[1, 2] = 1
+    pls_max_components: int = Field(10, ge=1)
+    pls_cv_splits: int = Field(5, ge=2)
+
+
 # --- trust ---
 
+
+class TrustConfig(StrictModel):
+    """Trust-score parameters: the false-flag rate to calibrate for, how parts combine, MC-dropout draws."""
+
+    target_false_flag_rate: float = Field(0.05, gt=0.0, lt=0.5)
+    combine: Literal["rms", "max"] = "rms"
+    sample_flag_fraction: float = Field(0.5, gt=0.0, le=1.0)
+    outlier_z: float = Field(5.0, gt=1.0)
+    reason_z: float = Field(3.0, gt=0.0)
+    mc_samples: int = Field(20, ge=2)
+
+
 # --- recalibration (registry / flows) ---
+
+
+class PromotionPolicy(StrictModel):
+    """When a challenger replaces the champion: RMSEP better by a margin, in-distribution flag rate on target."""
+
+    min_improvement: float = Field(0.02, ge=0.0, description="required RMSEP improvement (fraction or absolute)")
+    improvement_mode: Literal["relative", "absolute"] = Field(
+        "relative", description="relative: fraction of the champion's RMSEP; absolute: label units"
+    )
+    max_flag_rate: float = Field(
+        0.10, ge=0.0, le=1.0, description="largest fraction of held-out (in-distribution) spectra flagged untrustworthy"
+    )
+
+
+class RecalibrationConfig(StrictModel):
+    """Parameters of the recalibration flow: which data and model, the held-out split, sub-step overrides, policy.
+
+    ``training`` holds TrainingConfig fields (without the data URIs, which the flow fills in) and ``synthesis``
+    the synthesis parameters; both, with the analyte, split and seed, enter the config hash that decides
+    whether anything changed since the champion was trained.
+    """
+
+    root: str = Field("runs", description="store root: spectra/, synthetic/, models/, reports/ live under it")
+    dataset: str = Field(..., min_length=1, description="spectra dataset name in the store")
+    model_name: str | None = Field(None, description="registry name (default: the dataset name)")
+    analyte: str | None = Field(None, description="label to calibrate (default: the dataset's first label)")
+    heldout_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="share of samples held out for the comparison")
+    split_seed: int = Field(0, ge=0, description="salt of the stable per-sample held-out assignment")
+    seed: int = Field(0, ge=0, description="seed of synthesis and training")
+    synthesis: dict = Field(default_factory=dict, description="synthesis parameters (per_sample, chunk_size, ...)")
+    training: dict = Field(default_factory=dict, description="TrainingConfig overrides (max_steps, batch_size, ...)")
+    trust: TrustConfig = Field(default_factory=TrustConfig)
+    promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
+    dask_address: str | None = Field(None, description="scheduler address for synthesis (None: local)")
+
+    @property
+    def registry_name(self) -> str:
+        return self.model_name or self.dataset

@@ -1,0 +1,82 @@
+"""Ingest flow: campaign manifest -> validated, versioned spectra; publishes the validation report.
+
+Thin: ``libs_pipeline.spectra.ingest.ingest_campaign`` does the work; tasks pass only paths and version ids.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from libs_pipeline.config import IngestOptions
+from libs_pipeline.spectra.ingest import ingest_campaign
+
+REPORT_KEY = "ingest-validation-report"
+SUMMARY_KEY = "ingest-summary"
+
+
+class IngestRejectedError(RuntimeError):
+    """Every new file of the batch was rejected: no version was created."""
+
+
+@task(name="ingest-campaign")
+def ingest_task(manifest: str, store: str, name: str | None, options: IngestOptions) -> dict:
+    """Run the ingest; returns ids and paths only (version, uri, report path, status)."""
+    result = ingest_campaign(manifest, store, name=name, options=options)
+    get_run_logger().info(
+        "%s: %s -> version %s (%d spectra, %d accepted, %d skipped, %d rejected file(s))",
+        result.name, result.status, result.version, result.n_spectra, len(result.accepted), len(result.skipped),
+        len(result.rejected_files),
+    )
+    return {
+        "name": result.name,
+        "status": result.status,
+        "version": result.version,
+        "parent": result.parent,
+        "uri": result.uri,
+        "report_path": str(result.report_path),
+        "quarantine_report": str(result.quarantine_report) if result.quarantine_report else None,
+    }
+
+
+@task(name="publish-ingest-report", retries=2, retry_delay_seconds=2)
+def publish_task(report_path: str) -> list[str]:
+    """Publish the validation report (table) and the run summary (markdown) as Prefect artifacts."""
+    path = Path(report_path)
+    report = json.loads(path.read_text(encoding="utf-8"))
+    keys = ("severity", "file", "line", "column", "coordinate", "rule", "reason")
+    rows = [{k: f.get(k) for k in keys} for f in [*report["rejections"], *report["warnings"]]]
+    if not rows:
+        rows = [{k: None for k in keys} | {"severity": "ok", "reason": "no findings"}]
+    create_table_artifact(
+        table=rows,
+        key=REPORT_KEY,
+        description=f"Validation findings of {report['run']} ({report['name']}: {report['status']}); {path}",
+    )
+    create_markdown_artifact(
+        markdown=(path.parent / "ingest_summary.md").read_text(encoding="utf-8"),
+        key=SUMMARY_KEY,
+        description=f"Ingest {report['run']}",
+    )
+    return [REPORT_KEY, SUMMARY_KEY]
+
+
+@flow(name="ingest", log_prints=True)
+def ingest(
+    manifest: str,
+    store: str,
+    name: str | None = None,
+    options: IngestOptions | None = None,
+    fail_if_rejected: bool = True,
+) -> dict:
+    """Ingest a campaign manifest into ``store``; the run fails (after publishing) when nothing new could land."""
+    outcome = ingest_task(manifest, store, name, options or IngestOptions())
+    publish_task(outcome["report_path"])
+    if fail_if_rejected and outcome["status"] == "rejected":
+        raise IngestRejectedError(
+            f"{outcome['name']}: every new file was rejected; see {outcome['quarantine_report']}"
+        )
+    return outcome

@@ -1,0 +1,101 @@
+"""Predict flow: spectra -> concentration, predictive uncertainty, trust score, flag and reason (thin wiring).
+
+Tasks pass paths and ids only; the work is ``libs_pipeline.trust.prediction.run_prediction``.
+Publishes the per-sample table (and the flagged spectra) as Prefect table artifacts.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+
+ARTIFACT_ROWS = 1000
+
+
+@task(retries=2, retry_delay_seconds=2)
+def resolve_model(model: str, registry_root: str | None, name: str | None) -> str:
+    """Model directory of a path or a registered version/alias (files verified against the manifest)."""
+    from libs_pipeline.trust.prediction import resolve_model_dir
+
+    return str(resolve_model_dir(model, registry_root, name))
+
+
+@task
+def predict_spectra(model_dir: str, spectra: str, out: str, mc_samples: int, seed: int, resample: bool) -> dict:
+    """Run the prediction with trust and write both tables; returns their paths and a summary."""
+    from libs_pipeline.trust.prediction import run_prediction
+
+    run = run_prediction(model_dir, spectra, out, mc_samples=mc_samples, seed=seed, resample=resample)
+    s, p = run.tables.spectra, run.tables.samples
+    return {
+        "model_dir": str(run.model_dir),
+        "spectra_table": str(run.spectra_path),
+        "samples_table": str(run.samples_path),
+        "n_spectra": int(len(s)),
+        "n_samples": int(len(p)),
+        "spectra_flagged": int(s["flag"].sum()),
+        "samples_flagged": int(p["flag"].sum()),
+    }
+
+
+def _artifact_key(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:100] or "predictions"
+
+
+@task
+def publish_tables(summary: dict, key: str) -> list[str]:
+    """Table artifacts: every sample, and the flagged spectra (first rows); returns the artifact ids."""
+    import pandas as pd
+
+    samples = pd.read_csv(summary["samples_table"]) if summary["samples_table"].endswith(".csv") else pd.read_parquet(
+        summary["samples_table"]
+    )
+    spectra = pd.read_csv(summary["spectra_table"]) if summary["spectra_table"].endswith(".csv") else pd.read_parquet(
+        summary["spectra_table"]
+    )
+    cols = ["spectrum", "sample_id", "shot", "concentration", "uncertainty", "trust_score", "flag", "reason"]
+    flagged = spectra.loc[spectra["flag"].astype(bool), cols].head(ARTIFACT_ROWS)
+    ids = [
+        create_table_artifact(
+            key=f"{key}-samples",
+            table=samples.fillna("").to_dict(orient="records"),
+            description=f"Per-sample predictions with trust ({summary['samples_flagged']}/{summary['n_samples']} flagged)",
+        ),
+        create_table_artifact(
+            key=f"{key}-flagged-spectra",
+            table=flagged.fillna("").to_dict(orient="records"),
+            description=(
+                f"Flagged spectra ({summary['spectra_flagged']}/{summary['n_spectra']}; first {ARTIFACT_ROWS} shown); "
+                f"full table: {summary['spectra_table']}"
+            ),
+        ),
+    ]
+    return [str(i) for i in ids]
+
+
+@flow(name="predict")
+def predict_flow(
+    model: str,
+    spectra: str,
+    out: str,
+    registry_root: str | None = None,
+    name: str | None = None,
+    mc_samples: int = 20,
+    seed: int = 0,
+    resample: bool = False,
+) -> dict:
+    """Predict ``spectra`` (path or store URI) with ``model`` (directory, or version/alias of ``name`` in the
+    registry at ``registry_root``); writes ``out`` (.csv/.parquet) and ``<stem>.samples<suffix>``."""
+    logger = get_run_logger()
+    model_dir = resolve_model(model, registry_root, name)
+    summary = predict_spectra(model_dir, spectra, out, mc_samples, seed, resample)
+    summary["artifacts"] = publish_tables(summary, _artifact_key(f"predictions-{name or Path(model_dir).name}"))
+    logger.info(
+        "predicted %d spectra of %d samples: %d spectra and %d samples flagged; tables %s, %s",
+        summary["n_spectra"], summary["n_samples"], summary["spectra_flagged"], summary["samples_flagged"],
+        summary["spectra_table"], summary["samples_table"],
+    )
+    return summary

@@ -1,0 +1,241 @@
+"""One evaluation run: split by sample, fit the baselines (and load the neural model), score, write the report.
+
+``run_evaluation(config)`` writes ``<root>/reports/<run>/`` atomically (built in a temporary sibling
+folder, then renamed): ``report.md``, ``metrics.csv``, ``predictions.csv``, ``parity.png``,
+``residuals.png``, ``summary.json``. The evaluate flow and the CLI are thin wrappers around it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from libs_pipeline.baselines.pls import PLSCalibration
+from libs_pipeline.baselines.univariate import UnivariateCalibration
+from libs_pipeline.config import EvaluationConfig
+from libs_pipeline.evaluation.metrics import evaluate_methods
+from libs_pipeline.evaluation.plots import parity_plot, residual_plot
+from libs_pipeline.evaluation.report import markdown_report
+from libs_pipeline.evaluation.split import split_samples
+from libs_pipeline.features.line_features import dataset_line_features, feature_column
+from libs_pipeline.features.lines import LineWindow, resolve_lines
+from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text, publish_directory, temporary_sibling
+from libs_pipeline.spectra.dataset import label_names, sample_ids, select_samples
+
+UNIVARIATE = "univariate"
+PLS = "pls"
+NEURAL = "neural"
+
+
+@dataclass
+class EvaluationResult:
+    """What a run wrote and measured (paths are inside ``report_dir``)."""
+
+    run_name: str
+    report_dir: Path
+    report_path: Path
+    table: pd.DataFrame
+    figures: dict[str, Path]
+    predictions_path: Path
+    analyte: str
+    units: str
+    train_samples: list[str]
+    test_samples: list[str]
+    details: dict = field(default_factory=dict)
+    markdown: str = ""
+
+
+def default_run_name(now: dt.datetime | None = None) -> str:
+    """``evaluate-YYYYmmddTHHMMSSZ`` (UTC)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return f"evaluate-{now.strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def open_dataset(uri: str) -> xr.Dataset:
+    """Open a spectra dataset lazily: store URI / .zarr / .nc (via ``spectra.store.open_spectra`` when present)."""
+    try:
+        from libs_pipeline.spectra.store import open_spectra
+    except ImportError:  # the store module is optional for plain .zarr / .nc paths
+        open_spectra = None
+    try:
+        if open_spectra is not None:
+            ds = open_spectra(uri)
+        elif str(uri).endswith(".nc"):
+            ds = xr.open_dataset(uri, engine="h5netcdf", chunks={})
+        else:
+            ds = xr.open_zarr(uri)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"dataset {uri}: not found ({exc})") from exc
+    except Exception as exc:
+        raise ValueError(f"dataset {uri}: cannot be opened as a spectra dataset: {exc}") from exc
+    for var in ("intensity", "sample_id"):
+        if var not in ds:
+            raise ValueError(f"dataset {uri}: no variable {var!r} (not in the canonical spectra layout)")
+    return ds
+
+
+def _analyte(ds: xr.Dataset, analyte: str | None, uri: str) -> tuple[str, str]:
+    labels = label_names(ds)
+    if analyte is None:
+        if not labels:
+            raise ValueError(f"dataset {uri}: no label variable (attrs role='label'); nothing to evaluate")
+        analyte = labels[0]
+    if analyte not in ds:
+        raise ValueError(f"dataset {uri}: no label variable {analyte!r} (labels: {labels})")
+    return analyte, str(ds[analyte].attrs.get("units", ""))
+
+
+def _labelled(ds: xr.Dataset, analyte: str) -> xr.Dataset:
+    """Spectra whose label is known (NaN = unknown is dropped)."""
+    keep = np.flatnonzero(np.isfinite(np.asarray(ds[analyte].values, dtype=np.float64)))
+    return ds.isel(spectrum=keep)
+
+
+def _univariate_line(lines: Sequence[LineWindow], name: str | None) -> LineWindow:
+    if name is None:
+        return lines[0]
+    for line in lines:
+        if line.name == name:
+            return line
+    raise ValueError(f"univariate_line {name!r} is not one of the lines {[ln.name for ln in lines]}")
+
+
+def baseline_predictions(
+    train: xr.Dataset,
+    test: xr.Dataset,
+    analyte: str,
+    lines: Sequence[LineWindow],
+    univariate_line: str | None = None,
+    univariate_degree: int = 1,
+    pls_max_components: int = 10,
+    pls_cv_splits: int = 5,
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Per-spectrum test predictions of the univariate (shot-averaged fit) and PLS baselines, plus fit details."""
+    line = _univariate_line(lines, univariate_line)
+    column = feature_column(line, "area")
+    y_train = np.asarray(train[analyte].values, dtype=np.float64)
+    groups = np.asarray(train["sample_id"].values).astype(str)
+    area_train = dataset_line_features(train, [line])[column].to_numpy()
+    area_test = dataset_line_features(test, [line])[column].to_numpy()
+    uni = UnivariateCalibration(degree=univariate_degree).fit(area_train, y_train, groups=groups)
+    pls = PLSCalibration(max_components=pls_max_components, n_splits=pls_cv_splits).fit(
+        np.asarray(train["intensity"].values), y_train, groups
+    )
+    preds = {
+        UNIVARIATE: uni.predict(area_test),
+        PLS: pls.predict(np.asarray(test["intensity"].values)),
+    }
+    details = {
+        "univariate": {"line": line.name, "degree": univariate_degree, "coef_high_first": uni.coef_.tolist()},
+        "pls": {"n_components": pls.n_components_, "cv_rmse": pls.cv_rmse_.tolist()},
+    }
+    return preds, details
+
+
+def model_predictions(model_dir: str | Path, test: xr.Dataset, analyte: str) -> np.ndarray:
+    """The neural model's primary-task prediction per spectrum (``libs_pipeline.models`` imported only here)."""
+    try:
+        from libs_pipeline.models import load_model
+    except ImportError as exc:
+        raise RuntimeError(f"model_dir {model_dir} given but libs_pipeline.models cannot be imported: {exc}") from exc
+    model = load_model(model_dir)
+    wl = np.asarray(test["wavelength"].values, dtype=np.float64)
+    model_wl = getattr(model, "wavelength", None)
+    if model_wl is not None:
+        model_wl = np.asarray(model_wl, dtype=np.float64)
+        if model_wl.shape != wl.shape or not np.allclose(model_wl, wl, rtol=0, atol=1e-6):
+            raise ValueError(
+                f"model {model_dir}: trained on a {model_wl.size}-channel grid that differs from the dataset's "
+                f"{wl.size}-channel grid; resample the spectra first"
+            )
+    out = model.predict(np.asarray(test["intensity"].values, dtype=np.float32))
+    names = list(getattr(model, "task_names", list(out)))
+    key = analyte if analyte in out else names[0]
+    return np.asarray(out[key], dtype=np.float64).ravel()
+
+
+def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
+    """Evaluate baselines (and the neural model if ``config.model_dir``) on held-out samples; write the report."""
+    ds = open_dataset(config.dataset_uri)
+    analyte, units = _analyte(ds, config.analyte, config.dataset_uri)
+    ds = _labelled(ds, analyte)
+    if ds.sizes["spectrum"] == 0:
+        raise ValueError(f"dataset {config.dataset_uri}: no spectrum has a known {analyte!r} label")
+    lines = resolve_lines(analyte, config.lines)
+    samples = sample_ids(ds)
+    labels = dict(zip(np.asarray(ds["sample_id"].values).astype(str), np.asarray(ds[analyte].values, float)))
+    train_ids, test_ids = split_samples(samples, config.test_samples, config.test_fraction, config.seed, labels)
+    train, test = select_samples(ds, train_ids), select_samples(ds, test_ids)
+    preds, details = baseline_predictions(
+        train, test, analyte, lines, config.univariate_line, config.univariate_degree,
+        config.pls_max_components, config.pls_cv_splits,
+    )
+    if config.model_dir is not None:
+        preds[NEURAL] = model_predictions(config.model_dir, test, analyte)
+    y_true = np.asarray(test[analyte].values, dtype=np.float64)
+    test_sids = np.asarray(test["sample_id"].values).astype(str)
+    table = evaluate_methods(preds, y_true, test_sids)
+
+    run_name = config.run_name or default_run_name()
+    final_dir = Path(config.root) / "reports" / run_name
+    if final_dir.exists():
+        raise FileExistsError(f"report folder {final_dir} already exists; choose another run_name")
+    tmp = temporary_sibling(final_dir)
+    tmp.mkdir(parents=True)
+    try:
+        figures = {
+            "parity": parity_plot(preds, y_true, test_sids, tmp / "parity.png", units, f"{analyte}: predicted vs certified"),
+            "residuals": residual_plot(preds, y_true, test_sids, tmp / "residuals.png", units, f"{analyte}: residuals"),
+        }
+        frame = pd.DataFrame({"spectrum": np.asarray(test["spectrum"].values), "sample_id": test_sids, "y_true": y_true})
+        for method, p in preds.items():
+            frame[method] = p
+        atomic_write_text(tmp / "predictions.csv", frame.to_csv(index=False))
+        atomic_write_text(tmp / "metrics.csv", table.to_csv())
+        facts = {
+            "dataset": config.dataset_uri,
+            "analyte": f"{analyte} ({units})" if units else analyte,
+            "train samples": f"{len(train_ids)}: {', '.join(train_ids)}",
+            "test samples": f"{len(test_ids)}: {', '.join(test_ids)}",
+            "univariate": f"{details['univariate']['line']}, degree {config.univariate_degree}, fit on shot means",
+            "PLS": f"{details['pls']['n_components']} component(s) by GroupKFold CV (max {config.pls_max_components})",
+        }
+        if config.model_dir is not None:
+            facts["neural model"] = str(config.model_dir)
+        text = markdown_report(
+            table, f"Evaluation {run_name}", units,
+            figures={"parity plot": "parity.png", "residuals vs concentration": "residuals.png"}, facts=facts,
+        )
+        atomic_write_text(tmp / "report.md", text)
+        summary = {
+            "run_name": run_name, "analyte": analyte, "units": units, "dataset_uri": config.dataset_uri,
+            "train_samples": train_ids, "test_samples": test_ids, "details": details,
+            "config": config.model_dump(mode="json"),
+        }
+        atomic_write_json(tmp / "summary.json", summary)
+        if not publish_directory(tmp, final_dir):
+            raise FileExistsError(f"report folder {final_dir} appeared while writing; choose another run_name")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return EvaluationResult(
+        run_name=run_name,
+        report_dir=final_dir,
+        report_path=final_dir / "report.md",
+        table=table,
+        figures={k: final_dir / v.name for k, v in figures.items()},
+        predictions_path=final_dir / "predictions.csv",
+        analyte=analyte,
+        units=units,
+        train_samples=train_ids,
+        test_samples=test_ids,
+        details=details,
+        markdown=text,
+    )

@@ -1,0 +1,368 @@
+"""Lazy, chunk-wise training data over measured and synthetic spectra stores, split by sample.
+
+A source is opened lazily (zarr / netCDF / store URI / in-memory Dataset). Rows are grouped by the
+store's chunks along ``spectrum``; an epoch visits the chunks in a seeded random order, holding at
+most ``buffer_chunks`` chunks in memory, shuffling their rows and yielding fixed-size batches. So a
+synthetic store of any size is never loaded whole. Splits are by sample: the validation samples'
+measured spectra are held out and their synthetic spectra are never used for training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from torch.utils.data import IterableDataset, get_worker_info
+
+from libs_pipeline.models.normalisation import SpectrumNormaliser, TargetScaler, spectrum_totals
+from libs_pipeline.models.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_ROWS = 256
+SourceLike = str | Path | xr.Dataset
+
+
+def open_source(source: SourceLike, position: int = 0) -> tuple[str, xr.Dataset]:
+    """(name, lazily opened dataset) for a path / URI / Dataset; a clear error when it cannot be read."""
+    if isinstance(source, xr.Dataset):
+        return f"<dataset #{position}>", source
+    uri = str(source)
+    try:
+        from libs_pipeline.spectra.store import open_spectra  # the ingest helper's opener (store URIs too)
+    except ImportError:
+        open_spectra = None
+    try:
+        if open_spectra is not None:
+            ds = open_spectra(uri)
+        elif uri.endswith(".nc"):
+            ds = xr.open_dataset(uri, engine="h5netcdf", chunks={})
+        else:
+            ds = xr.open_zarr(uri)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"training source {uri}: not found ({exc})") from exc
+    except Exception as exc:
+        raise ValueError(f"training source {uri}: cannot be opened as a spectra dataset: {exc}") from exc
+    for var in ("intensity", "sample_id"):
+        if var not in ds:
+            raise ValueError(f"training source {uri}: no variable {var!r} (not in the canonical spectra layout)")
+    return uri, ds
+
+
+def chunk_rows(ds: xr.Dataset) -> int:
+    """Storage chunk length along ``spectrum`` (zarr encoding, else dask chunks, else a default)."""
+    enc = ds["intensity"].encoding.get("chunks")
+    if enc:
+        return int(enc[0])
+    if ds["intensity"].chunks:
+        return int(ds["intensity"].chunks[0][0])
+    return DEFAULT_CHUNK_ROWS
+
+
+def synthetic_mask(ds: xr.Dataset) -> np.ndarray:
+    """True for synthetic spectra (var ``synthetic``), False for measured ones."""
+    if "synthetic" in ds:
+        return np.asarray(ds["synthetic"].values, dtype=bool)
+    return np.zeros(ds.sizes["spectrum"], dtype=bool)
+
+
+def sample_parents(ds: xr.Dataset) -> list[tuple[str, ...]]:
+    """The measured sample(s) each spectrum derives from: its own id, or for synthetic spectra the
+    ``source_sample`` var ('a|b' for a sample interpolated between two references)."""
+    sids = np.asarray(ds["sample_id"].values).astype(str)
+    if "source_sample" not in ds:
+        return [(s,) for s in sids]
+    src = np.asarray(ds["source_sample"].values).astype(str)
+    syn = synthetic_mask(ds)
+    parents = []
+    for sid, source, is_synthetic in zip(sids, src, syn):
+        named = tuple(p for p in source.split("|") if p) if is_synthetic else ()
+        parents.append(named or (sid,))
+    return parents
+
+
+@dataclass
+class SourceRows:
+    """The rows of one opened source used on one side of a split, plus their (raw-unit) targets."""
+
+    name: str
+    ds: xr.Dataset
+    rows: np.ndarray
+    sample_ids: np.ndarray
+    synthetic: np.ndarray
+    chunk: int
+    targets: np.ndarray | None = None
+    totals: np.ndarray | None = None
+
+    def blocks(self) -> list[np.ndarray]:
+        """Positions into ``rows`` grouped by storage chunk (each block touches one chunk)."""
+        if self.rows.size == 0:
+            return []
+        chunk_of = self.rows // self.chunk
+        cuts = np.flatnonzero(np.diff(chunk_of)) + 1
+        return np.split(np.arange(self.rows.size), cuts)
+
+    def read(self, positions: np.ndarray) -> np.ndarray:
+        """Intensity (len(positions), m) float32 of the given positions (one contiguous slice read)."""
+        rows = self.rows[positions]
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        block = np.asarray(self.ds["intensity"].isel(spectrum=slice(lo, hi)).values, dtype=np.float32)
+        return block[rows - lo]
+
+
+@dataclass
+class SplitPlan:
+    """Training and validation rows of every source, and the samples on each side (disjoint)."""
+
+    train: list[SourceRows]
+    val: list[SourceRows]
+    train_samples: list[str]
+    val_samples: list[str]
+    wavelength: np.ndarray
+    excluded: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_train(self) -> int:
+        return int(sum(s.rows.size for s in self.train))
+
+    @property
+    def n_val(self) -> int:
+        return int(sum(s.rows.size for s in self.val))
+
+
+def split_by_sample(labels: Mapping[str, float], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Seeded, label-stratified split of sample ids: sorted by label, one validation sample drawn per bin.
+
+    The lowest- and highest-label samples stay in training (when >= 4 samples) so that validation
+    lies inside the calibrated range. Returns (train, val), each sorted.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    samples = sorted(labels, key=lambda s: (labels[s], s))
+    if val_fraction == 0.0:
+        return sorted(samples), []
+    if len(samples) < 2:
+        raise ValueError(f"cannot split {len(samples)} sample(s) into training and validation by sample")
+    candidates = samples[1:-1] if len(samples) >= 4 else samples
+    n_val = min(max(1, int(round(val_fraction * len(samples)))), len(candidates), len(samples) - 1)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5A17]))
+    bins = np.array_split(np.arange(len(candidates)), n_val)
+    val = sorted(candidates[int(rng.choice(b))] for b in bins)
+    train = sorted(s for s in samples if s not in set(val))
+    return train, val
+
+
+def _sample_labels(name: str, ds: xr.Dataset, analyte: str, mask: np.ndarray) -> dict[str, float]:
+    if analyte not in ds:
+        labels = [str(k) for k, v in ds.data_vars.items() if v.attrs.get("role") == "label"]
+        raise ValueError(f"training source {name}: no label variable {analyte!r} (labels present: {labels})")
+    values = np.asarray(ds[analyte].values, dtype=np.float64)
+    sids = np.asarray(ds["sample_id"].values).astype(str)
+    out: dict[str, float] = {}
+    for sid, value in zip(sids[mask], values[mask]):
+        if np.isfinite(value):
+            out.setdefault(str(sid), float(value))
+    return out
+
+
+def plan_split(
+    train_sources: Sequence[SourceLike],
+    analyte: str,
+    val_fraction: float,
+    seed: int,
+    val_sources: Sequence[SourceLike] | None = None,
+    use_synthetic: bool = True,
+) -> SplitPlan:
+    """Open the sources and decide, by sample, which rows train and which validate.
+
+    Training = measured spectra of training samples (+ their synthetic spectra when ``use_synthetic``);
+    validation = measured spectra of validation samples (from ``val_sources`` or split off by sample).
+    Spectra with a missing (NaN) label are left out. A sample on both sides is an error.
+    """
+    if not train_sources:
+        raise ValueError("no training sources given")
+    opened = [open_source(s, i) for i, s in enumerate(train_sources)]
+    opened_val = [open_source(s, len(opened) + i) for i, s in enumerate(val_sources or [])]
+    wavelength = np.asarray(opened[0][1]["wavelength"].values, dtype=np.float64)
+    for name, ds in opened + opened_val:
+        wl = np.asarray(ds["wavelength"].values, dtype=np.float64)
+        if wl.shape != wavelength.shape or not np.allclose(wl, wavelength, rtol=0, atol=1e-6):
+            raise ValueError(
+                f"training source {name}: wavelength grid ({wl.size} channels, {wl[0]:.4f}-{wl[-1]:.4f} nm) differs "
+                f"from the first source's ({wavelength.size} channels, {wavelength[0]:.4f}-{wavelength[-1]:.4f} nm)"
+            )
+
+    measured_labels: dict[str, float] = {}
+    for name, ds in opened:
+        measured_labels.update(_sample_labels(name, ds, analyte, ~synthetic_mask(ds)))
+    if not measured_labels:
+        raise ValueError(f"training sources hold no measured spectrum with a finite {analyte!r} label")
+
+    if opened_val:
+        val_labels: dict[str, float] = {}
+        for name, ds in opened_val:
+            val_labels.update(_sample_labels(name, ds, analyte, ~synthetic_mask(ds)))
+        overlap = sorted(set(val_labels) & set(measured_labels))
+        if overlap:
+            raise ValueError(f"samples {overlap} are in both the training and the validation sources (split by sample)")
+        train_samples, val_samples = sorted(measured_labels), sorted(val_labels)
+    else:
+        train_samples, val_samples = split_by_sample(measured_labels, val_fraction, seed)
+
+    train_set, val_set = set(train_samples), set(val_samples)
+    excluded = {"nan_label": 0, "synthetic_not_train_sample": 0, "synthetic_disabled": 0}
+
+    def rows_for(name: str, ds: xr.Dataset, keep_samples: set[str], synthetic_ok: bool) -> SourceRows:
+        parents = sample_parents(ds)
+        syn = synthetic_mask(ds)
+        finite = np.isfinite(np.asarray(ds[analyte].values, dtype=np.float64))
+        # a synthetic spectrum is used only if every measured sample it derives from is on this side
+        in_side = np.array([all(p in keep_samples for p in ps) for ps in parents], dtype=bool)
+        keep = finite & in_side & (~syn | synthetic_ok)
+        excluded["nan_label"] += int(np.sum(~finite & in_side))
+        excluded["synthetic_disabled"] += int(np.sum(syn & in_side & finite & (not synthetic_ok)))
+        rows = np.flatnonzero(keep)
+        used = np.asarray(["|".join(parents[i]) for i in rows], dtype=str)
+        return SourceRows(name, ds, rows, used, syn[rows], chunk_rows(ds))
+
+    train = [rows_for(n, ds, train_set, use_synthetic) for n, ds in opened]
+    val_pool = opened_val if opened_val else opened
+    val = [rows_for(n, ds, val_set, False) for n, ds in val_pool] if val_samples else []
+    excluded["synthetic_not_train_sample"] = sum(
+        sum(1 for flag, ps in zip(synthetic_mask(ds), sample_parents(ds)) if flag and not set(ps) <= train_set)
+        for _, ds in opened
+    )
+    train = [s for s in train if s.rows.size]
+    val = [s for s in val if s.rows.size]
+    if not train:
+        raise ValueError("no training spectra left after the split")
+    for side, other in ((train, val_set), (val, train_set)):
+        for src in side:
+            used = {p for joined in np.unique(src.sample_ids) for p in str(joined).split("|")}
+            if used & other:  # guard: the construction above makes this impossible
+                raise AssertionError(f"samples {sorted(used & other)} on both sides of the split")
+    return SplitPlan(train, val, train_samples, val_samples, wavelength, excluded)
+
+
+def compute_targets(sources: Sequence[SourceRows], tasks: TaskSet, wavelength: np.ndarray) -> Iterator[np.ndarray]:
+    """Fill each source's ``targets`` and ``totals`` chunk by chunk; yields each raw intensity block (for streaming fits)."""
+    for src in sources:
+        targets = np.empty((src.rows.size, len(tasks.names)))
+        totals = np.empty(src.rows.size)
+        for positions in src.blocks():
+            block = src.read(positions)
+            targets[positions] = tasks.targets(src.ds, src.rows[positions], block, wavelength)
+            totals[positions] = spectrum_totals(block)
+            yield block
+        src.targets, src.totals = targets, totals
+
+
+def fit_transforms(
+    plan: SplitPlan, tasks: TaskSet, method: str, scaling: str
+) -> tuple[SpectrumNormaliser, TargetScaler]:
+    """One streaming pass over the training rows (targets + input statistics) and one over validation."""
+    normaliser = SpectrumNormaliser.fit(compute_targets(plan.train, tasks, plan.wavelength), method, scaling)
+    for _ in compute_targets(plan.val, tasks, plan.wavelength):
+        pass
+    all_targets = np.concatenate([s.targets for s in plan.train])
+    all_totals = np.concatenate([s.totals for s in plan.train])
+    scaler = TargetScaler.fit(tasks.names, all_targets, tasks.log_tasks, tasks.per_total_tasks, all_totals)
+    return normaliser, scaler
+
+
+class SpectraBatches(IterableDataset):
+    """Batches ``(x (b, m) float32 normalised, y (b, n_tasks) float32 standardised)`` read chunk by chunk.
+
+    ``shuffle``: chunk order and rows within a buffer of ``buffer_chunks`` chunks are permuted with
+    a generator seeded by (seed, epoch); call ``set_epoch`` before each pass. A last partial batch
+    smaller than ``min_last_batch`` is dropped. With DataLoader workers the chunks are dealt
+    round-robin to workers.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[SourceRows],
+        normaliser: SpectrumNormaliser,
+        scaler: TargetScaler,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        buffer_chunks: int = 8,
+        min_last_batch: int = 1,
+    ) -> None:
+        super().__init__()
+        if any(s.targets is None for s in sources):
+            raise ValueError("compute_targets must run before batching (targets missing)")
+        self.sources = list(sources)
+        self.normaliser = normaliser
+        self.scaler = scaler
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.buffer_chunks = max(1, int(buffer_chunks))
+        self.min_last_batch = max(1, int(min_last_batch))
+        self.epoch = 0
+        self._blocks = [(i, pos) for i, s in enumerate(self.sources) for pos in s.blocks()]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        n = sum(s.rows.size for s in self.sources)
+        return n // self.batch_size + int(n % self.batch_size >= self.min_last_batch)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
+        order = rng.permutation(len(self._blocks)) if self.shuffle else np.arange(len(self._blocks))
+        worker = get_worker_info()
+        if worker is not None:
+            order = order[worker.id :: worker.num_workers]
+        carry_x = np.empty((0, 0), np.float32)
+        carry_y = np.empty((0, 0), np.float32)
+        for start in range(0, len(order), self.buffer_chunks):
+            xs, ys = [carry_x] if carry_x.size else [], [carry_y] if carry_y.size else []
+            for k in order[start : start + self.buffer_chunks]:
+                i, positions = self._blocks[int(k)]
+                src = self.sources[i]
+                xs.append(self.normaliser.transform(src.read(positions)))
+                ys.append(self.scaler.transform(src.targets[positions], src.totals[positions]))
+            x, y = np.concatenate(xs), np.concatenate(ys)
+            if self.shuffle:
+                perm = rng.permutation(x.shape[0])
+                x, y = x[perm], y[perm]
+            n_full = x.shape[0] // self.batch_size * self.batch_size
+            for b in range(0, n_full, self.batch_size):
+                yield torch.from_numpy(x[b : b + self.batch_size]), torch.from_numpy(y[b : b + self.batch_size])
+            carry_x, carry_y = x[n_full:], y[n_full:]
+        if carry_x.shape[0] >= self.min_last_batch:  # training asks for >= 2 (batch norm)
+            yield torch.from_numpy(carry_x), torch.from_numpy(carry_y)
+
+
+def source_fingerprint(name: str, ds: xr.Dataset) -> dict:
+    """Version record of a source: its URI, any version attrs, and a hash of sample ids, labels and grid."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(ds["wavelength"].values, dtype=np.float64).tobytes())
+    h.update("\x00".join(np.asarray(ds["sample_id"].values).astype(str)).encode())
+    labels = sorted(str(k) for k, v in ds.data_vars.items() if v.attrs.get("role") == "label")
+    for label in labels:
+        h.update(np.ascontiguousarray(ds[label].values, dtype=np.float64).tobytes())
+    h.update(str(tuple(ds["intensity"].shape)).encode())
+    version_attrs = {
+        k: (v if isinstance(v, int | float | bool) else str(v))
+        for k, v in ds.attrs.items()
+        if any(t in k.lower() for t in ("version", "hash", "id", "seed", "source"))
+    }
+    return {
+        "uri": name,
+        "n_spectra": int(ds.sizes["spectrum"]),
+        "n_synthetic": int(synthetic_mask(ds).sum()),
+        "labels": labels,
+        "attrs": version_attrs,
+        "fingerprint": h.hexdigest()[:16],
+    }

@@ -1,0 +1,341 @@
+"""Training loop (seeded, early stopping on by-sample validation, state_dict checkpoints) and the trained model.
+
+``train_model`` is the single entry point for every variant: single-task vs multitask, with or
+without synthetic augmentation, learned or fixed task weights -- all switches of ``TrainingConfig``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from libs_pipeline.config import TrainingConfig
+from libs_pipeline.features.lines import LineWindow, resolve_lines
+from libs_pipeline.models.data_loading import (
+    SourceLike,
+    SpectraBatches,
+    SplitPlan,
+    fit_transforms,
+    plan_split,
+    source_fingerprint,
+)
+from libs_pipeline.models.losses import MultitaskLoss
+from libs_pipeline.models.network import MultitaskCNN, NetworkSpec, enable_mc_dropout
+from libs_pipeline.models.normalisation import SpectrumNormaliser, TargetScaler, spectrum_totals
+from libs_pipeline.models.tasks import build_taskset
+from libs_pipeline.spectra.atomic import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+PREDICT_BATCH = 256
+
+
+@dataclass
+class TrainedModel:
+    """A trained network with everything needed to apply it: input normalisation, target scaling, tasks, grid."""
+
+    network: MultitaskCNN
+    normaliser: SpectrumNormaliser
+    scaler: TargetScaler
+    wavelength: np.ndarray
+    lines: list[dict]
+    config: TrainingConfig
+    metrics: dict[str, Any] = field(default_factory=dict)
+    data_versions: list[dict] = field(default_factory=list)
+
+    @property
+    def task_names(self) -> list[str]:
+        """Task names, primary (the analyte) first, then ``<line>:area`` and plasma tasks."""
+        return list(self.scaler.task_names)
+
+    @property
+    def analyte(self) -> str:
+        return self.task_names[0]
+
+    def line_windows(self) -> list[LineWindow]:
+        return [LineWindow.from_dict(d) for d in self.lines]
+
+    def _inputs(self, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(network input, spectrum totals) for raw spectra (n, m) or (m,)."""
+        x = np.asarray(intensity, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.wavelength.size:
+            raise ValueError(
+                f"intensity shape {np.shape(intensity)} does not match the model's wavelength grid of "
+                f"{self.wavelength.size} channels ({self.wavelength[0]:.3f}-{self.wavelength[-1]:.3f} nm)"
+            )
+        return self.normaliser.transform(x), spectrum_totals(x)
+
+    def _forward_scaled(self, x: np.ndarray) -> np.ndarray:
+        device = next(self.network.parameters()).device
+        outs = []
+        with torch.no_grad():
+            for b in range(0, x.shape[0], PREDICT_BATCH):
+                outs.append(self.network(torch.from_numpy(x[b : b + PREDICT_BATCH]).to(device)).cpu().numpy())
+        return np.concatenate(outs) if outs else np.empty((0, len(self.task_names)), np.float32)
+
+    def _as_dict(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: values[:, j] for j, name in enumerate(self.task_names)}
+
+    def predict(self, intensity: np.ndarray) -> dict[str, np.ndarray]:
+        """Deterministic prediction (dropout off) of every task in raw units, for spectra (n, m) or (m,)."""
+        x, totals = self._inputs(intensity)
+        self.network.eval()
+        return self._as_dict(self.scaler.inverse(self._forward_scaled(x), totals))
+
+    def predict_with_uncertainty(
+        self, intensity: np.ndarray, n_samples: int = 20, seed: int = 0
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """MC-dropout predictive mean and std of every task (raw units), from ``n_samples`` seeded passes."""
+        if n_samples < 2:
+            raise ValueError(f"n_samples must be >= 2 for a standard deviation, got {n_samples}")
+        x, totals = self._inputs(intensity)
+        draws = []
+        try:
+            enable_mc_dropout(self.network)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                for _ in range(n_samples):
+                    draws.append(self.scaler.inverse(self._forward_scaled(x), totals))
+        finally:
+            self.network.eval()
+        stack = np.stack(draws)
+        return self._as_dict(stack.mean(axis=0)), self._as_dict(stack.std(axis=0, ddof=1))
+
+
+def select_device(choice: str) -> torch.device:
+    """'auto' -> CUDA when available else CPU; 'cuda' without a GPU is an error."""
+    if choice == "cpu":
+        return torch.device("cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _evaluate(network: MultitaskCNN, batches: SpectraBatches, device: torch.device, n_tasks: int) -> np.ndarray:
+    """Scaled predictions and targets on a fixed batch sequence: returns per-task RMSE (standardised units)."""
+    network.eval()
+    sq = np.zeros(n_tasks)
+    count = np.zeros(n_tasks)
+    with torch.no_grad():
+        for x, y in batches:
+            pred = network(x.to(device)).cpu().numpy()
+            y = y.numpy()
+            ok = np.isfinite(y)
+            sq += np.where(ok, (pred - np.where(ok, y, 0.0)) ** 2, 0.0).sum(axis=0)
+            count += ok.sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(sq / count)
+
+
+def _save_checkpoint(directory: Path, step: int, network: MultitaskCNN, loss_fn: MultitaskLoss) -> None:
+    """Atomic state_dict checkpoint (network + loss log-variances) at ``directory/checkpoint.pt``."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"step": torch.tensor(step), "network": network.state_dict(), "loss": loss_fn.state_dict()}, buf)
+    atomic_write_bytes(directory / "checkpoint.pt", buf.getvalue())
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]train[/bold] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=True,
+    )
+
+
+def train_model(
+    train_sources: Sequence[SourceLike],
+    config: TrainingConfig,
+    val_sources: Sequence[SourceLike] | None = None,
+) -> TrainedModel:
+    """Train one model on ``train_sources`` (measured and synthetic spectra; paths, URIs or Datasets).
+
+    Validation: ``val_sources`` if given, else ``config.val_fraction`` of the measured samples (by
+    sample); early stopping on the validation RMSE of the primary task, best weights restored.
+    Without validation (val_fraction=0) it trains ``max_steps`` and keeps the final weights.
+    """
+    t0 = time.perf_counter()
+    plan = plan_split(train_sources, config.analyte, config.val_fraction, config.seed, val_sources, config.augmentation)
+    n_syn = int(sum(s.synthetic.sum() for s in plan.train))
+    if config.augmentation and n_syn == 0:
+        raise ValueError(
+            "augmentation is on but the training sources hold no synthetic spectrum of a training sample "
+            "(add a synthetic store, or set augmentation: false)"
+        )
+    lines = resolve_lines(config.analyte, config.lines)
+    tasks = build_taskset(
+        config.analyte,
+        lines,
+        config.multitask,
+        config.plasma_tasks,
+        [s.ds for s in plan.train],
+        config.log_primary,
+        areas_per_total=config.normalisation != "none",
+    )
+    normaliser, scaler = fit_transforms(plan, tasks, config.normalisation, config.channel_scaling)
+
+    seeds = np.random.SeedSequence(config.seed).generate_state(2)
+    device = select_device(config.device)
+    spec = NetworkSpec(
+        n_channels=int(plan.wavelength.size),
+        n_tasks=len(tasks.names),
+        stem_channels=config.stem_channels,
+        block_channels=tuple(config.block_channels),
+        pool=config.pool,
+        dense_units=config.dense_units,
+        head_units=config.head_units,
+        dropout=config.dropout,
+    )
+    train_batches = SpectraBatches(
+        plan.train, normaliser, scaler, config.batch_size, shuffle=True, seed=int(seeds[0]),
+        buffer_chunks=config.shuffle_buffer_chunks, min_last_batch=2,
+    )
+    val_batches = (
+        SpectraBatches(plan.val, normaliser, scaler, max(config.batch_size, 64), shuffle=False) if plan.val else None
+    )
+    loader = torch.utils.data.DataLoader(train_batches, batch_size=None, num_workers=config.num_workers)
+    checkpoint_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+
+    history: list[dict[str, Any]] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seeds[1]))
+        network = MultitaskCNN(spec).to(device)
+        loss_fn = MultitaskLoss(
+            tasks.names, config.task_weighting, config.fixed_weights, config.loss, config.huber_delta
+        ).to(device)
+        optimiser = torch.optim.AdamW(
+            [
+                {"params": network.parameters(), "weight_decay": config.weight_decay},
+                {"params": [loss_fn.log_vars], "weight_decay": 0.0},
+            ],
+            lr=config.learning_rate,
+        )
+        best = (np.inf, 0, copy.deepcopy(network.state_dict()))
+        step, epoch, stale, running = 0, 0, 0, []
+        with _progress(config.progress_bar) as progress:
+            bar = progress.add_task(f"{config.analyte} ({len(tasks.names)} tasks)", total=config.max_steps)
+            while step < config.max_steps and stale < config.patience:
+                train_batches.set_epoch(epoch)
+                for x, y in loader:
+                    network.train()
+                    pred = network(x.to(device))
+                    loss, per_task = loss_fn(pred, y.to(device))
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
+                    optimiser.step()
+                    step += 1
+                    running.append(float(loss.detach()))
+                    progress.advance(bar)
+                    if step % config.eval_every == 0 or step == config.max_steps:
+                        record: dict[str, Any] = {"step": step, "epoch": epoch, "train_loss": float(np.mean(running))}
+                        running = []
+                        if val_batches is not None:
+                            val_rmse = _evaluate(network, val_batches, device, len(tasks.names))
+                            record["val_rmse_scaled"] = {
+                                t: (float(v) if np.isfinite(v) else None) for t, v in zip(tasks.names, val_rmse)
+                            }
+                            score = float(val_rmse[0])
+                            if score < best[0] - 1e-6:
+                                best, stale = (score, step, copy.deepcopy(network.state_dict())), 0
+                                if checkpoint_dir is not None:
+                                    _save_checkpoint(checkpoint_dir, step, network, loss_fn)
+                            else:
+                                stale += 1
+                        elif checkpoint_dir is not None:
+                            _save_checkpoint(checkpoint_dir, step, network, loss_fn)
+                        history.append(record)
+                        progress.update(bar, description=f"{config.analyte} loss {record['train_loss']:.3f}")
+                    if step >= config.max_steps or stale >= config.patience:
+                        break
+                epoch += 1
+    if val_batches is not None:
+        network.load_state_dict(best[2])
+    network = network.cpu().eval()
+
+    model = TrainedModel(
+        network=network,
+        normaliser=normaliser,
+        scaler=scaler,
+        wavelength=plan.wavelength.astype(np.float64),
+        lines=[ln.to_dict() for ln in lines],
+        config=config,
+        data_versions=_data_versions(plan),
+    )
+    model.metrics = _final_metrics(model, plan, history, best, step, epoch, loss_fn, n_syn, time.perf_counter() - t0)
+    return model
+
+
+def _data_versions(plan: SplitPlan) -> list[dict]:
+    records = []
+    seen: set[str] = set()
+    for side, sources in (("train", plan.train), ("val", plan.val)):
+        for src in sources:
+            rec = source_fingerprint(src.name, src.ds)
+            rec.update({"split": side, "rows_used": int(src.rows.size)})
+            key = f"{side}:{src.name}"
+            if key not in seen:
+                seen.add(key)
+                records.append(rec)
+    return records
+
+
+def _final_metrics(
+    model: TrainedModel,
+    plan: SplitPlan,
+    history: list[dict],
+    best: tuple,
+    steps: int,
+    epochs: int,
+    loss_fn: MultitaskLoss,
+    n_syn: int,
+    seconds: float,
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "task_names": model.task_names,
+        "steps": steps,
+        "epochs": epochs,
+        "best_step": int(best[1]) if plan.val else steps,
+        "train_samples": plan.train_samples,
+        "val_samples": plan.val_samples,
+        "n_train_spectra": plan.n_train,
+        "n_train_synthetic": n_syn,
+        "n_val_spectra": plan.n_val,
+        "excluded_spectra": plan.excluded,
+        "task_weights": loss_fn.task_weights(),
+        "log_vars": {t: float(v) for t, v in zip(model.task_names, loss_fn.log_vars.detach().cpu())},
+        "history": history,
+        "seconds": round(seconds, 3),
+    }
+    if plan.val:
+        pred_parts, true_parts = [], []
+        for src in plan.val:
+            for positions in src.blocks():
+                pred_parts.append(np.column_stack(list(model.predict(src.read(positions)).values())))
+                true_parts.append(src.targets[positions])
+        pred, true = np.concatenate(pred_parts), np.concatenate(true_parts)
+        val = {}
+        for j, name in enumerate(model.task_names):
+            ok = np.isfinite(true[:, j])
+            if ok.any():
+                err = pred[ok, j] - true[ok, j]
+                val[name] = {"rmse": float(np.sqrt(np.mean(err**2))), "bias": float(np.mean(err)), "n": int(ok.sum())}
+        metrics["validation"] = val
+    return metrics

@@ -1,0 +1,89 @@
+"""Provenance facts recorded with every model version: code version, library versions, flow-run id, config hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import libs_pipeline
+
+#: Distributions whose versions decide whether a model can be reproduced (read from metadata, never imported).
+TRACKED_LIBRARIES = (
+    "libs-pipeline",
+    "numpy",
+    "scipy",
+    "pandas",
+    "xarray",
+    "zarr",
+    "torch",
+    "scikit-learn",
+    "dask",
+    "prefect",
+    "libskit",
+)
+
+#: Set this in environments without a git checkout (e.g. a container image) to record the code's commit.
+GIT_SHA_ENV = "LIBS_PIPELINE_GIT_SHA"
+
+
+def code_version() -> dict:
+    """Package version plus the git commit of the source tree when there is one (None otherwise)."""
+    info: dict = {"package_version": libs_pipeline.__version__, "git_sha": None, "git_dirty": None}
+    env_sha = os.environ.get(GIT_SHA_ENV)
+    if env_sha:
+        info["git_sha"] = env_sha.strip()
+        return info
+    source_dir = Path(libs_pipeline.__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source_dir, capture_output=True, text=True, timeout=10
+        )
+        if sha.returncode != 0:
+            return info
+        info["git_sha"] = sha.stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=source_dir,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if status.returncode == 0:
+            info["git_dirty"] = bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def library_versions(names: tuple[str, ...] = TRACKED_LIBRARIES) -> dict[str, str | None]:
+    """Installed version of each distribution (None when absent), plus the Python version."""
+    versions: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def current_flow_run_id() -> str | None:
+    """The Prefect flow-run id when called inside a flow run, else None (never imports Prefect itself)."""
+    if "prefect" not in sys.modules:
+        return os.environ.get("PREFECT__FLOW_RUN_ID") or None
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.id
+    return str(run_id) if run_id else None
+
+
+def config_hash(config: object) -> str:
+    """First 16 hex digits of sha256 over the canonical JSON of ``config`` (dict or pydantic model)."""
+    if hasattr(config, "model_dump"):
+        config = config.model_dump(mode="json")
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

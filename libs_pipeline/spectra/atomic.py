@@ -1,0 +1,54 @@
+"""Atomic writes: write to a temporary name beside the target, then rename (no half-written files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: object) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def temporary_sibling(path: str | Path) -> Path:
+    """A fresh hidden name in the same directory as ``path`` (same filesystem, so rename is atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+
+
+def publish_directory(tmp_dir: str | Path, final_dir: str | Path) -> bool:
+    """Rename a fully written ``tmp_dir`` to ``final_dir``; returns False (and removes tmp) if it exists."""
+    tmp_dir, final_dir = Path(tmp_dir), Path(final_dir)
+    try:
+        os.rename(tmp_dir, final_dir)
+    except OSError:
+        if final_dir.exists():
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            return False
+        raise
+    return True

@@ -1,0 +1,567 @@
+"""Ingest a campaign: read every file the manifest names, validate, archive, merge into a new store version.
+
+A file is the unit of acceptance: a file with any error is copied to ``<root>/quarantine/<run>/`` (with
+``report.json``) and the valid files of the batch still land. Files already in the dataset (same sha256)
+are skipped, so re-ingesting is a no-op. Nothing here raises for bad input; an exception means a crash,
+and a crash leaves the previous version and LATEST untouched (the store writes temp-then-rename).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from libs_pipeline.config import IngestOptions
+from libs_pipeline.spectra.archive import RawArchive, source_sha256, source_size
+from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text
+from libs_pipeline.spectra.campaign_manifest import (
+    CampaignManifest,
+    ManifestEntry,
+    ManifestError,
+    read_campaign_manifest,
+)
+from libs_pipeline.spectra.dataset import SCHEMA_VERSION, label_names, make_spectra_dataset
+from libs_pipeline.spectra.findings import FileRejected, Finding, Rejection, capped
+from libs_pipeline.spectra.quarantine import Quarantine
+from libs_pipeline.spectra.readers import SHOT_COLUMNS, SpectraBlock, read_source
+from libs_pipeline.spectra.schemas import is_safe_id, label_column, saturated_channels, validate_spectra
+from libs_pipeline.spectra.store import SpectraStore
+
+PROVENANCE_VAR = "source_sha256"
+GRID_ATOL_NM = 1e-9
+"""Two grids are the same grid when every channel agrees within this (absorbs float parsing noise only)."""
+
+
+@dataclass
+class IngestResult:
+    """Outcome of one ingest run; ``version`` is the dataset's LATEST after the run (None: no version exists)."""
+
+    version: str | None
+    name: str
+    n_spectra: int
+    accepted: list[str]
+    rejected: list[Rejection]
+    report_path: Path | None
+    changed: bool
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+    run_id: str = ""
+    parent: str | None = None
+    n_new_spectra: int = 0
+    quarantine_report: Path | None = None
+    uri: str | None = None
+
+    @property
+    def status(self) -> str:
+        """'created' (all files landed), 'partial' (some rejected), 'rejected' (none landed), 'unchanged'."""
+        if self.changed:
+            return "partial" if self.rejected else "created"
+        return "rejected" if self.rejected else "unchanged"
+
+    @property
+    def rejected_files(self) -> list[str]:
+        return list(dict.fromkeys(r.file for r in self.rejected))
+
+    def report_rows(self) -> list[dict]:
+        """The validation report as table rows: severity, file, line, column, coordinate, rule, reason."""
+        keys = ("severity", "file", "line", "column", "coordinate", "rule", "reason")
+        rows = [{k: getattr(f, k) for k in keys} for f in [*self.rejected, *self.warnings]]
+        return rows
+
+    def to_dict(self) -> dict:
+        return {
+            "run": self.run_id,
+            "name": self.name,
+            "status": self.status,
+            "version": self.version,
+            "parent": self.parent,
+            "changed": self.changed,
+            "uri": self.uri,
+            "n_spectra": self.n_spectra,
+            "n_new_spectra": self.n_new_spectra,
+            "accepted": self.accepted,
+            "skipped": self.skipped,
+            "rejected_files": self.rejected_files,
+            "rejections": [r.to_dict() for r in self.rejected],
+            "warnings": [w.to_dict() for w in self.warnings],
+            "quarantine_report": str(self.quarantine_report) if self.quarantine_report else None,
+        }
+
+    def summary_markdown(self) -> str:
+        lines = [
+            f"# Ingest `{self.name}`: {self.status}",
+            "",
+            f"- run: `{self.run_id}`",
+            f"- version: `{self.version}` (parent `{self.parent}`), changed: {self.changed}",
+            f"- spectra in version: {self.n_spectra} ({self.n_new_spectra} new)",
+            f"- files accepted: {len(self.accepted)}, skipped (already ingested): {len(self.skipped)}, "
+            f"rejected: {len(self.rejected_files)}, warnings: {len(self.warnings)}",
+        ]
+        if self.rejected:
+            lines += ["", "## Rejected", "", *[f"- {r}" for r in self.rejected]]
+        if self.quarantine_report:
+            lines += ["", f"Quarantine report: `{self.quarantine_report}`"]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class _Part:
+    """Accepted new spectra of one source file, already on the dataset grid."""
+
+    file: str
+    path: Path
+    sha256: str
+    size: int
+    reader: str
+    intensity: np.ndarray
+    sample_id: np.ndarray
+    shot: np.ndarray
+    labels: dict[str, np.ndarray]
+    entries: list[ManifestEntry]
+    info: dict
+
+
+@dataclass
+class _State:
+    """What the dataset already holds (LATEST plus files accepted earlier in this run)."""
+
+    grid: np.ndarray | None = None
+    label_units: dict[str, str] = field(default_factory=dict)
+    sample_labels: dict[str, dict[str, float]] = field(default_factory=dict)
+    max_shot: dict[str, int] = field(default_factory=dict)
+    known_sha: dict[str, str] = field(default_factory=dict)
+    batch_sha: dict[str, str] = field(default_factory=dict)
+    old: xr.Dataset | None = None
+    old_manifest: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, store: SpectraStore, name: str, version: str | None) -> _State:
+        state = cls()
+        if version is None:
+            return state
+        old = store.open(name, version).load()
+        state.old = old
+        state.old_manifest = store.manifest(name, version)
+        state.grid = np.asarray(old["wavelength"].values, dtype=np.float64)
+        sids = np.asarray(old["sample_id"].values).astype(str)
+        labels = label_names(old)
+        state.label_units = {k: str(old[k].attrs["units"]) for k in labels}
+        for sid in np.unique(sids):
+            idx = np.flatnonzero(sids == sid)
+            state.sample_labels[str(sid)] = {k: float(old[k].values[idx[0]]) for k in labels}
+            state.max_shot[str(sid)] = int(np.max(old["shot"].values[idx]))
+        for src in state.old_manifest.get("sources", []):
+            state.known_sha[src["sha256"]] = src.get("file", "")
+        if PROVENANCE_VAR in old:
+            for sha in np.unique(np.asarray(old[PROVENANCE_VAR].values).astype(str)):
+                state.known_sha.setdefault(str(sha), "")
+        return state
+
+
+def _new_run_id() -> str:
+    return f"ingest-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def default_dataset_name(manifest_path: str | Path) -> str:
+    """A safe dataset name from the manifest's file stem."""
+    stem = re.sub(r"[^A-Za-z0-9._+-]", "_", Path(manifest_path).stem).lstrip("._+-")
+    return stem[:120] or "dataset"
+
+
+def _same_label(a: float, b: float) -> bool:
+    return (np.isnan(a) and np.isnan(b)) or a == b
+
+
+def _locate(block: SpectraBlock, file: str, failure, sample_id: np.ndarray, shot: np.ndarray) -> Finding:
+    """Turn a schema failure with array positions into a finding with line/column in the source file."""
+    line = column = None
+    coordinate = None
+    if failure.position is not None and failure.dims:
+        pos = dict(zip(failure.dims, failure.position))
+        s, c = pos.get("spectrum"), pos.get("wavelength")
+        line, column = block.locate(s, c)
+        parts = []
+        if s is not None:
+            parts.append(f"spectrum {s} (sample {sample_id[s]}, shot {shot[s]})")
+        if c is not None:
+            parts.append(f"channel {c}, wavelength {block.wavelength[c]:.6g} nm")
+        coordinate = ", ".join(parts) or None
+    elif failure.dims:
+        coordinate = failure.variable
+    return Finding(file, failure.rule, f"{failure.variable}: {failure.reason}", line=line, column=column, coordinate=coordinate)
+
+
+def _grid_mismatch(block: SpectraBlock, file: str, grid: np.ndarray) -> Finding:
+    wl = block.wavelength
+    if wl.shape != grid.shape:
+        return Finding(
+            file, "grid_mismatch",
+            f"{wl.size} channels {wl[0]:.6g}-{wl[-1]:.6g} nm but the dataset grid has {grid.size} channels "
+            f"{grid[0]:.6g}-{grid[-1]:.6g} nm (use resample to interpolate onto the dataset grid)",
+        )
+    j = int(np.flatnonzero(np.abs(wl - grid) > GRID_ATOL_NM)[0])
+    line, column = block.locate(None, j)
+    return Finding(
+        file, "grid_mismatch",
+        f"wavelength {wl[j]!r} nm at channel {j} differs from the dataset grid ({grid[j]!r} nm); max difference "
+        f"{np.max(np.abs(wl - grid)):.3g} nm (use resample to interpolate onto the dataset grid)",
+        line=line, column=column, coordinate=f"channel {j}",
+    )
+
+
+def _resample(intensity: np.ndarray, wl: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Linear interpolation of every spectrum onto ``grid`` (float64 arithmetic, float32 result)."""
+    out = np.empty((intensity.shape[0], grid.size), dtype=np.float32)
+    for i, row in enumerate(intensity):
+        out[i] = np.interp(grid, wl, row.astype(np.float64))
+    return out
+
+
+def _ingest_file(
+    path: Path,
+    file: str,
+    entries: list[ManifestEntry],
+    state: _State,
+    options: IngestOptions,
+    warnings: list[Finding],
+) -> _Part | str:
+    """Read, check and convert one file; returns its part, 'skipped', or raises FileRejected."""
+    if not path.exists():
+        raise FileRejected([Finding(file, "file_not_found", f"no such file: {path}")])
+    size = source_size(path)
+    limit = options.max_file_mb * 1024 * 1024
+    if size > limit:
+        raise FileRejected(
+            [Finding(file, "file_too_large", f"{size / 1048576:.3f} MB exceeds the limit of {options.max_file_mb:g} MB")]
+        )
+    sha = source_sha256(path)
+    if sha in state.known_sha:
+        return "skipped"
+    if sha in state.batch_sha:
+        raise FileRejected(
+            [Finding(file, "duplicate_content", f"same bytes as {state.batch_sha[sha]!r} earlier in this manifest")]
+        )
+    reader = entries[0].reader
+    if len({e.reader for e in entries}) > 1:
+        raise FileRejected([Finding(file, "ambiguous_reader", f"entries name different readers {sorted({e.reader for e in entries})}")])
+    block = read_source(path, reader, file, options.max_problems_per_rule)
+    n = block.intensity.shape[0]
+    by_sample = {e.sample_id: e for e in entries}
+
+    # which sample each spectrum belongs to
+    if reader == SHOT_COLUMNS or block.sample_id is None:
+        if len(entries) != 1:
+            rule = "ambiguous_sample" if reader == SHOT_COLUMNS else "missing_sample_column"
+            raise FileRejected(
+                [Finding(file, rule, f"the manifest maps this file to {len(entries)} samples "
+                         f"({', '.join(sorted(by_sample))}) but the file does not say which spectrum is which")]
+            )
+        sample_id = np.full(n, entries[0].sample_id, dtype=object).astype(str)
+    else:
+        sample_id = block.sample_id
+        unknown = [i for i in range(n) if sample_id[i] not in by_sample]
+        if unknown:
+            raise FileRejected(
+                capped(
+                    [Finding(file, "unknown_sample",
+                             f"sample id {sample_id[i]!r} is not listed in the manifest for this file",
+                             line=block.locate(i, None)[0], coordinate=f"spectrum {i}") for i in unknown],
+                    options.max_problems_per_rule,
+                )
+            )
+        for sid in sorted(set(by_sample) - set(sample_id.tolist())):
+            warnings.append(Finding(file, "sample_not_in_file", f"manifest lists sample {sid!r} but the file has no spectra of it",
+                                    severity="warning"))
+
+    # shot numbers: from the file, else running index per sample; unique per sample in the dataset
+    if block.shot is not None:
+        shot = block.shot.copy()
+    else:
+        shot = np.zeros(n, dtype=np.int64)
+        for sid in np.unique(sample_id):
+            idx = np.flatnonzero(sample_id == sid)
+            shot[idx] = np.arange(idx.size)
+    findings: list[Finding] = []
+    offsets: dict[str, int] = {}
+    for sid in np.unique(sample_id):
+        idx = np.flatnonzero(sample_id == sid)
+        if len(np.unique(shot[idx])) != idx.size:
+            findings.append(Finding(file, "duplicate_shot", f"sample {sid!r} has repeated shot numbers"))
+        if sid in state.max_shot:
+            offsets[str(sid)] = state.max_shot[sid] + 1 - int(shot[idx].min())
+            shot[idx] += offsets[str(sid)]
+
+    # labels: units must match the dataset; a sample already present must keep its labels
+    label_set = sorted(set(state.label_units) | {k for e in entries for k in e.labels})
+    for e in entries:
+        for k, (value, unit) in e.labels.items():
+            if state.label_units.get(k, unit) != unit:
+                findings.append(Finding(file, "unit_mismatch",
+                                        f"sample {e.sample_id!r}: label {k} in {unit} but the dataset stores {k} in {state.label_units[k]}"))
+        if e.sample_id in state.sample_labels:
+            old = state.sample_labels[e.sample_id]
+            new = {k: e.labels.get(k, (np.nan, ""))[0] for k in label_set}
+            diff = [k for k in label_set if not _same_label(old.get(k, np.nan), new[k])]
+            if diff:
+                findings.append(Finding(file, "label_conflict",
+                                        f"sample {e.sample_id!r} is already in the dataset with different labels "
+                                        f"({', '.join(f'{k}: {old.get(k, np.nan)} vs {new[k]}' for k in diff)})"))
+    if findings:
+        raise FileRejected(findings)
+    units = {k: state.label_units.get(k) or next(e.labels[k][1] for e in entries if k in e.labels) for k in label_set}
+    labels = {
+        k: np.asarray([by_sample[s].labels.get(k, (np.nan, ""))[0] for s in sample_id], dtype=np.float64)
+        for k in label_set
+    }
+
+    # pandera validation of the file's spectra, failures located in the file
+    candidate = make_spectra_dataset(
+        block.intensity, block.wavelength, sample_id, shot,
+        labels={k: (labels[k], units[k]) for k in label_set},
+    )
+    failures = validate_spectra(candidate, options.dark_tolerance, limit=options.max_problems_per_rule)
+    if failures:
+        raise FileRejected(
+            capped([_locate(block, file, f, sample_id, shot) for f in failures], options.max_problems_per_rule)
+        )
+
+    # one common grid per dataset
+    intensity = block.intensity
+    info: dict = {}
+    if state.grid is None:
+        state.grid = block.wavelength.copy()
+    elif block.wavelength.shape == state.grid.shape and np.allclose(block.wavelength, state.grid, rtol=0.0, atol=GRID_ATOL_NM):
+        pass
+    elif options.resample:
+        wl, grid = block.wavelength, state.grid
+        if wl[0] > grid[0] + GRID_ATOL_NM or wl[-1] < grid[-1] - GRID_ATOL_NM:
+            raise FileRejected([Finding(file, "grid_coverage",
+                                        f"grid {wl[0]:.6g}-{wl[-1]:.6g} nm does not cover the dataset grid "
+                                        f"{grid[0]:.6g}-{grid[-1]:.6g} nm; cannot resample without extrapolating")])
+        intensity = _resample(intensity, wl, grid)
+        info["resampled"] = {
+            "method": "linear",
+            "from_channels": int(wl.size),
+            "from_range_nm": [float(wl[0]), float(wl[-1])],
+            "to_channels": int(grid.size),
+        }
+        warnings.append(Finding(file, "resampled", f"{wl.size} channels linearly resampled onto the dataset grid "
+                                f"({grid.size} channels)", severity="warning"))
+    else:
+        raise FileRejected([_grid_mismatch(block, file, state.grid)])
+
+    # saturation: a warning, not a rejection
+    if options.saturation_level is not None:
+        counts = saturated_channels(intensity, options.saturation_level, options.saturation_margin)
+        info["saturated_channels"] = counts.astype(int).tolist()
+        threshold = options.saturation_level * (1 - options.saturation_margin)
+        for i in np.flatnonzero(counts):
+            line, column = block.locate(int(i), None)
+            warnings.append(Finding(
+                file, "saturation",
+                f"{int(counts[i])} channels at or above {threshold:g} counts (saturation level {options.saturation_level:g})",
+                line=line, column=column, coordinate=f"spectrum {i} (sample {sample_id[i]}, shot {shot[i]})",
+                severity="warning",
+            ))
+
+    # commit to the running state
+    state.batch_sha[sha] = file
+    for k in label_set:
+        state.label_units.setdefault(k, units[k])
+    for sid in np.unique(sample_id):
+        idx = np.flatnonzero(sample_id == sid)
+        state.max_shot[str(sid)] = int(shot[idx].max())
+        state.sample_labels.setdefault(str(sid), {k: float(labels[k][idx[0]]) for k in label_set})
+    if offsets:
+        info["shot_offset"] = offsets
+    return _Part(file, path, sha, size, reader, intensity, sample_id, shot, labels, entries, info)
+
+
+def _merge(state: _State, parts: list[_Part], name: str) -> xr.Dataset:
+    """LATEST + the new parts as one dataset in the canonical layout (new spectrum ids follow the old ones)."""
+    old = state.old
+    intensities = [p.intensity for p in parts]
+    sids = [p.sample_id for p in parts]
+    shots = [p.shot for p in parts]
+    shas = [np.full(p.sample_id.size, p.sha256, dtype="<U64") for p in parts]
+    n_new = sum(p.sample_id.size for p in parts)
+    label_set = list(state.label_units)
+    attrs = {"schema_version": SCHEMA_VERSION, "name": name}
+    if old is not None:
+        attrs = {**{k: v for k, v in old.attrs.items() if k != "version"}, **attrs}
+        start = int(old["spectrum"].values.max()) + 1 if old.sizes["spectrum"] else 0
+        ids = np.concatenate([old["spectrum"].values.astype(np.int64), np.arange(start, start + n_new, dtype=np.int64)])
+        intensities.insert(0, np.asarray(old["intensity"].values, dtype=np.float32))
+        sids.insert(0, np.asarray(old["sample_id"].values).astype(str))
+        shots.insert(0, np.asarray(old["shot"].values, dtype=np.int64))
+        old_sha = (np.asarray(old[PROVENANCE_VAR].values).astype(str) if PROVENANCE_VAR in old
+                   else np.full(old.sizes["spectrum"], "", dtype="<U64"))
+        shas.insert(0, old_sha)
+    else:
+        ids = np.arange(n_new, dtype=np.int64)
+    labels = {}
+    for k in label_set:
+        cols = [p.labels.get(k, np.full(p.sample_id.size, np.nan)) for p in parts]
+        if old is not None:
+            cols.insert(0, old[k].values if k in old else np.full(old.sizes["spectrum"], np.nan))
+        labels[k] = (np.concatenate(cols).astype(np.float64), state.label_units[k])
+    ds = make_spectra_dataset(
+        np.concatenate(intensities, axis=0),
+        state.grid,
+        np.concatenate(sids),
+        np.concatenate(shots),
+        labels=labels,
+        spectrum=ids,
+        attrs=attrs,
+    )
+    ds[PROVENANCE_VAR] = ("spectrum", np.concatenate(shas).astype(str),
+                          {"role": "provenance", "description": "sha256 of the source file, archived as raw/<sha256>"})
+    return ds
+
+
+def _sample_table(state: _State, parts: list[_Part], ds: xr.Dataset) -> list[dict]:
+    """Per-sample records for the version manifest: files, matrix, spectra count, ``<El>_<unit>`` labels."""
+    rows: dict[str, dict] = {r["sample_id"]: dict(r) for r in state.old_manifest.get("samples", [])}
+    for p in parts:
+        for e in p.entries:
+            if e.sample_id not in set(p.sample_id.tolist()):
+                continue
+            row = rows.setdefault(e.sample_id, {"sample_id": e.sample_id, "file": "", "matrix": e.matrix})
+            files = [f for f in row["file"].split(";") if f]
+            if p.file not in files:
+                files.append(p.file)
+            row["file"] = ";".join(files)
+            for k, (value, unit) in e.labels.items():
+                row[label_column(k, unit)] = value
+    sids = np.asarray(ds["sample_id"].values).astype(str)
+    for sid, row in rows.items():
+        row["n_spectra"] = int(np.count_nonzero(sids == sid))
+        row.setdefault("matrix", None)
+    return list(rows.values())
+
+
+def ingest_campaign(
+    manifest_path: str | Path,
+    store_root: str | Path,
+    name: str | None = None,
+    options: IngestOptions | None = None,
+) -> IngestResult:
+    """Ingest every file of a campaign manifest into ``<store_root>`` as dataset ``name`` (see module docstring)."""
+    options = options or IngestOptions()
+    manifest_path = Path(manifest_path)
+    store = SpectraStore(store_root)
+    run_id = _new_run_id()
+    quarantine = Quarantine(store.root, run_id)
+    warnings: list[Finding] = []
+    rejected: list[Finding] = []
+
+    try:
+        manifest: CampaignManifest | None = read_campaign_manifest(manifest_path)
+    except ManifestError as exc:
+        manifest = None
+        rejected.append(exc.finding)
+    ds_name = name or (manifest.name if manifest else None) or default_dataset_name(manifest_path)
+    if manifest is not None and not is_safe_id(ds_name):
+        rejected.append(Finding(manifest_path.name, "unsafe_name",
+                                f"dataset name {ds_name!r} is not a safe id (letters, digits, . _ + -; no '/', no '..')"))
+        manifest = None
+    if manifest is None:
+        quarantine.add(manifest_path if manifest_path.is_file() else None, rejected)
+        version = store.latest(ds_name) if is_safe_id(ds_name) else None
+        result = IngestResult(version, ds_name, _n_spectra(store, ds_name, version), [], rejected, None, False,
+                              run_id=run_id, parent=version, quarantine_report=quarantine.write_report(str(manifest_path)))
+        result.report_path = _write_run_report(store, result)
+        return result
+
+    accepted: list[str] = []
+    skipped: list[str] = []
+    with store.lock(ds_name):
+        parent = store.latest(ds_name)
+        state = _State.load(store, ds_name, parent)
+        groups: dict[object, list[ManifestEntry]] = {}
+        for e in manifest.entries:
+            groups.setdefault(e.path if e.path is not None else ("unsafe", e.row), []).append(e)
+        parts: list[_Part] = []
+        for key, entries in groups.items():
+            file = entries[0].file or manifest_path.name
+            bad = [f for e in entries for f in e.findings]
+            try:
+                if bad:
+                    raise FileRejected(bad)
+                outcome = _ingest_file(entries[0].path, file, entries, state, options, warnings)
+            except FileRejected as exc:
+                findings = capped(exc.findings, options.max_problems_per_rule)
+                rejected.extend(findings)
+                quarantine.add(entries[0].path, findings)
+                continue
+            if outcome == "skipped":
+                skipped.append(file)
+                for e in entries:
+                    stored = state.sample_labels.get(e.sample_id, {})
+                    if any(not _same_label(stored.get(k, np.nan), v) for k, (v, _) in e.labels.items()):
+                        warnings.append(Finding(file, "labels_differ", f"already ingested; the manifest's labels for "
+                                                f"{e.sample_id!r} differ from the stored ones, which are kept",
+                                                severity="warning"))
+            else:
+                parts.append(outcome)
+                accepted.append(file)
+
+        version = parent
+        if parts:
+            archive = RawArchive(store.root)
+            for p in parts:
+                archive.put(p.path, expected_sha256=p.sha256)
+            manifest_sha = archive.put(manifest_path)
+            ds = _merge(state, parts, ds_name)
+            sources = list(state.old_manifest.get("sources", []))
+            for p in parts:
+                sources.append({
+                    "file": p.file, "path": str(p.path), "sha256": p.sha256, "raw": f"raw/{p.sha256}",
+                    "size_bytes": p.size, "reader": p.reader, "n_spectra": int(p.sample_id.size),
+                    "samples": sorted(set(p.sample_id.tolist())), "run": run_id,
+                    "campaign_manifest": {"file": manifest_path.name, "sha256": manifest_sha}, **p.info,
+                })
+            readers = sorted({s["reader"] for s in sources})
+            version = store.write_version(
+                ds_name, ds, sources, reader=",".join(readers),
+                extra={
+                    "samples": _sample_table(state, parts, ds),
+                    "run": run_id,
+                    "ingest_options": options.model_dump(),
+                    "labels": {k: state.label_units[k] for k in state.label_units},
+                    "warnings": [w.to_dict() for w in warnings],
+                },
+                chunk_spectra=options.chunk_spectra,
+            )
+    if rejected:
+        quarantine.add(manifest_path, [])
+    result = IngestResult(
+        version=version, name=ds_name, n_spectra=_n_spectra(store, ds_name, version), accepted=accepted,
+        rejected=rejected, report_path=None, changed=version != parent, skipped=skipped, warnings=warnings,
+        run_id=run_id, parent=parent, n_new_spectra=sum(int(p.sample_id.size) for p in parts) if version != parent else 0,
+        quarantine_report=quarantine.write_report(str(manifest_path)),
+        uri=store.uri(ds_name, version) if version else None,
+    )
+    result.report_path = _write_run_report(store, result)
+    return result
+
+
+def _n_spectra(store: SpectraStore, name: str, version: str | None) -> int:
+    if version is None:
+        return 0
+    return int(store.manifest(name, version)["counts"]["n_spectra"])
+
+
+def _write_run_report(store: SpectraStore, result: IngestResult) -> Path:
+    """``<root>/reports/<run>/ingest_report.json`` (+ ``ingest_summary.md``): what happened, file by file."""
+    d = store.root / "reports" / result.run_id
+    path = d / "ingest_report.json"
+    atomic_write_json(path, result.to_dict())
+    atomic_write_text(d / "ingest_summary.md", result.summary_markdown())
+    return path

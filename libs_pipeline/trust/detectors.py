@@ -1,0 +1,106 @@
+"""The detectors people use instead of our trust score, for comparison on the same sets.
+
+- distance of a spectrum to the training set in PLS score space: Hotelling T² and Q (squared residual
+  of the PLS reconstruction), on total-intensity-normalised spectra as in the PLS baseline;
+- the network's per-spectrum predictive uncertainty (MC-dropout std), see ``predictive_std_score``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from sklearn.cross_decomposition import PLSRegression
+from sklearn.model_selection import GroupKFold
+
+
+def normalise_total(intensity: np.ndarray) -> np.ndarray:
+    """Divide each spectrum by its total intensity (the usual LIBS normalisation before PLS)."""
+    x = np.asarray(intensity, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"intensity must be 2-D (spectra, channels), got shape {x.shape}")
+    total = x.sum(axis=1, keepdims=True)
+    return x / np.where(np.abs(total) > 0, total, 1.0)
+
+
+def select_pls_components(
+    intensity: np.ndarray, y: np.ndarray, groups: np.ndarray, max_components: int = 10
+) -> int:
+    """Number of PLS components with the lowest GroupKFold (by sample) RMSE."""
+    x = normalise_total(intensity)
+    y = np.asarray(y, dtype=np.float64)
+    groups = np.asarray(groups)
+    n_groups = len(np.unique(groups))
+    if n_groups < 3:
+        raise ValueError(f"select_pls_components: need >= 3 samples for group cross-validation, got {n_groups}")
+    n_splits = min(5, n_groups)
+    limit = max(1, min(max_components, x.shape[1], int(x.shape[0] * (n_splits - 1) / n_splits) - 1))
+    errors = []
+    for k in range(1, limit + 1):
+        sq = 0.0
+        for train, test in GroupKFold(n_splits=n_splits).split(x, y, groups):
+            model = PLSRegression(n_components=k, scale=False).fit(x[train], y[train])
+            sq += float(np.sum((model.predict(x[test]).reshape(-1) - y[test]) ** 2))
+        errors.append(np.sqrt(sq / y.size))
+    return int(np.argmin(errors)) + 1
+
+
+class PLSDistanceDetector:
+    """Hotelling T² and Q residual of spectra relative to the PLS model fitted on the training spectra."""
+
+    def __init__(self, n_components: int = 5) -> None:
+        if n_components < 1:
+            raise ValueError(f"n_components must be >= 1, got {n_components}")
+        self.n_components = n_components
+        self._pls: PLSRegression | None = None
+        self._score_var: np.ndarray | None = None
+
+    def fit(self, intensity: np.ndarray, y: np.ndarray) -> PLSDistanceDetector:
+        x = normalise_total(intensity)
+        y = np.asarray(y, dtype=np.float64)
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"intensity has {x.shape[0]} spectra but y has {y.shape[0]} values")
+        k = min(self.n_components, x.shape[0] - 1, x.shape[1])
+        self._pls = PLSRegression(n_components=k, scale=False).fit(x, y)
+        t = self._pls.transform(x)
+        self._score_var = np.maximum(np.var(t, axis=0, ddof=1), np.finfo(np.float64).tiny)
+        return self
+
+    def _check(self) -> PLSRegression:
+        if self._pls is None:
+            raise RuntimeError("PLSDistanceDetector is not fitted; call fit() first")
+        return self._pls
+
+    def t2(self, intensity: np.ndarray) -> np.ndarray:
+        """Hotelling T²: squared Mahalanobis distance in PLS score space."""
+        pls = self._check()
+        t = pls.transform(normalise_total(intensity))
+        return np.sum(t**2 / self._score_var, axis=1)
+
+    def q(self, intensity: np.ndarray) -> np.ndarray:
+        """Q (SPE): squared norm of what the PLS scores do not reconstruct."""
+        pls = self._check()
+        x = normalise_total(intensity)
+        x_hat = pls.inverse_transform(pls.transform(x))
+        return np.sum((x - x_hat) ** 2, axis=1)
+
+
+def combined_t2_q(t2: np.ndarray, q: np.ndarray, t2_ref: np.ndarray, q_ref: np.ndarray, rate: float = 0.05) -> np.ndarray:
+    """max(T²/T²_limit, Q/Q_limit), limits = (1 - rate) quantiles on in-distribution reference data."""
+    t2_lim = float(np.quantile(np.asarray(t2_ref, dtype=np.float64), 1 - rate))
+    q_lim = float(np.quantile(np.asarray(q_ref, dtype=np.float64), 1 - rate))
+    if t2_lim <= 0 or q_lim <= 0:
+        raise ValueError("combined_t2_q: reference limits must be positive")
+    return np.maximum(np.asarray(t2) / t2_lim, np.asarray(q) / q_lim)
+
+
+def predictive_std_score(std: Mapping[str, np.ndarray] | np.ndarray, analyte: str | None = None) -> np.ndarray:
+    """The per-spectrum predictive std of the analyte (MC dropout / ensemble) used as an OOD score."""
+    if isinstance(std, Mapping):
+        if analyte is None or analyte not in std:
+            raise ValueError(f"predictive_std_score: analyte {analyte!r} not in std keys {sorted(std)}")
+        std = std[analyte]
+    s = np.asarray(std, dtype=np.float64).reshape(-1)
+    if (s < 0).any():
+        raise ValueError("predictive_std_score: negative standard deviations")
+    return s

@@ -1,0 +1,103 @@
+"""Figures of the trust evaluation (PNG): score distributions per scenario, ROC curves against the comparison detectors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import io
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from libs_pipeline.spectra.atomic import atomic_write_bytes
+from libs_pipeline.trust.ood_evaluation import auroc, roc_curve
+
+SEVERITY_COLOURS = {"mild": "tab:orange", "strong": "tab:red"}
+
+
+def _save(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Render on an Agg canvas (no pyplot state, safe in threads) and write the PNG atomically."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = min(3, max(1, n))
+    return (n + cols - 1) // cols, cols
+
+
+def _log_scores(s: np.ndarray, cap: float) -> np.ndarray:
+    s = np.asarray(s, dtype=np.float64)
+    return np.log10(np.clip(np.where(np.isfinite(s), s, cap), 1e-3, cap))
+
+
+def plot_score_distributions(
+    reference: np.ndarray,
+    scenarios: Mapping[str, Mapping[str, np.ndarray]],
+    threshold: float,
+    path: str | Path,
+    title: str = "trust score",
+) -> Path:
+    """One panel per scenario: histograms (log10 score) of in-distribution vs mild vs strong, threshold line."""
+    names = list(scenarios)
+    if not names:
+        raise ValueError("plot_score_distributions: no scenarios")
+    finite = np.concatenate(
+        [np.asarray(reference, float)] + [np.asarray(v, float) for sev in scenarios.values() for v in sev.values()]
+    )
+    cap = float(np.nanmax(finite[np.isfinite(finite)])) * 1.5 if np.isfinite(finite).any() else 10.0
+    rows, cols = _grid(len(names))
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    ref = _log_scores(reference, cap)
+    for ax, name in zip(axes.flat, names):
+        all_vals = [ref] + [_log_scores(v, cap) for v in scenarios[name].values()]
+        bins = np.linspace(min(v.min() for v in all_vals), max(v.max() for v in all_vals) + 1e-9, 40)
+        ax.hist(ref, bins=bins, density=True, alpha=0.5, color="tab:blue", label="in-distribution")
+        for severity, values in scenarios[name].items():
+            ax.hist(_log_scores(values, cap), bins=bins, density=True, histtype="step", lw=1.6,
+                    color=SEVERITY_COLOURS.get(severity, "k"), label=severity)
+        ax.axvline(np.log10(threshold), color="k", ls="--", lw=1, label="threshold")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(f"log10 {title}")
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_roc_curves(
+    reference: Mapping[str, np.ndarray],
+    scenarios: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
+    path: str | Path,
+    severity: str = "strong",
+) -> Path:
+    """One panel per scenario (at ``severity``): ROC of every detector; ``reference[detector]`` are its
+    in-distribution scores, ``scenarios[name][severity][detector]`` its scenario scores."""
+    names = [n for n in scenarios if severity in scenarios[n]]
+    if not names:
+        raise ValueError(f"plot_roc_curves: no scenario has severity {severity!r}")
+    rows, cols = _grid(len(names))
+    fig = Figure(figsize=(3.8 * cols, 3.5 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for detector, shifted in scenarios[name][severity].items():
+            if detector not in reference:
+                raise ValueError(f"plot_roc_curves: no in-distribution scores for detector {detector!r}")
+            fpr, tpr = roc_curve(reference[detector], shifted)
+            ax.plot(fpr, tpr, lw=1.4, label=f"{detector} ({auroc(reference[detector], shifted):.2f})")
+        ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls=":")
+        ax.set_title(f"{name} ({severity})", fontsize=10)
+        ax.set_xlabel("false-flag rate (in-distribution)")
+        ax.set_ylabel("detection rate")
+        ax.legend(fontsize=6, loc="lower right")
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,253 @@
+"""Apply a trained model with its trust calibration: concentration, predictive uncertainty, trust score, flag, reason.
+
+Glue between ``libs_pipeline.models`` (network outputs), ``libs_pipeline.features`` (measured line areas)
+and the trust scores; per spectrum and per sample, written as CSV or Parquet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from libs_pipeline.config import TrustConfig
+from libs_pipeline.features.line_features import dataset_line_features, line_features
+from libs_pipeline.features.lines import LineWindow
+from libs_pipeline.spectra.atomic import atomic_write_bytes
+from libs_pipeline.trust.calibration import TrustCalibration, fit_trust_calibration
+from libs_pipeline.trust.scores import sample_trust, trust_scores
+
+if TYPE_CHECKING:
+    from libs_pipeline.models import TrainedModel
+
+CHUNK_SPECTRA = 1024
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+@dataclass
+class PredictionTables:
+    """Per-spectrum and per-sample predictions with trust."""
+
+    spectra: pd.DataFrame
+    samples: pd.DataFrame
+
+
+def model_lines(model: TrainedModel) -> list[LineWindow]:
+    return [LineWindow.from_dict(d) for d in model.lines]
+
+
+def model_grid_intensity(ds: xr.Dataset, model: TrainedModel, rows: slice | np.ndarray, resample: bool = False) -> np.ndarray:
+    """Intensity of ``rows`` on the model's wavelength grid: equal grids pass, others only with ``resample``."""
+    wl = np.asarray(ds["wavelength"].values, dtype=np.float64)
+    x = np.asarray(ds["intensity"].isel(spectrum=rows).values, dtype=np.float32)
+    target = np.asarray(model.wavelength, dtype=np.float64)
+    if wl.shape == target.shape and np.allclose(wl, target, rtol=0, atol=1e-6):
+        return x
+    if not resample:
+        raise ValueError(
+            f"spectra wavelength grid ({wl.size} channels, {wl[0]:.3f}-{wl[-1]:.3f} nm) differs from the model's "
+            f"({target.size} channels, {target[0]:.3f}-{target[-1]:.3f} nm); pass resample=True to interpolate"
+        )
+    if wl[0] > target[0] or wl[-1] < target[-1]:
+        raise ValueError(
+            f"cannot resample: spectra cover {wl[0]:.3f}-{wl[-1]:.3f} nm, the model needs {target[0]:.3f}-{target[-1]:.3f} nm"
+        )
+    return np.stack([np.interp(target, wl, row) for row in x]).astype(np.float32)
+
+
+def _chunks(n: int, size: int = CHUNK_SPECTRA):
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def _predict_dataset(model: TrainedModel, ds: xr.Dataset, resample: bool, mc_samples: int | None, seed: int):
+    """Deterministic predictions, MC-dropout std of every task (or None) and measured line features."""
+    lines = model_lines(model)
+    preds, stds, feats = [], [], []
+    for rows in _chunks(ds.sizes["spectrum"]):
+        x = model_grid_intensity(ds, model, rows, resample)
+        preds.append(model.predict(x))
+        if mc_samples:
+            stds.append(model.predict_with_uncertainty(x, n_samples=mc_samples, seed=seed)[1])
+        feats.append(line_features(x, model.wavelength, lines))
+    if not preds:
+        raise ValueError("no spectra to predict")
+    pred = {k: np.concatenate([p[k] for p in preds]) for k in preds[0]}
+    std = {k: np.concatenate([s[k] for s in stds]) for k in stds[0]} if stds else None
+    return pred, std, pd.concat(feats, ignore_index=True)
+
+
+def calibrate_model_trust(
+    model: TrainedModel,
+    train: xr.Dataset,
+    validation: xr.Dataset,
+    config: TrustConfig | None = None,
+    resample: bool = False,
+) -> TrustCalibration:
+    """Fit the trust calibration of ``model``: line calibrations on its measured training spectra, scales and
+    threshold on ``validation`` (held-out in-distribution samples the network did not train on)."""
+    analyte = model.analyte
+    for ds, what in ((train, "train"), (validation, "validation")):
+        if analyte not in ds:
+            raise ValueError(f"{what} spectra have no label variable {analyte!r}")
+    overlap = set(map(str, np.unique(train["sample_id"].values))) & set(map(str, np.unique(validation["sample_id"].values)))
+    if overlap:
+        raise ValueError(f"validation samples {sorted(overlap)} are also training samples; trust needs held-out samples")
+    lines = model_lines(model)
+    pred, _, val_feats = _predict_dataset(model, validation, resample, None, 0)
+    train_feats = dataset_line_features(train, lines)
+    return fit_trust_calibration(
+        analyte,
+        train_feats,
+        np.asarray(train[analyte].values, dtype=np.float64),
+        pred,
+        val_feats,
+        lines,
+        train_groups=np.asarray(train["sample_id"].values).astype(str),
+        val_groups=np.asarray(validation["sample_id"].values).astype(str),
+        units=train[analyte].attrs.get("units"),
+        config=config,
+    )
+
+
+def predict_with_trust(
+    model: TrainedModel,
+    calibration: TrustCalibration,
+    ds: xr.Dataset,
+    mc_samples: int = 20,
+    seed: int = 0,
+    resample: bool = False,
+) -> PredictionTables:
+    """Per spectrum: sample_id, shot, concentration, uncertainty (MC-dropout std), trust_score, flag, reason,
+    score parts; per sample: the shots aggregated (``sample_trust``)."""
+    if calibration.analyte != model.analyte:
+        raise ValueError(f"trust calibration is for {calibration.analyte!r} but the model predicts {model.analyte!r}")
+    for var in ("intensity", "sample_id"):
+        if var not in ds:
+            raise ValueError(f"spectra dataset has no variable {var!r}")
+    pred, std, feats = _predict_dataset(model, ds, resample, mc_samples, seed)
+    table = trust_scores(calibration, pred, feats)
+    n = len(table)
+    sids = np.asarray(ds["sample_id"].values).astype(str)
+    uncertainty = std[model.analyte].astype(np.float64) if std is not None else np.full(n, np.nan)
+    head = pd.DataFrame(
+        {
+            "spectrum": np.asarray(ds["spectrum"].values) if "spectrum" in ds.coords else np.arange(n),
+            "sample_id": sids,
+            "shot": np.asarray(ds["shot"].values) if "shot" in ds else np.zeros(n, dtype=np.int64),
+            "analyte": calibration.analyte,
+            "units": calibration.units or "",
+            "concentration": table["prediction"].to_numpy(),
+            "uncertainty": uncertainty,
+            "trust_score": table["score"].to_numpy(),
+            "flag": table["flag"].to_numpy(),
+            "reason": table["reason"].to_numpy(),
+        }
+    )
+    rest = table.drop(columns=["prediction", "score", "flag", "reason"]).reset_index(drop=True)
+    spectra = pd.concat([head, rest], axis=1)
+    samples = sample_trust(table.reset_index(drop=True), sids, calibration, uncertainty if std is not None else None)
+    samples = samples.rename(columns={"prediction": "concentration", "score": "trust_score"})
+    samples.insert(1, "analyte", calibration.analyte)
+    samples.insert(2, "units", calibration.units or "")
+    if "uncertainty" not in samples:
+        samples["uncertainty"] = np.nan
+    order = ["sample_id", "analyte", "units", "n_spectra", "concentration", "uncertainty", "trust_score",
+             "flagged_fraction", "flag", "reason", "top_part"]
+    return PredictionTables(spectra=spectra, samples=samples[order])
+
+
+def sample_table_path(out: str | Path) -> Path:
+    """Where the per-sample table goes beside the per-spectrum one: ``x.csv`` -> ``x.samples.csv``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.samples{out.suffix}")
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Atomically write a table as CSV or Parquet, chosen by the file suffix."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        data = frame.to_csv(index=False).encode("utf-8")
+    elif suffix == ".parquet":
+        data = frame.to_parquet(index=False)
+    else:
+        raise ValueError(f"{path}: table suffix must be one of {TABLE_SUFFIXES}, got {suffix or '(none)'!r}")
+    atomic_write_bytes(path, data)
+    return path
+
+
+def write_prediction_tables(tables: PredictionTables, out: str | Path) -> tuple[Path, Path]:
+    """Per-spectrum table at ``out``, per-sample table beside it (``<stem>.samples<suffix>``)."""
+    out = Path(out)
+    if out.suffix.lower() not in TABLE_SUFFIXES:
+        raise ValueError(f"{out}: table suffix must be one of {TABLE_SUFFIXES}, got {out.suffix or '(none)'!r}")
+    return write_table(tables.spectra, out), write_table(tables.samples, sample_table_path(out))
+
+
+def resolve_model_dir(model: str | Path, registry_root: str | Path | None = None, name: str | None = None) -> Path:
+    """A model directory: ``model`` itself when it is one, else version/alias ``model`` of ``name`` in the registry
+    at ``registry_root`` (whose files are verified against the manifest)."""
+    path = Path(model)
+    if path.is_dir():
+        return path
+    if registry_root is None or name is None:
+        raise FileNotFoundError(
+            f"model {str(model)!r} is not a directory; to use a registered version give the registry root and "
+            "model name (--registry ROOT --name NAME)"
+        )
+    from libs_pipeline.registry import ModelRegistry
+
+    return ModelRegistry(registry_root).path(name, str(model))
+
+
+def load_model_with_trust(model_dir: str | Path) -> tuple[TrainedModel, TrustCalibration]:
+    """The network and its ``trust.json`` from one model directory."""
+    from libs_pipeline.models import load_model
+    from libs_pipeline.trust.calibration import load_trust
+
+    return load_model(model_dir), load_trust(model_dir)
+
+
+
+def open_spectra_source(uri: str | Path) -> xr.Dataset:
+    """Open spectra from a .zarr / .nc path or a store URI ``<root>#<name>@<version>`` (lazily)."""
+    from libs_pipeline.spectra.store import open_spectra
+
+    return open_spectra(str(uri))
+
+
+@dataclass
+class PredictionRun:
+    """What ``run_prediction`` produced: the tables, where they were written, and which model made them."""
+
+    tables: PredictionTables
+    model_dir: Path
+    spectra_path: Path | None
+    samples_path: Path | None
+
+
+def run_prediction(
+    model: str | Path,
+    spectra: str | Path | xr.Dataset,
+    out: str | Path | None = None,
+    registry_root: str | Path | None = None,
+    name: str | None = None,
+    mc_samples: int = 20,
+    seed: int = 0,
+    resample: bool = False,
+) -> PredictionRun:
+    """Resolve the model (directory or registered version), load it with its trust.json, predict ``spectra``
+    with trust, and write the tables when ``out`` is given (``out`` and ``<stem>.samples<suffix>``)."""
+    if out is not None and Path(out).suffix.lower() not in TABLE_SUFFIXES:
+        raise ValueError(f"{out}: table suffix must be one of {TABLE_SUFFIXES}, got {Path(out).suffix or '(none)'!r}")
+    model_dir = resolve_model_dir(model, registry_root, name)
+    trained, calibration = load_model_with_trust(model_dir)
+    ds = spectra if isinstance(spectra, xr.Dataset) else open_spectra_source(spectra)
+    tables = predict_with_trust(trained, calibration, ds, mc_samples=mc_samples, seed=seed, resample=resample)
+    paths = write_prediction_tables(tables, out) if out is not None else (None, None)
+    return PredictionRun(tables=tables, model_dir=model_dir, spectra_path=paths[0], samples_path=paths[1])

@@ -1,0 +1,63 @@
+"""Comparison detectors: PLS Hotelling T² / Q residuals and the predictive-std score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from libs_pipeline.testing import toy_campaign
+from libs_pipeline.trust.detectors import (
+    PLSDistanceDetector,
+    combined_t2_q,
+    normalise_total,
+    predictive_std_score,
+    select_pls_components,
+)
+from libs_pipeline.trust.ood_evaluation import auroc
+
+
+@pytest.fixture(scope="module")
+def fitted(toy_ds):
+    det = PLSDistanceDetector(n_components=3).fit(toy_ds["intensity"].values, toy_ds["Cu"].values)
+    return det, toy_ds
+
+
+def test_t2_on_training_data_averages_the_number_of_components(fitted):
+    det, ds = fitted
+    t2 = det.t2(ds["intensity"].values)
+    assert t2.shape == (ds.sizes["spectrum"],)
+    assert t2.mean() == pytest.approx(3 * (t2.size - 1) / t2.size, rel=1e-6)
+
+
+def test_foreign_peak_raises_q_and_gain_does_not(fitted):
+    det, ds = fitted
+    fresh = toy_campaign(seed=5)
+    x = fresh["intensity"].values
+    wl = fresh["wavelength"].values
+    q0 = det.q(x)
+    foreign = x + 5000.0 * np.exp(-0.5 * ((wl - 350.0) / 0.1) ** 2)
+    assert auroc(q0, det.q(foreign)) > 0.99
+    np.testing.assert_allclose(det.q(x * 1.7), q0, rtol=1e-6)  # total normalisation: blind to a gain change
+    combined = combined_t2_q(det.t2(foreign), det.q(foreign), det.t2(x), q0)
+    assert np.mean(combined > 1) > 0.99
+
+
+def test_select_components_and_errors(toy_ds):
+    k = select_pls_components(toy_ds["intensity"].values, toy_ds["Cu"].values, toy_ds["sample_id"].values, 4)
+    assert 1 <= k <= 4
+    with pytest.raises(ValueError, match="need >= 3 samples"):
+        select_pls_components(toy_ds["intensity"].values[:20], toy_ds["Cu"].values[:20], toy_ds["sample_id"].values[:20])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        PLSDistanceDetector().q(toy_ds["intensity"].values)
+    with pytest.raises(ValueError, match="n_components must be >= 1"):
+        PLSDistanceDetector(0)
+    with pytest.raises(ValueError, match="must be 2-D"):
+        normalise_total(np.ones(5))
+
+
+def test_predictive_std_score():
+    np.testing.assert_array_equal(predictive_std_score({"Cu": np.array([0.1, 0.2])}, "Cu"), [0.1, 0.2])
+    with pytest.raises(ValueError, match="analyte 'Na' not in std keys"):
+        predictive_std_score({"Cu": np.array([0.1])}, "Na")
+    with pytest.raises(ValueError, match="negative"):
+        predictive_std_score(np.array([-0.1]))
