@@ -14,6 +14,45 @@ def main() -> None:
 
 # --- simulate (physics) ---
 
+from pathlib import Path  # noqa: E402  (kept inside this section to avoid editing shared imports)
+
+
+@app.command("simulate")
+def simulate(
+    out_dir: str = typer.Argument(..., help="folder for the raw files, manifest.yaml and ground-truth tables"),
+    samples: int = typer.Option(None, "--samples", min=1, help="reference samples (default 30)"),
+    shots: int = typer.Option(None, "--shots", min=1, help="laser shots per sample (default 20)"),
+    seed: int = typer.Option(0, "--seed", min=0, help="random seed (same seed -> same bytes)"),
+    scenario: str = typer.Option("nominal", "--scenario", help="nominal, temperature_shift, low_laser_energy, "
+                                 "wavelength_shift, steel_matrix, interfering_element, gain_change"),
+    severity: str = typer.Option("mild", "--severity", help="mild | strong"),
+    channels: int = typer.Option(None, "--channels", min=16, help="spectrometer channels over 250-850 nm (default 4096)"),
+    config_file: Path = typer.Option(None, "--config", exists=True, dir_okay=False,
+                                     help="YAML/JSON file of CampaignConfig fields (the options above override it)"),
+    workers: int = typer.Option(None, "--workers", min=1, help="processes (default: available CPUs)"),
+) -> None:
+    """Simulate a virtual LIBS campaign (libskit plasma -> spectrometer -> detector); prints the manifest path."""
+    import yaml
+    from pydantic import ValidationError
+
+    from libs_pipeline.config import CampaignConfig
+    from libs_pipeline.physics.campaign import simulate_campaign, write_campaign_files
+    from libs_pipeline.physics.scenarios import scenario_config
+
+    try:
+        fields = yaml.safe_load(config_file.read_text()) if config_file else {}
+        if not isinstance(fields, dict):
+            raise ValueError(f"{config_file}: expected a mapping of CampaignConfig fields")
+        given = {"n_samples": samples, "n_shots": shots, "n_channels": channels}
+        fields.update({k: v for k, v in given.items() if v is not None})
+        config = scenario_config(CampaignConfig.model_validate(fields), scenario, severity)
+    except (ValueError, ValidationError, yaml.YAMLError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    campaign = simulate_campaign(config, seed=seed, workers=workers)
+    typer.echo(str(write_campaign_files(campaign, out_dir)))
+
+
 # --- ingest (spectra) ---
 
 
@@ -32,6 +71,8 @@ def ingest_command(
     from rich.console import Console
     from rich.table import Table
 
+    from rich.text import Text
+
     from libs_pipeline.config import IngestOptions
     from libs_pipeline.spectra.ingest import ingest_campaign
 
@@ -43,8 +84,8 @@ def ingest_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     result = ingest_campaign(manifest, store, name=name, options=options)
-    console = Console(width=200)
-    console.print(f"version {result.version or '(none)'}  [{result.status}]  dataset {result.name}")
+    console = Console(width=200, markup=False, highlight=False)
+    console.print(f"version {result.version or '(none)'}  status {result.status}  dataset {result.name}")
     console.print(
         f"{result.n_spectra} spectra ({result.n_new_spectra} new); files: {len(result.accepted)} accepted, "
         f"{len(result.skipped)} already ingested, {len(result.rejected_files)} rejected; {len(result.warnings)} warning(s)"
@@ -52,8 +93,9 @@ def ingest_command(
     if result.rejected:
         table = Table("file", "line", "col", "rule", "reason", title="rejected")
         for r in result.rejected:
-            table.add_row(r.file, "" if r.line is None else str(r.line), "" if r.column is None else str(r.column),
-                          r.rule, r.reason + (f" (at {r.coordinate})" if r.coordinate else ""))
+            table.add_row(*[Text(x) for x in (
+                r.file, "" if r.line is None else str(r.line), "" if r.column is None else str(r.column),
+                r.rule, r.reason + (f" (at {r.coordinate})" if r.coordinate else ""))])
         console.print(table)
     if result.warnings:
         by_rule: dict[str, int] = {}
@@ -114,7 +156,7 @@ def spectra_show(
     except (VersionNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    console = Console(width=160)
+    console = Console(width=160, markup=False, highlight=False)
     wl = m["wavelength_nm"]
     console.print(f"{name}@{m['version']} created {m['created']} (parent {m['parent']}), uri {spectra_store.uri(name, m['version'])}")
     console.print(f"{m['counts']}; grid {wl['min']:.4f}-{wl['max']:.4f} nm; readers {m['reader']}")

@@ -105,6 +105,8 @@ class CampaignConfig(StrictModel):
                 raise ValueError(f"interferent {element!r}: wt% must be in (0, 50), got {wt}")
         if self.dark_offset_counts >= self.full_scale_counts:
             raise ValueError("dark_offset_counts must be below full_scale_counts")
+        if self.basis_densities == 1 and self.electron_density_log_sd > 0.0:
+            raise ValueError("basis_densities=1 cannot follow shot-to-shot n_e changes: set electron_density_log_sd=0")
         return self
 
 
@@ -234,6 +236,15 @@ class TrustConfig(StrictModel):
 
 # --- recalibration (registry / flows) ---
 
+from pydantic import field_validator  # noqa: E402  (kept inside this section to avoid editing shared imports)
+
+DEFAULT_SYNTHETIC_PER_SAMPLE = 200
+#: Keys of RecalibrationConfig.synthesis (arguments of libs_pipeline.synth.generate.generate_synthetic).
+RECALIBRATION_SYNTHESIS_KEYS = (
+    "per_sample", "chunk_size", "detector", "shot_factor", "saturation", "instrument_fwhm_nm",
+    "interpolate_between", "interpolation_analyte",
+)
+
 
 class PromotionPolicy(StrictModel):
     """When a challenger replaces the champion: RMSEP better by a margin, in-distribution flag rate on target."""
@@ -262,11 +273,34 @@ class RecalibrationConfig(StrictModel):
     heldout_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="share of samples held out for the comparison")
     split_seed: int = Field(0, ge=0, description="salt of the stable per-sample held-out assignment")
     seed: int = Field(0, ge=0, description="seed of synthesis and training")
-    synthesis: dict = Field(default_factory=dict, description="synthesis parameters (per_sample, chunk_size, ...)")
+    synthesis: dict = Field(
+        default_factory=lambda: {"per_sample": DEFAULT_SYNTHETIC_PER_SAMPLE, "chunk_size": 1024},
+        description="generate_synthetic arguments; per_sample 0 = train without augmentation",
+    )
     training: dict = Field(default_factory=dict, description="TrainingConfig overrides (max_steps, batch_size, ...)")
     trust: TrustConfig = Field(default_factory=TrustConfig)
     promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
     dask_address: str | None = Field(None, description="scheduler address for synthesis (None: local)")
+
+    @field_validator("synthesis")
+    @classmethod
+    def _known_synthesis_keys(cls, value: dict) -> dict:
+        unknown = sorted(set(value) - set(RECALIBRATION_SYNTHESIS_KEYS))
+        if unknown:
+            raise ValueError(f"synthesis: unknown key(s) {unknown}; allowed: {list(RECALIBRATION_SYNTHESIS_KEYS)}")
+        per_sample = value.get("per_sample", DEFAULT_SYNTHETIC_PER_SAMPLE)
+        if not isinstance(per_sample, int) or per_sample < 0:
+            raise ValueError(f"synthesis.per_sample must be an integer >= 0 (0 = no augmentation), got {per_sample!r}")
+        return value
+
+    @field_validator("training")
+    @classmethod
+    def _valid_training_overrides(cls, value: dict) -> dict:
+        reserved = sorted({"analyte", "measured_uris", "synthetic_uris", "seed"} & set(value))
+        if reserved:
+            raise ValueError(f"training: {reserved} are set by the recalibration flow, not by overrides")
+        TrainingConfig(analyte="X", **value)  # unknown or invalid fields fail here, not after synthesis
+        return value
 
     @property
     def registry_name(self) -> str:

@@ -78,7 +78,8 @@ class _LinePlan:
     def apply(self, intensity: np.ndarray) -> dict[str, np.ndarray]:
         """Area, height, sbr for every row of ``intensity`` (n, m) on the plan's grid."""
         bg = intensity[:, self.background_idx].astype(np.float64)
-        coef, *_ = np.linalg.lstsq(self.background_design, bg.T, rcond=None)  # (p, n)
+        # Least squares via the pseudo-inverse of the shared design: a NaN spectrum only spoils its own column.
+        coef = np.linalg.pinv(self.background_design) @ bg.T  # (p, n)
         baseline = (self.window_design @ coef).T  # (n, n_window)
         corrected = intensity[:, self.window_idx].astype(np.float64) - baseline
         area = corrected @ self.widths

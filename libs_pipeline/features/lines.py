@@ -84,23 +84,24 @@ class LineWindow:
 
 
 # Cu in Al alloys. Windows are ~0.9 nm wide so that both air (324.754 / 327.396) and vacuum
-# (324.847 / 327.490, as libskit lists them) wavelengths of the resonance lines fall well inside,
-# at FWHM 0.1-0.25 nm on grids of 0.15-0.2 nm per channel. Background windows avoid Fe I 324.69,
-# Ar II 325.07 (argon plasmas), V II 326.86/327.21/327.71, Ag I 328.16 and Zn I 328.33.
+# (324.847 / 327.490) wavelengths of the resonance lines fall well inside, at FWHM 0.1-0.25 nm on
+# grids of 0.15-0.2 nm per channel. Background windows sit >= 0.8 nm from the line centres (clear of
+# the self-absorbed lines' wings in the virtual campaign) and avoid Ar II 325.07 (argon plasmas),
+# V II 326.86/327.21/327.71, Ag I 328.07 and the Zn I 328.23 wing (Zn-rich alloys).
 _CU_LINES = (
     LineWindow(
         name="Cu I 324.75",
         element="Cu",
         center_nm=324.754,
         window_nm=(324.35, 325.25),
-        background_nm=((323.85, 324.25), (325.45, 325.95)),
+        background_nm=((323.3, 323.95), (325.55, 326.1)),
     ),
     LineWindow(
         name="Cu I 327.40",
         element="Cu",
         center_nm=327.396,
         window_nm=(327.0, 327.9),
-        background_nm=((326.2, 326.75), (327.95, 328.15)),
+        background_nm=((326.2, 326.6), (328.5, 328.95)),
     ),
 )
 

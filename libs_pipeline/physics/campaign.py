@@ -219,12 +219,20 @@ def campaign_samples(config: CampaignConfig, seed: int, samples: pd.DataFrame | 
     return table
 
 
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Workers never fork the caller (forking a threaded parent such as Prefect or Dask is unsafe). A
+    forkserver that has imported this module (and libskit, ~2-3 s) once forks them cheaply; else spawn."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")  # pragma: no cover - Windows
+
+
 def _run(tasks: list[SampleTask], workers: int) -> list[SampleResult]:
     if workers <= 1 or len(tasks) <= 1:
         return [simulate_sample(t) for t in tasks]
-    # spawn: libskit keeps process-global state, and forking a threaded parent (Prefect, Dask) is unsafe
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_pool_context()) as pool:
         return list(pool.map(simulate_sample, tasks, chunksize=1))
 
 

@@ -1,7 +1,7 @@
 """Certified compositions of virtual reference samples: matrix recipes, analyte spread, interferents.
 
 A sample table is a DataFrame with ``sample_id``, ``matrix`` and one column per element in wt%
-(rows sum to 100). Values are rounded like certificates (3 significant digits, balance to 0.001).
+(rows sum to 100). Values are rounded like certificates (3 significant digits; the balance element is the remainder).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _with_balance(row: dict[str, float], balance: str) -> dict[str, float]:
     rest = sum(v for k, v in row.items() if k != balance)
     if rest >= 100.0:
         raise ValueError(f"alloying elements sum to {rest:.3f} wt% >= 100: no room for the balance {balance}")
-    return {**row, balance: round(100.0 - rest, 3)}
+    return {**row, balance: round(100.0 - rest, 6)}
 
 
 def _table(rows: list[dict[str, float]], ids: list[str], matrices: list[str]) -> pd.DataFrame:

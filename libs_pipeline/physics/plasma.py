@@ -116,6 +116,24 @@ def emission_spectrum(
     return spectrum
 
 
+def emission_lines(
+    fractions: Mapping[str, float],
+    temperature_K: float,
+    electron_density_per_m3: float,
+    length_m: float,
+    wavelength_air_nm: tuple[float, float],
+) -> pd.DataFrame:
+    """libskit's line list in an air-wavelength range: ion, element, wavelength_air_nm, peak, fwhm_nm (strongest first)."""
+    lo, hi = air_to_vacuum(np.asarray(wavelength_air_nm, dtype=np.float64))
+    model = libskit.LTEModel(dict(fractions), float(temperature_K), float(electron_density_per_m3), float(length_m))
+    lines = model.get_lines(np.linspace(lo, hi, 64))
+    table = pd.DataFrame(lines, columns=["ion", "wavelength_vac_nm", "peak", "fwhm_nm", "accuracy"])
+    table = table[(table["wavelength_vac_nm"] >= lo) & (table["wavelength_vac_nm"] <= hi)]
+    table.insert(1, "element", table["ion"].str.split().str[0])
+    table.insert(2, "wavelength_air_nm", np.asarray(libskit.vacuum_to_air(table["wavelength_vac_nm"].to_numpy())))
+    return table.drop(columns=["wavelength_vac_nm"]).sort_values("peak", ascending=False).reset_index(drop=True)
+
+
 def lagrange_weights(x: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     """(len(x), len(nodes)) weights of the interpolating polynomial through ``nodes`` evaluated at ``x``."""
     x = np.atleast_1d(np.asarray(x, dtype=np.float64))

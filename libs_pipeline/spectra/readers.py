@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,10 +84,11 @@ def _delimiter(line: str) -> str | None:
 
 
 def _split(line: str, delim: str | None) -> list[str]:
-    return [c.strip() for c in line.split(delim)] if delim else line.split()
+    return line.split(delim) if delim else line.split()
 
 
 def _parse_float(cell: str) -> float:
+    cell = cell.strip()
     if not cell or "_" in cell:
         raise ValueError(cell)
     return float(cell)
@@ -110,7 +112,7 @@ def read_shot_columns(data: bytes, file: str, max_findings: int = 20) -> Spectra
         cells = _split(line, delim)
         if n_cols is None and not header_seen:
             try:
-                _parse_float(cells[0])
+                _parse_float(cells[0].strip())
             except ValueError:
                 header_seen = True  # a header line: names of the columns, not data
                 continue
@@ -121,17 +123,22 @@ def read_shot_columns(data: bytes, file: str, max_findings: int = 20) -> Spectra
                 Finding(file, "ragged_rows", f"{len(cells)} columns but the first data line has {n_cols}", line=lineno)
             )
             continue
-        values: list[float] = []
-        for col, cell in enumerate(cells, start=1):
-            try:
-                values.append(_parse_float(cell))
-            except ValueError:
-                what = "empty cell" if not cell else f"non-numeric cell {cell[:40]!r}"
-                findings.append(Finding(file, "non_numeric", what, line=lineno, column=col))
-                break
-        else:
-            rows.append(values)
+        try:
+            if "_" in line:
+                raise ValueError(line)
+            rows.append(list(map(float, cells)))  # fast path; the slow path below names the bad cell
             lines_of_rows.append(lineno)
+        except ValueError:
+            for col, cell in enumerate(cells, start=1):
+                try:
+                    _parse_float(cell)
+                except ValueError:
+                    cell = cell.strip()
+                    what = "empty cell" if not cell else f"non-numeric cell {cell[:40]!r}"
+                    findings.append(Finding(file, "non_numeric", what, line=lineno, column=col))
+                    break
+            else:
+                findings.append(Finding(file, "non_numeric", "line is not all numbers", line=lineno))
         if len(findings) > 10 * max_findings:
             break
     if findings:
@@ -264,9 +271,11 @@ def read_dataset_file(path: Path, file: str) -> SpectraBlock:
     """Format (c): the project's own .zarr / .nc in the canonical layout (labels come from the manifest)."""
     try:
         if path.is_dir():
-            ds = xr.open_zarr(path, consolidated=None)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Failed to open Zarr store with consolidated metadata")
+                ds = xr.open_zarr(path, consolidated=None)
         else:
-            ds = xr.open_dataset(path, engine="h5netcdf")
+            ds = xr.open_dataset(path)
         with ds:
             ds = ds.load()
     except Exception as exc:  # any failure to open means the bytes are not a dataset
@@ -291,7 +300,7 @@ def read_dataset_file(path: Path, file: str) -> SpectraBlock:
         intensity=intensity,
         wavelength=np.asarray(ds["wavelength"].values, dtype=np.float64),
         reader=DATASET,
-        sample_id=np.asarray(ds["sample_id"].values).astype(str),
+        sample_id=np.asarray([str(v) for v in np.asarray(ds["sample_id"].values).tolist()], dtype=str),
         shot=shot,
     )
 

@@ -116,7 +116,7 @@ def open_spectra(uri_or_path: str | Path) -> xr.Dataset:
     if path.suffix == ".zarr" or (path / "zarr.json").exists():
         return open_zarr_spectra(path)
     if path.suffix in (".nc", ".nc4", ".h5"):
-        return _with_str_vars(xr.open_dataset(path, engine="h5netcdf"))
+        return _with_str_vars(xr.open_dataset(path))
     raise ValueError(f"cannot open spectra from {text!r}: expected a .zarr, a .nc or '<root>#<name>@<version>'")
 
 
@@ -257,7 +257,7 @@ class SpectraStore:
                 "sources": sources,
                 "counts": {
                     "n_spectra": int(ds.sizes["spectrum"]),
-                    "n_samples": int(len(np.unique(np.asarray(ds["sample_id"].values).astype(str)))),
+                    "n_samples": len(set(_string_values(ds["sample_id"].values))),
                     "n_channels": int(ds.sizes["wavelength"]),
                     "n_sources": len(sources),
                 },

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from libs_pipeline.synth.noise_model import NoiseModel, SampleNoise
 
 
@@ -61,5 +63,11 @@ def interpolate_samples(model: NoiseModel, n_between: int, analyte: str | None =
                 },
                 parents=(a.sample_id, b.sample_id),
                 weight=t,
+                # independent draws of both parents' shape modes: the covariance is interpolated linearly
+                modes=np.concatenate([math.sqrt(1.0 - t) * a.modes, math.sqrt(t) * b.modes]),
+                # each block's correlation with the shot factor shrunk the same way (keeps the norm < 1)
+                mode_correlation=np.concatenate(
+                    [math.sqrt(1.0 - t) * a.mode_correlation, math.sqrt(t) * b.mode_correlation]
+                ),
             )
     return model.with_samples(new)

@@ -31,6 +31,10 @@ DETECTORS = ("per_sample", "pooled")
 MIN_SHOTS = 3
 MIN_FIT_CHANNELS = 16
 SATURATION_MARGIN = 0.95  # channels with any replicate above margin * saturation are left out of the fit
+MODE_MARGIN = 1.5  # a shape mode must exceed the pure-noise eigenvalue edge by this factor
+MAX_SHAPE_MODES = 4
+MAX_FIT_ROUNDS = 8
+MAX_MODE_CORRELATION = 0.99
 _HUBER_C = 1.345
 
 
@@ -48,6 +52,19 @@ class SampleNoise:
     n_fit_channels: int = 0  # channels used in the variance fit (0 for interpolated samples)
     parents: tuple[str, ...] = ()  # interpolated: the two reference samples
     weight: float = 0.0  # interpolated: fraction of the second parent
+    modes: np.ndarray | None = None  # (r, n_channels) shape-fluctuation loadings, counts (None: r = 0)
+    mode_correlation: np.ndarray | None = None  # (r,) correlation of mode coefficients with the shot factor
+
+    def __post_init__(self) -> None:
+        n = self.mean.shape[0]
+        modes = np.zeros((0, n)) if self.modes is None else np.asarray(self.modes, dtype=np.float64).reshape(-1, n)
+        rho = np.zeros(modes.shape[0]) if self.mode_correlation is None else np.asarray(self.mode_correlation, float)
+        if rho.shape != (modes.shape[0],):
+            raise ValueError(f"sample {self.sample_id!r}: {modes.shape[0]} modes but {rho.size} mode correlations")
+        if float(np.sum(rho**2)) >= 1.0:
+            raise ValueError(f"sample {self.sample_id!r}: mode correlations must have norm < 1, got {rho}")
+        object.__setattr__(self, "modes", modes)
+        object.__setattr__(self, "mode_correlation", rho)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +78,8 @@ class SampleNoise:
             "n_fit_channels": int(self.n_fit_channels),
             "parents": list(self.parents),
             "weight": float(self.weight),
+            "modes": [[float(v) for v in row] for row in self.modes],
+            "mode_correlation": [float(v) for v in self.mode_correlation],
         }
 
     @classmethod
@@ -76,6 +95,8 @@ class SampleNoise:
             n_fit_channels=int(data.get("n_fit_channels", 0)),
             parents=tuple(data.get("parents", ())),
             weight=float(data.get("weight", 0.0)),
+            modes=np.asarray(data.get("modes", []), dtype=np.float64),
+            mode_correlation=np.asarray(data.get("mode_correlation", []), dtype=np.float64),
         )
 
 
@@ -163,6 +184,14 @@ class NoiseModel:
         )
 
 
+def as_str_array(values) -> np.ndarray:
+    """A numpy unicode array from str-like values (also numpy StringDType, which zarr 3 strings read as)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "U":
+        arr = arr.astype(object).astype(str)
+    return arr
+
+
 def _json_float(v: float) -> float | None:
     v = float(v)
     return None if math.isnan(v) else v
@@ -207,19 +236,105 @@ def _shot_factors(x: np.ndarray, valid: np.ndarray, sample_id: str) -> np.ndarra
 
 
 @dataclass
-class _SamplePoints:
-    """Per-channel statistics of one sample's shots after removing the shot factor."""
+class _SampleShots:
+    """One sample's shots on its fitted channels, divided by their total-intensity factors."""
 
     sample_id: str
     mean: np.ndarray  # raw mean spectrum (all channels)
-    factors: np.ndarray  # (k,) total-intensity factors
-    x: np.ndarray  # regressor m_c * mean(1/f) / mean(1/f^2) on fitted channels
-    u: np.ndarray  # var_c / mean(1/f^2)
+    valid: np.ndarray  # (n_channels,) bool: channels used in the fit
+    factors: np.ndarray  # (k,) total-intensity factors, mean 1
+    y: np.ndarray  # (k, n_valid) normalised shots
     total_mean: float  # mean total intensity over fitted channels
-    n_valid: int
+
+    @property
+    def k(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def m(self) -> np.ndarray:
+        return self.y.mean(axis=0)
+
+    @property
+    def a(self) -> float:
+        return float(np.mean(1.0 / self.factors))
+
+    @property
+    def b(self) -> float:
+        return float(np.mean(1.0 / self.factors**2))
+
+    def counting_variance(self, gain: float, read_noise: float) -> np.ndarray:
+        """Expected variance of the normalised shots from counting and read noise alone."""
+        return np.maximum(gain * np.maximum(self.m, 0.0) * self.a + read_noise**2 * self.b, 1e-12)
+
+    def fit_points(self, gain: float | None, read_noise: float, max_modes: int) -> _FitPoints:
+        """Points (x, u, df) for the gain fit, after removing the significant shape-fluctuation modes.
+
+        Residuals are whitened by the counting variance of the current (gain, read_noise); pure noise then
+        has Gram eigenvalues below the Marchenko-Pastur edge (sqrt(C) + sqrt(k-1))^2. Leading modes above
+        MODE_MARGIN times the edge are shot-to-shot changes of spectral shape (e.g. plasma temperature):
+        they are kept as loadings (variance shrunk by the noise share C) and projected out of the residuals.
+        """
+        resid = self.y - self.m
+        n_valid = self.y.shape[1]
+        loadings = np.empty((0, n_valid))
+        correlation = np.empty(0)
+        limit = min(max_modes, self.k - 2)
+        if gain is not None and limit > 0:
+            noise = self.counting_variance(gain, read_noise)
+            w = resid / np.sqrt(noise)
+            # eigen-decomposition of the small k x k Gram matrix (much cheaper than an SVD of k x C)
+            eig, vecs = np.linalg.eigh(w @ w.T)
+            order = np.argsort(eig)[::-1]
+            sv2, vecs = np.maximum(eig[order], 0.0), vecs[:, order]
+            edge = (math.sqrt(n_valid) + math.sqrt(self.k - 1)) ** 2
+            above = sv2 > MODE_MARGIN * edge
+            r = min(int(np.argmin(above)) if not above.all() else int(above.size), limit)
+            if r:
+                directions = (vecs[:, :r].T @ w) / np.sqrt(sv2[:r])[:, None]  # orthonormal rows in channel space
+                w = w - (w @ directions.T) @ directions
+                resid = w * np.sqrt(noise)
+                scale = np.sqrt(np.maximum(sv2[:r] - n_valid, 0.0) / (self.k - 1))
+                loadings = scale[:, None] * directions * np.sqrt(noise)[None, :]
+                correlation = _mode_correlation(self.factors, vecs[:, :r], sv2[:r], n_valid)
+        df = self.k - 1 - loadings.shape[0]
+        v = (resid**2).sum(axis=0) / df
+        keep = self.m > 0
+        return _FitPoints(
+            x=self.m[keep] * self.a / self.b,
+            u=v[keep] / self.b,
+            df=np.full(int(keep.sum()), float(df)),
+            loadings=loadings,
+            correlation=correlation,
+        )
 
 
-def _sample_points(x: np.ndarray, sample_id: str, floor: float | None, saturation: float | None) -> _SamplePoints:
+def _mode_correlation(factors: np.ndarray, scores: np.ndarray, sv2: np.ndarray, n_channels: int) -> np.ndarray:
+    """Correlation of each mode's coefficient with the shot factor (a brighter plasma is also a hotter one).
+
+    Scores are the unit-norm shot loadings of the Gram eigenvectors; their noise share (n_channels of sv2)
+    is uncorrelated with the factor, so the signal correlation is the raw one divided by sqrt(1 - C/sv2).
+    The vector is shrunk, if needed, so that the joint covariance of (factor, modes) stays positive definite.
+    """
+    z = factors - factors.mean()
+    if not np.any(z):
+        return np.zeros(scores.shape[1])
+    raw = (z @ scores) / np.linalg.norm(z) / np.linalg.norm(scores, axis=0)
+    signal = raw / np.sqrt(np.clip(1.0 - n_channels / sv2, 1e-6, 1.0))
+    signal = np.clip(signal, -1.0, 1.0)
+    norm = float(np.linalg.norm(signal))
+    return signal * (MAX_MODE_CORRELATION / norm) if norm > MAX_MODE_CORRELATION else signal
+
+
+@dataclass
+class _FitPoints:
+    x: np.ndarray  # regressor m_c * mean(1/f) / mean(1/f^2)
+    u: np.ndarray  # residual variance / mean(1/f^2)
+    df: np.ndarray  # degrees of freedom of each u
+    loadings: np.ndarray  # (r, n_valid) shape-fluctuation modes, counts
+    correlation: np.ndarray  # (r,) correlation of each mode coefficient with the shot factor
+
+
+def _sample_shots(x: np.ndarray, sample_id: str, floor: float | None, saturation: float | None) -> _SampleShots:
     k = x.shape[0]
     if k < MIN_SHOTS:
         raise ValueError(f"sample {sample_id!r}: {k} shot(s); the noise fit needs at least {MIN_SHOTS} replicates")
@@ -229,27 +344,20 @@ def _sample_points(x: np.ndarray, sample_id: str, floor: float | None, saturatio
     if saturation is not None:
         valid &= x.max(axis=0) < SATURATION_MARGIN * saturation
     if floor is not None:
-        # a channel that touches the floor in any shot, or whose mean is within 3 sd of it, is clipped
-        valid &= (x.min(axis=0) > floor) & (x.mean(axis=0) - 3.0 * x.std(axis=0, ddof=1) > floor)
+        valid &= x.min(axis=0) > floor  # a channel at the floor in any shot was clipped there
     if valid.sum() < MIN_FIT_CHANNELS:
         raise ValueError(
             f"sample {sample_id!r}: only {int(valid.sum())} channels are free of saturation and clipping; "
             f"the noise fit needs at least {MIN_FIT_CHANNELS}"
         )
     f = _shot_factors(x, valid, sample_id)
-    y = x[:, valid] / f[:, None]
-    m = y.mean(axis=0)
-    v = y.var(axis=0, ddof=1)
-    a, b = float(np.mean(1.0 / f)), float(np.mean(1.0 / f**2))
-    keep = m > 0
-    return _SamplePoints(
+    return _SampleShots(
         sample_id=sample_id,
         mean=x.mean(axis=0, dtype=np.float64),
+        valid=valid,
         factors=f,
-        x=m[keep] * a / b,
-        u=v[keep] / b,
+        y=x[:, valid] / f[:, None],
         total_mean=float(x[:, valid].sum(axis=1).mean()),
-        n_valid=int(valid.sum()),
     )
 
 
@@ -289,11 +397,23 @@ def _fit_gain_read(xs: np.ndarray, us: np.ndarray, dfs: np.ndarray, where: str) 
     return gain, read_noise
 
 
-def _shot_sigma(points: _SamplePoints, gain: float, read_noise: float, shot_factor: ShotFactor) -> float:
+def _shot_sigma(shots: _SampleShots, gain: float, read_noise: float, shot_factor: ShotFactor) -> float:
     """Spread of the shot factor: variance of the total-intensity factors minus their counting noise."""
-    counting = (gain * points.total_mean + points.n_valid * read_noise**2) / points.total_mean**2
-    beta2 = max(float(np.var(points.factors, ddof=1)) - counting, 0.0)
+    counting = (gain * shots.total_mean + int(shots.valid.sum()) * read_noise**2) / shots.total_mean**2
+    beta2 = max(float(np.var(shots.factors, ddof=1)) - counting, 0.0)
     return math.sqrt(math.log1p(beta2)) if shot_factor == "lognormal" else math.sqrt(beta2)
+
+
+def _detector_fits(shots: list[_SampleShots], points: list[_FitPoints], detector: Detector) -> list[tuple[float, float]]:
+    if detector == "pooled":
+        pooled = _fit_gain_read(
+            np.concatenate([p.x for p in points]),
+            np.concatenate([p.u for p in points]),
+            np.concatenate([p.df for p in points]),
+            "all samples (pooled)",
+        )
+        return [pooled] * len(points)
+    return [_fit_gain_read(p.x, p.u, p.df, f"sample {sh.sample_id!r}") for sh, p in zip(shots, points)]
 
 
 def fit_noise_model(
@@ -303,12 +423,15 @@ def fit_noise_model(
     shot_factor: ShotFactor = "normal",
     saturation: float | Literal["auto"] | None = "auto",
     instrument_fwhm_nm: float | None = None,
+    max_shape_modes: int | None = None,
 ) -> NoiseModel:
     """Fit the mean spectrum and noise parameters of every sample from its replicate shots.
 
     ``detector="pooled"`` fits one gain and read noise for all samples (same detector), ``"per_sample"``
     one per sample. ``saturation``: counts at which the detector saturates, ``"auto"`` to detect a pile-up
     near the maximum, or None. Integer-valued data give rounded draws; non-negative data are clipped at 0.
+    ``max_shape_modes``: at most this many shape-fluctuation modes per sample (0 = the paper's model:
+    Poisson + shot factor + read noise only; None = as many as are significant, up to MAX_SHAPE_MODES).
     """
     if detector not in DETECTORS:
         raise ValueError(f"detector {detector!r} is not one of {DETECTORS}")
@@ -323,7 +446,7 @@ def fit_noise_model(
     if intensity.ndim != 2 or intensity.shape[0] == 0:
         raise ValueError(f"intensity: expected a non-empty (spectrum, wavelength) array, got shape {intensity.shape}")
     wavelength = np.asarray(ds["wavelength"].values, dtype=np.float64)
-    sids = np.asarray(ds["sample_id"].values).astype(str)
+    sids = as_str_array(ds["sample_id"].values)
 
     if saturation == "auto":
         sat = detect_saturation(intensity)
@@ -341,38 +464,48 @@ def fit_noise_model(
     label_units = {name: str(ds[name].attrs.get("units", "")) for name in labels}
     label_values = {name: np.asarray(ds[name].values, dtype=np.float64) for name in labels}
 
-    points: list[_SamplePoints] = []
+    shots: list[_SampleShots] = []
     sample_labels: list[dict[str, float]] = []
     for sid in sample_ids(ds):
         rows = np.flatnonzero(sids == sid)
-        points.append(_sample_points(intensity[rows], sid, floor, sat))
+        shots.append(_sample_shots(intensity[rows], sid, floor, sat))
         sample_labels.append({name: float(label_values[name][rows[0]]) for name in labels})
 
-    if detector == "pooled":
-        pooled = _fit_gain_read(
-            np.concatenate([p.x for p in points]),
-            np.concatenate([p.u for p in points]),
-            np.concatenate([np.full(p.x.size, p.factors.size - 1.0) for p in points]),
-            "all samples (pooled)",
-        )
-        detector_fits = [pooled] * len(points)
-    else:
-        detector_fits = [
-            _fit_gain_read(p.x, p.u, np.full(p.x.size, p.factors.size - 1.0), f"sample {p.sample_id!r}")
-            for p in points
+    max_modes = MAX_SHAPE_MODES if max_shape_modes is None else int(max_shape_modes)
+    if max_modes < 0:
+        raise ValueError(f"max_shape_modes must be >= 0 or None, got {max_shape_modes}")
+    # Alternate: fit (gain, read noise) on the variance left after the shape modes found with the previous fit.
+    fits: list[tuple[float, float]] | None = None
+    for _ in range(MAX_FIT_ROUNDS):
+        points = [
+            sh.fit_points(None if fits is None else fits[i][0], 0.0 if fits is None else fits[i][1], max_modes)
+            for i, sh in enumerate(shots)
         ]
+        new_fits = _detector_fits(shots, points, detector)
+        converged = fits is not None and all(
+            abs(g1 - g0) <= 1e-4 * g0 and abs(r1 - r0) <= 1e-4 * max(r0, 1e-3)
+            for (g0, r0), (g1, r1) in zip(fits, new_fits)
+        )
+        fits = new_fits
+        if converged or max_modes == 0:
+            break
+    final = [sh.fit_points(g, r, max_modes) for sh, (g, r) in zip(shots, fits)]
 
     samples: dict[str, SampleNoise] = {}
-    for p, (gain, read_noise), lab in zip(points, detector_fits, sample_labels):
-        samples[p.sample_id] = SampleNoise(
-            sample_id=p.sample_id,
-            mean=p.mean,
+    for sh, pts, (gain, read_noise), lab in zip(shots, final, fits, sample_labels):
+        modes = np.zeros((pts.loadings.shape[0], intensity.shape[1]))
+        modes[:, sh.valid] = pts.loadings
+        samples[sh.sample_id] = SampleNoise(
+            sample_id=sh.sample_id,
+            mean=sh.mean,
             gain=gain,
             read_noise=read_noise,
-            shot_sigma=_shot_sigma(p, gain, read_noise, shot_factor),
-            n_shots=int(p.factors.size),
+            shot_sigma=_shot_sigma(sh, gain, read_noise, shot_factor),
+            n_shots=sh.k,
             labels=lab,
-            n_fit_channels=p.n_valid,
+            n_fit_channels=int(sh.valid.sum()),
+            modes=modes,
+            mode_correlation=pts.correlation,
         )
     return NoiseModel(
         wavelength=wavelength,
@@ -390,33 +523,49 @@ def fit_noise_model(
 # ------------------------------------------------------------------------------------- sample
 
 
-def shot_factors(model: NoiseModel, sample_id: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` multiplicative shot factors (mean 1) of one sample."""
-    sigma = model.sample(sample_id).shot_sigma
-    z = rng.standard_normal(n)
+def _factors_from_z(model: NoiseModel, sigma: float, z: np.ndarray) -> np.ndarray:
+    """Multiplicative shot factors with mean 1 from standard normal draws."""
     if model.shot_factor == "lognormal":
         return np.exp(sigma * z - 0.5 * sigma**2)
     return np.maximum(1.0 + sigma * z, 0.0)
 
 
+def _mode_coefficients(rho: np.ndarray, z: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Unit-variance mode coefficients with correlation ``rho`` to ``z``: a = z*rho + e @ B, B B^T = I - rho rho^T."""
+    norm2 = float(rho @ rho)
+    if norm2 == 0.0:
+        return e
+    unit = rho / math.sqrt(norm2)
+    shrink = 1.0 - math.sqrt(1.0 - norm2)
+    b = np.eye(rho.size) - shrink * np.outer(unit, unit)
+    return np.outer(z, rho) + e @ b
+
+
 def sample_spectra(model: NoiseModel, sample_id: str, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` synthetic shots of one sample, float32 (n, n_channels): shot factor, Poisson, read noise, clipping.
 
-    Draw order (fixed, so bytes depend only on the generator state): shot factors, photo-electrons, read noise.
+    Draw order (fixed, so bytes depend only on the generator state): shot factors, shape-mode coefficients
+    (if the sample has modes), photo-electrons, read noise.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     params = model.sample(sample_id)
     mean = model.sampling_mean(sample_id)
-    f = shot_factors(model, sample_id, n, rng)
-    positive = np.maximum(mean, 0.0)
-    lam = np.multiply.outer(f, positive / params.gain)
+    z = rng.standard_normal(n)
+    f = _factors_from_z(model, params.shot_sigma, z)
+    if params.modes.shape[0]:  # shape fluctuations: a different expected spectrum for every shot
+        coefficients = _mode_coefficients(params.mode_correlation, z, rng.standard_normal((n, params.modes.shape[0])))
+        expected = mean + coefficients @ params.modes
+    else:
+        expected = mean[None, :]
+    lam = np.maximum(expected, 0.0) * (f[:, None] / params.gain)
     out = rng.poisson(lam).astype(np.float32)
     del lam
     out *= np.float32(params.gain)
-    negative = np.minimum(mean, 0.0)
-    if negative.any():  # channels whose mean is below zero (dark-subtracted): only read noise around it
-        out += np.multiply.outer(f, negative).astype(np.float32)
+    negative = np.minimum(expected, 0.0)
+    if negative.any():  # channels expected below zero (dark-subtracted): only read noise around that level
+        out += (negative * f[:, None]).astype(np.float32)
+    del expected, negative
     noise = rng.standard_normal(out.shape, dtype=np.float32)
     noise *= np.float32(params.read_noise)
     out += noise
@@ -430,7 +579,7 @@ def sample_spectra(model: NoiseModel, sample_id: str, n: int, rng: np.random.Gen
 
 def spectra_of(ds: xr.Dataset, sample_id: str) -> np.ndarray:
     """The measured shots of one sample, float64 (k, n_channels)."""
-    rows = np.flatnonzero(np.asarray(ds["sample_id"].values).astype(str) == sample_id)
+    rows = np.flatnonzero(as_str_array(ds["sample_id"].values) == sample_id)
     if rows.size == 0:
         raise KeyError(f"dataset has no spectra of sample {sample_id!r}")
     return np.asarray(ds["intensity"].isel(spectrum=rows).values, dtype=np.float64)

@@ -23,7 +23,7 @@ from libs_pipeline.features.line_features import feature_column, line_features
 from libs_pipeline.features.lines import LineWindow
 from libs_pipeline.spectra.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from libs_pipeline.spectra.dataset import sample_ids as dataset_sample_ids
-from libs_pipeline.synth.noise_model import SATURATION_MARGIN, detect_saturation
+from libs_pipeline.synth.noise_model import SATURATION_MARGIN, as_str_array, detect_saturation
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class RealismReport:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+        fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
         ax = axes[0, 0]
         ax.hist(np.log2(self.mean_ratios), bins=80, range=(-0.5, 0.5), color="tab:blue")
         for x in (math.log2(1 - self.thresholds.mean_ratio_tolerance), math.log2(1 + self.thresholds.mean_ratio_tolerance)):
@@ -140,7 +140,7 @@ class RealismReport:
         if data:
             ax.boxplot(data, tick_labels=labels, showfliers=False)
             ax.tick_params(axis="x", rotation=90, labelsize=6)
-        ax.set(title="total intensity / measured mean (m = measured, s = synthetic)")
+        ax.set(title="total intensity / measured mean (m: measured, s: synthetic)", ylabel="ratio")
         fig.suptitle(f"Realism report: {'PASSED' if self.passed else 'FAILED'}")
         fig.tight_layout()
         path = Path(path)
@@ -163,7 +163,7 @@ class RealismReport:
 
 
 def _synthetic_rows(synthetic: xr.Dataset) -> dict[str, np.ndarray]:
-    ids = np.asarray(synthetic["sample_id"].values).astype(str)
+    ids = as_str_array(synthetic["sample_id"].values)
     order = np.argsort(ids, kind="stable")
     uniq, starts = np.unique(ids[order], return_index=True)
     bounds = list(starts) + [ids.size]
@@ -209,7 +209,7 @@ def realism_report(
             f"synthetic {wl_syn.size} channels {wl_syn[0]:.3f}-{wl_syn[-1]:.3f} nm"
         )
     meas_all = np.asarray(measured["intensity"].values, dtype=np.float64)
-    meas_ids = np.asarray(measured["sample_id"].values).astype(str)
+    meas_ids = as_str_array(measured["sample_id"].values)
     finite = meas_all[np.isfinite(meas_all)]
     saturation = detect_saturation(meas_all)
     floor_clipped = bool(finite.size and finite.min() >= 0 and np.any(finite == 0))

@@ -74,9 +74,8 @@ def toy(prefix: str, **kwargs):
     return ds.assign(sample_id=("spectrum", np.char.add(prefix, ds["sample_id"].values.astype(str))))
 
 
-@pytest.fixture(scope="session")
-def cnn_model_dir(tmp_path_factory):
-    """A small multitask CNN trained on toy data (a few seconds on CPU), saved with its trust.json."""
+def build_toy_model_dir(directory):
+    """Train a small multitask CNN on toy data (a few seconds on CPU) and save it with its trust.json."""
     from libs_pipeline.config import TrainingConfig
     from libs_pipeline.models import save_model, train_model
     from libs_pipeline.trust.calibration import save_trust
@@ -89,6 +88,12 @@ def cnn_model_dir(tmp_path_factory):
         analyte="Cu", augmentation=False, max_steps=150, eval_every=50, progress_bar=False, device="cpu", seed=0
     )
     model = train_model([train], config, val_sources=[early_stop])
-    directory = save_model(model, tmp_path_factory.mktemp("models") / "toy-cu")
+    directory = save_model(model, directory)
     save_trust(calibrate_model_trust(model, train, validation), directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def cnn_model_dir(tmp_path_factory):
+    """A small multitask CNN trained on toy data, saved with its trust.json."""
+    return build_toy_model_dir(tmp_path_factory.mktemp("models") / "toy-cu")

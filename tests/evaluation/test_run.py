@@ -1,0 +1,182 @@
+"""One evaluation run on the toy campaign: report folder contents, atomicity, neural-model hook, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from libs_pipeline.config import EvaluationConfig
+from libs_pipeline.evaluation.run import default_run_name, open_dataset, run_evaluation
+from libs_pipeline.testing import toy_campaign
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def toy_zarr(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "toy.zarr"
+    with warnings.catch_warnings():  # zarr v3: fixed-length string dtype notice
+        warnings.simplefilter("ignore")
+        toy_campaign(n_samples=8, n_shots=6).to_zarr(path)
+    return str(path)
+
+
+def _config(toy_zarr, root, **kw):
+    return EvaluationConfig(dataset_uri=toy_zarr, root=str(root), **{"run_name": "r1", **kw})
+
+
+def test_run_writes_complete_report(toy_zarr, tmp_path):
+    result = run_evaluation(_config(toy_zarr, tmp_path, test_samples=["S02", "S05"]))
+    folder = tmp_path / "reports" / "r1"
+    assert result.report_dir == folder and result.report_path == folder / "report.md"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "metrics.csv", "parity.png", "predictions.csv", "report.md", "residuals.png", "summary.json",
+    ]
+    assert [p.name for p in (tmp_path / "reports").iterdir()] == ["r1"]  # no temporary folder left
+    assert result.test_samples == ["S02", "S05"] and len(result.train_samples) == 6
+    assert list(result.table.index) == ["univariate", "pls"]
+    metrics = pd.read_csv(folder / "metrics.csv", index_col="method")
+    np.testing.assert_allclose(metrics["sample_rmsep"], result.table["sample_rmsep"])
+    preds = pd.read_csv(folder / "predictions.csv")
+    assert list(preds.columns) == ["spectrum", "sample_id", "y_true", "univariate", "pls"]
+    assert len(preds) == 12 and set(preds["sample_id"]) == {"S02", "S05"}
+    # The toy Cu lines scale with the label: both baselines predict held-out samples well.
+    assert (result.table["sample_rel_rmse"] < 0.1).all()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["analyte"] == "Cu" and summary["units"] == "wt%" and summary["details"]["pls"]["n_components"] >= 1
+    text = (folder / "report.md").read_text()
+    assert "| univariate |" in text and "| pls |" in text and "S02, S05" in text
+
+
+def test_seeded_split_keeps_extremes_and_is_reproducible(toy_zarr, tmp_path):
+    a = run_evaluation(_config(toy_zarr, tmp_path, run_name="a", seed=3))
+    b = run_evaluation(_config(toy_zarr, tmp_path, run_name="b", seed=3))
+    assert a.test_samples == b.test_samples and "S00" not in a.test_samples and "S07" not in a.test_samples
+    pd.testing.assert_frame_equal(a.table, b.table)
+
+
+def test_existing_run_folder_is_an_error(toy_zarr, tmp_path):
+    run_evaluation(_config(toy_zarr, tmp_path))
+    before = (tmp_path / "reports" / "r1" / "report.md").read_bytes()
+    with pytest.raises(FileExistsError, match="already exists"):
+        run_evaluation(_config(toy_zarr, tmp_path))
+    assert (tmp_path / "reports" / "r1" / "report.md").read_bytes() == before
+
+
+def test_failure_leaves_no_partial_folder(toy_zarr, tmp_path, monkeypatch):
+    import libs_pipeline.evaluation.run as run_module
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(run_module, "markdown_report", broken)
+    with pytest.raises(OSError, match="disk full"):
+        run_evaluation(_config(toy_zarr, tmp_path))
+    assert not (tmp_path / "reports").exists() or list((tmp_path / "reports").iterdir()) == []
+
+
+class _FakeModel:
+    """Stands in for libs_pipeline.models.TrainedModel: predicts from the Cu I 324.75 peak."""
+
+    task_names = ["Cu", "Cu I 324.75:area"]
+
+    def __init__(self, wavelength):
+        self.wavelength = wavelength
+
+    def predict(self, intensity):
+        assert intensity.dtype == np.float32
+        peak = intensity[:, np.argmin(np.abs(self.wavelength - 324.75))]
+        return {"Cu": (peak - 300.0) / 2500.0, "Cu I 324.75:area": peak}
+
+
+def _fake_models_module(monkeypatch, wavelength):
+    module = types.ModuleType("libs_pipeline.models")
+    module.load_model = lambda directory: _FakeModel(wavelength)
+    monkeypatch.setitem(sys.modules, "libs_pipeline.models", module)
+
+
+def test_neural_model_is_evaluated_when_given(toy_zarr, tmp_path, monkeypatch):
+    wl = open_dataset(toy_zarr)["wavelength"].values
+    _fake_models_module(monkeypatch, wl)
+    result = run_evaluation(_config(toy_zarr, tmp_path, model_dir=str(tmp_path / "model")))
+    assert list(result.table.index) == ["univariate", "pls", "neural"]
+    preds = pd.read_csv(result.predictions_path)
+    assert "neural" in preds.columns and np.isfinite(preds["neural"]).all()
+
+
+def test_neural_model_on_another_grid_is_rejected(toy_zarr, tmp_path, monkeypatch):
+    _fake_models_module(monkeypatch, np.linspace(200.0, 300.0, 10))
+    with pytest.raises(ValueError, match="10-channel grid that differs from the dataset's 512-channel grid"):
+        run_evaluation(_config(toy_zarr, tmp_path, model_dir="m"))
+    assert not (tmp_path / "reports" / "r1").exists()
+
+
+@pytest.mark.slow
+def test_baselines_only_never_import_torch(toy_zarr, tmp_path):
+    code = (
+        "import sys; from libs_pipeline.config import EvaluationConfig;"
+        "from libs_pipeline.evaluation.run import run_evaluation;"
+        f"run_evaluation(EvaluationConfig(dataset_uri={toy_zarr!r}, root={str(tmp_path)!r}, run_name='x'));"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    "kw, error, message",
+    [
+        ({"analyte": "Zn"}, ValueError, r"no label variable 'Zn' \(labels: \['Cu'\]\)"),
+        ({"test_samples": ["S99"]}, ValueError, r"test_samples \['S99'\] are not in the dataset"),
+        ({"univariate_line": "Cu I 510.55"}, ValueError, "univariate_line 'Cu I 510.55' is not one of the lines"),
+    ],
+)
+def test_bad_config_errors(toy_zarr, tmp_path, kw, error, message):
+    with pytest.raises(error, match=message):
+        run_evaluation(_config(toy_zarr, tmp_path, **kw))
+
+
+def test_missing_dataset(tmp_path):
+    with pytest.raises((FileNotFoundError, ValueError), match="nope.zarr"):
+        run_evaluation(EvaluationConfig(dataset_uri=str(tmp_path / "nope.zarr"), root=str(tmp_path)))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="run_name"):
+        EvaluationConfig(dataset_uri="x.zarr", root="r", run_name="../escape")
+    with pytest.raises(ValueError, match="univariate_degree"):
+        EvaluationConfig(dataset_uri="x.zarr", root="r", univariate_degree=3)
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
+        EvaluationConfig(dataset_uri="x.zarr", root="r", typo=1)
+
+
+def test_default_run_name_format():
+    import datetime as dt
+
+    assert default_run_name(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)) == "evaluate-20260102T030405Z"
+
+
+@pytest.mark.slow
+def test_real_neural_model_end_to_end(toy_zarr, tmp_path):
+    """A tiny model from libs_pipeline.models, trained on the training samples only, is evaluated beside the baselines."""
+    pytest.importorskip("torch")
+    from libs_pipeline.config import TrainingConfig
+    from libs_pipeline.models import save_model, train_model
+    from libs_pipeline.spectra.dataset import select_samples
+
+    test_samples = ["S02", "S05"]
+    ds = open_dataset(toy_zarr).load()
+    train = select_samples(ds, [s for s in np.unique(ds["sample_id"].values) if s not in test_samples])
+    config = TrainingConfig(analyte="Cu", augmentation=False, max_steps=30, eval_every=10, val_fraction=0.0,
+                            progress_bar=False, device="cpu")
+    model_dir = save_model(train_model([train], config), tmp_path / "model")
+    result = run_evaluation(_config(toy_zarr, tmp_path, test_samples=test_samples, model_dir=str(model_dir)))
+    assert list(result.table.index) == ["univariate", "pls", "neural"]
+    assert np.isfinite(result.table.loc["neural", "sample_rmsep"])

@@ -1,0 +1,71 @@
+"""Sample splits (given / seeded, extremes kept in training) and leave-one-sample-out predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from libs_pipeline.evaluation.crossval import leave_one_group_out
+from libs_pipeline.evaluation.split import split_samples
+
+SAMPLES = [f"S{i:02d}" for i in range(10)]
+LABELS = {s: float(i) for i, s in enumerate(SAMPLES)}
+
+
+def test_given_test_samples():
+    train, test = split_samples(SAMPLES, test_samples=["S05", "S02"])
+    assert test == ["S02", "S05"] and set(train) == set(SAMPLES) - {"S02", "S05"}
+
+
+def test_seeded_split_is_deterministic_disjoint_and_sized():
+    a = split_samples(SAMPLES * 3, test_fraction=0.3, seed=4)  # repeated ids (one per shot) are fine
+    b = split_samples(list(reversed(SAMPLES)), test_fraction=0.3, seed=4)
+    assert a == b
+    train, test = a
+    assert len(test) == 3 and set(train).isdisjoint(test) and set(train) | set(test) == set(SAMPLES)
+    draws = {tuple(split_samples(SAMPLES, seed=s)[1]) for s in range(10)}
+    assert len(draws) > 3  # the seed matters
+
+
+def test_extreme_concentrations_stay_in_training():
+    for seed in range(20):
+        train, test = split_samples(SAMPLES, test_fraction=0.5, seed=seed, labels=LABELS)
+        assert "S00" in train and "S09" in train and len(test) == 5
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"samples": ["a"]}, "at least 2 samples"),
+        ({"test_samples": ["nope"]}, r"test_samples \['nope'\] are not in the dataset"),
+        ({"test_samples": SAMPLES}, "at least one training and one test sample"),
+        ({"test_samples": ["S01", "S01"]}, "twice"),
+        ({"test_fraction": 1.0}, r"test_fraction must be in \(0, 1\)"),
+        ({"labels": {"S00": 1.0}}, "labels: no concentration for samples"),
+    ],
+)
+def test_split_errors(kwargs, message):
+    args = {"samples": SAMPLES, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        split_samples(**args)
+
+
+def test_leave_one_group_out_never_sees_its_own_group():
+    groups = np.array(["a", "a", "b", "c", "c", "c"])
+    seen = []
+
+    def fit_predict(train, test):
+        assert set(groups[train]).isdisjoint(groups[test])
+        seen.append(groups[test][0])
+        return np.full(test.size, float(len(train)))
+
+    out = leave_one_group_out(fit_predict, groups)
+    assert seen == ["a", "b", "c"]
+    np.testing.assert_array_equal(out, [4, 4, 5, 3, 3, 3])
+
+
+def test_leave_one_group_out_errors():
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        leave_one_group_out(lambda tr, te: te, ["a", "a"])
+    with pytest.raises(ValueError, match="group 'a': fit_predict returned 1 predictions for 2 rows"):
+        leave_one_group_out(lambda tr, te: np.zeros(1), ["a", "a", "b"])

@@ -1,0 +1,59 @@
+"""The ingest flow: wires ingest_campaign -> publish; validation report as a table artifact, summary as markdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.spectra.conftest import write_campaign
+
+
+def _artifacts(flow_run_id) -> dict:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+            )
+
+    return {a.key: a for a in asyncio.run(read())}
+
+
+def test_ingest_flow_creates_a_version_and_publishes_the_report(prefect_harness, tmp_path):
+    from flows.ingest import REPORT_KEY, SUMMARY_KEY, ingest
+    from libs_pipeline.config import IngestOptions
+    from libs_pipeline.spectra.store import SpectraStore
+
+    manifest = write_campaign(tmp_path / "c", n_samples=2, n_shots=3, n_channels=32)
+    (tmp_path / "c" / "empty.txt").write_text("")
+    with manifest.open("a") as fh:
+        fh.write("- sample_id: E\n  file: empty.txt\n  labels: {Cu: 1.0}\n")
+    state = ingest(str(manifest), str(tmp_path / "store"), options=IngestOptions(saturation_level=1e9), return_state=True)
+    assert state.is_completed()
+    out = state.result()
+    store = SpectraStore(tmp_path / "store")
+    assert out["status"] == "partial" and out["version"] == store.latest("toy") and out["uri"] == store.uri("toy")
+    assert set(out) == {"name", "status", "version", "parent", "uri", "report_path", "quarantine_report"}
+    found = _artifacts(state.state_details.flow_run_id)
+    assert found[REPORT_KEY].type == "table" and found[SUMMARY_KEY].type == "markdown"
+    assert "empty_file" in str(found[REPORT_KEY].data) and "empty.txt" in str(found[REPORT_KEY].data)
+    assert "partial" in str(found[SUMMARY_KEY].data)
+
+
+def test_ingest_flow_fails_when_every_file_is_rejected(prefect_harness, tmp_path):
+    from flows.ingest import REPORT_KEY, IngestRejectedError, ingest
+
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "bad.txt").write_bytes(b"\x00\x01garbage")
+    (folder / "m.yaml").write_text("units: ppm\nsamples:\n  - {sample_id: A, file: bad.txt, labels: {Na: 10}}\n")
+    state = ingest(str(folder / "m.yaml"), str(tmp_path / "store"), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(IngestRejectedError, match="every new file was rejected"):
+        state.result()
+    assert "binary_file" in str(_artifacts(state.state_details.flow_run_id)[REPORT_KEY].data)
+    allowed = ingest(str(folder / "m.yaml"), str(tmp_path / "store"), fail_if_rejected=False)
+    assert allowed["status"] == "rejected" and allowed["version"] is None
