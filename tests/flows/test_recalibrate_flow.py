@@ -1,0 +1,186 @@
+"""The recalibrate flow on a temporary Prefect server: promote / skip / keep / fail paths, artifacts, registry state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from libs_pipeline.config import RecalibrationConfig
+from libs_pipeline.registry import ModelRegistry, challenger
+from libs_pipeline.registry.challenger import Comparison
+from libs_pipeline.spectra.store import SpectraStore
+from libs_pipeline.testing import toy_campaign
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+TINY_TRAINING = {
+    "max_steps": 10, "eval_every": 5, "batch_size": 16, "val_fraction": 0.34,
+    "stem_channels": 2, "block_channels": [2], "dense_units": 8, "head_units": 4,
+}
+
+
+def make_store(root: Path, n_samples: int = 8, seed: int = 0) -> str:
+    ds = toy_campaign(n_samples=n_samples, n_shots=16, n_channels=256, seed=seed)
+    return SpectraStore(root).write_version("toy", ds, sources=[{"test": True}], reader="dataset")
+
+
+def tiny_config(root: Path, **update) -> RecalibrationConfig:
+    base = {
+        "root": str(root), "dataset": "toy", "synthesis": {"per_sample": 16, "chunk_size": 64},
+        "training": TINY_TRAINING, "promotion": {"max_flag_rate": 1.0},
+    }
+    return RecalibrationConfig(**{**base, **update})
+
+
+def fake_model_dir(path: Path, tag: str) -> Path:
+    """Files shaped like a saved model (the registry does not look inside them)."""
+    path.mkdir(parents=True)
+    for name in ("weights.pt", "normalisation.json", "config.json", "metrics.json", "trust.json"):
+        (path / name).write_text(json.dumps({"tag": tag, "file": name}))
+    return path
+
+
+def register_fake_champion(root: Path, spectra_version: str = "0" * 16) -> str:
+    reg = ModelRegistry(root)
+    staged = fake_model_dir(root / "fake-staged", "champion")
+    manifest = {"data": {"spectra": {"name": "toy", "version": spectra_version}}, "seeds": {}, "metrics": {"rmsep": 0.5},
+                "config_hash": "old"}
+    version = reg.register("toy", staged, manifest)
+    reg.promote("toy", version)
+    return version
+
+
+def run_artifacts(flow_run_id: str) -> dict[str, object]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: a for a in found}
+
+
+@pytest.mark.slow
+def test_first_run_promotes_second_run_skips(tmp_path):
+    from flows.recalibrate import recalibrate
+
+    version = make_store(tmp_path)
+    config = tiny_config(tmp_path)
+    registry = ModelRegistry(tmp_path)
+
+    first = recalibrate(config)
+    assert first["status"] == "promoted", first["reason"]
+    champion = registry.resolve("toy", "champion")
+    assert first["champion_before"] is None and first["champion_after"] == champion == first["challenger"]
+    manifest = registry.manifest("toy", "champion")
+    assert manifest["prefect_flow_run_id"] == first["flow_run_id"]
+    assert manifest["data"]["spectra"] == {"name": "toy", "version": version}
+    assert manifest["data"]["synthetic"]["uri"].endswith(".zarr")
+    assert manifest["config_hash"] == first["config_hash"]
+    assert manifest["trust_threshold"] > 0 and "trust.json" in manifest["files"]
+    assert manifest["metrics"]["rmsep"] == pytest.approx(first["metrics"]["challenger"]["rmsep"])
+    assert set(first["metrics"]) == {"challenger", "univariate", "pls"}
+    report = Path(first["report_dir"])
+    assert {"summary.md", "outcome.json", "parity.png", "residuals.png", "metrics.csv", "data_validation.md"} <= {
+        p.name for p in report.iterdir()
+    }
+    assert not (tmp_path / "staging" / report.name).exists()
+    arts = run_artifacts(first["flow_run_id"])
+    assert {"toy-recalibration-summary", "toy-recalibration-metrics", "toy-model-version", "toy-data-validation",
+            "toy-recalibration-parity-plot", "toy-recalibration-residuals-plot"} <= set(arts)
+    assert "promoted" in arts["toy-recalibration-summary"].data
+    assert champion in arts["toy-model-version"].data
+    assert "schema validation of the stored data: passed" in arts["toy-data-validation"].data
+
+    second = recalibrate(config)
+    assert second["status"] == "skipped" and "nothing changed" in second["reason"]
+    assert registry.resolve("toy", "champion") == champion
+    assert registry.versions("toy") == [champion]
+    assert "skipped" in run_artifacts(second["flow_run_id"])["toy-recalibration-summary"].data
+
+
+def test_training_failure_fails_run_and_keeps_champion(tmp_path, monkeypatch):
+    from flows.recalibrate import recalibrate
+
+    make_store(tmp_path)
+    old = register_fake_champion(tmp_path)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("training diverged (test)")
+
+    monkeypatch.setattr(challenger, "train_challenger", boom)
+    state = recalibrate(tiny_config(tmp_path), return_state=True)
+    assert state.is_failed()
+    assert "failed at step train-challenger: RuntimeError: training diverged (test)" in state.message
+    assert f"champion unchanged: {old}" in state.message
+    registry = ModelRegistry(tmp_path)
+    assert registry.aliases("toy") == {"champion": old}
+    assert registry.versions("toy") == [old]
+    arts = run_artifacts(str(state.state_details.flow_run_id))
+    summary = arts["toy-recalibration-summary"].data
+    assert "failed" in summary and "training diverged" in summary and "The champion was not changed." in summary
+
+
+def test_worse_challenger_is_registered_but_not_promoted(tmp_path, monkeypatch):
+    from flows.recalibrate import recalibrate
+
+    make_store(tmp_path)
+    old = register_fake_champion(tmp_path)
+
+    def fake_train(split, synthetic_uri, config, out_dir):
+        fake_model_dir(Path(out_dir), "challenger")
+        return {"model_dir": out_dir, "trust_threshold": 2.0, "training_metrics": {"steps": 1}}
+
+    def fake_compare(split, models, out_dir):
+        assert set(models) == {"challenger", "champion"}
+        assert models["champion"] == str(ModelRegistry(tmp_path).path("toy", old))
+        metrics = {"challenger": {"rmsep": 0.6, "flag_rate": 0.0}, "champion": {"rmsep": 0.5, "flag_rate": 0.0}}
+        import pandas as pd
+
+        return Comparison(table=pd.DataFrame(), metrics=metrics)
+
+    monkeypatch.setattr(challenger, "train_challenger", fake_train)
+    monkeypatch.setattr(challenger, "compare_on_heldout", fake_compare)
+    out = recalibrate(tiny_config(tmp_path))
+    assert out["status"] == "kept-champion"
+    assert "improvement -0.1 is below the required 0.01" in out["reason"]
+    registry = ModelRegistry(tmp_path)
+    new = out["challenger"]
+    assert registry.aliases("toy") == {"champion": old, "challenger": new}
+    assert registry.manifest("toy", new)["recalibration"]["decision"]["promote"] is False
+    assert registry.manifest("toy", new)["recalibration"]["compared_with"] == old
+
+
+def test_corrupt_champion_fails_run_before_training(tmp_path, monkeypatch):
+    from flows.recalibrate import recalibrate
+
+    make_store(tmp_path)
+    old = register_fake_champion(tmp_path)
+    (tmp_path / "models" / "toy" / old / "weights.pt").write_text("")
+    monkeypatch.setattr(challenger, "train_challenger", lambda *a, **k: pytest.fail("must not train"))
+    state = recalibrate(tiny_config(tmp_path), return_state=True)
+    assert state.is_failed()
+    assert "failed at step read-champion: CorruptModelError" in state.message
+    assert "weights.pt: 0 bytes" in state.message
+
+
+def test_missing_dataset_is_a_clear_failure(tmp_path):
+    from flows.recalibrate import recalibrate
+
+    state = recalibrate(tiny_config(tmp_path), return_state=True)
+    assert state.is_failed()
+    assert "failed at step find-latest-spectra: FileNotFoundError: no spectra version of dataset 'toy'" in state.message
+
+
+def test_retry_condition_only_retries_transient_io_errors():
+    from prefect.states import Failed
+
+    from flows.recalibrate import transient_io_error
+
+    assert transient_io_error(None, None, Failed(data=OSError("disk hiccup")))
+    assert transient_io_error(None, None, Failed(data=TimeoutError("lock busy")))
+    assert not transient_io_error(None, None, Failed(data=FileNotFoundError("gone")))
+    assert not transient_io_error(None, None, Failed(data=ValueError("bad input")))
