@@ -555,6 +555,9 @@ def sample_spectra(model: NoiseModel, sample_id: str, n: int, rng: np.random.Gen
     f = _factors_from_z(model, params.shot_sigma, z)
     if params.modes.shape[0]:  # shape fluctuations: a different expected spectrum for every shot
         coefficients = _mode_coefficients(params.mode_correlation, z, rng.standard_normal((n, params.modes.shape[0])))
+        # E[f * a_j] = shot_sigma * rho_j (Stein's lemma, both factor laws): subtract it so that the mean of
+        # f * expected stays the measured mean spectrum
+        coefficients -= params.shot_sigma * params.mode_correlation
         expected = mean + coefficients @ params.modes
     else:
         expected = mean[None, :]
