@@ -50,6 +50,7 @@ BASE_TRAINING = {
     "patience": 4,
     "batch_size": 32,
     "val_fraction": 0.2,
+    "num_threads": 1,  # the benchmark host has 2 shared cores: one thread avoids OpenMP spin-wait slowdowns
 }
 SYNTHESIS = {"per_sample": 100, "chunk_size": 128, "interpolate_between": 0}
 

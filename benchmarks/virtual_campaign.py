@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import tempfile
 import time
 
@@ -31,12 +30,6 @@ from libs_pipeline.physics.campaign import (
 )
 
 LIBSKIT_DEFAULT_FINE_SAMPLES = 5.0
-
-
-def _cpu_seconds() -> float:
-    """User + system CPU time of this process and its finished children (the worker processes)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def strongest_peak_channels(spectrum: np.ndarray, n: int = 10) -> np.ndarray:
@@ -78,11 +71,9 @@ def main() -> None:
 
     config = CampaignConfig(n_samples=args.samples, n_shots=args.shots, n_channels=args.channels)
     load_before = os.getloadavg()[0]  # other processes competing for the CPUs make `seconds` longer
-    cpu_before = _cpu_seconds()
     start = time.perf_counter()
     campaign = simulate_campaign(config, seed=args.seed, workers=args.workers)
     seconds = time.perf_counter() - start
-    cpu_seconds = _cpu_seconds() - cpu_before
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -106,7 +97,8 @@ def main() -> None:
         "workers": args.workers,
         "cpus": os.cpu_count(),
         "seconds": round(seconds, 2),
-        "cpu_seconds": round(cpu_seconds, 2),
+        "cpu_seconds": round(campaign.timings["cpu_seconds"], 2),
+        "sample_cpu_seconds": round(campaign.timings["sample_cpu_seconds"], 2),
         "load_average_1min_before": round(load_before, 2),
         "write_files_seconds": round(write_seconds, 2),
         "libskit_spectrum_calls": args.samples * config.basis_temperatures * config.basis_densities + 1,

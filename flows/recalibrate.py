@@ -1,8 +1,8 @@
-"""Recalibrate flow: latest spectra version -> (skip | synthesise -> train challenger -> compare with the champion on
-the same held-out samples -> promote or keep) -> publish the decision.
+"""Recalibrate flow: latest spectra version -> (skip | split -> synthesize subflow -> train subflow -> trust
+calibration -> compare with the champion on the same held-out samples -> promote or keep) -> publish the decision.
 
-Thin: ``libs_pipeline.registry`` (registry, decisions, challenger steps) does the work; tasks pass only paths,
-version ids and small dicts. A failure anywhere leaves the champion untouched (promotion is the last step) and
+Thin: ``libs_pipeline.registry`` (registry, decisions, challenger steps) and the synthesize / train flows do the
+work; tasks pass only paths, version ids and small dicts. A failure anywhere leaves the champion untouched (promotion is the last step) and
 fails the run with the step and the error in its message. Run it from a deployment with concurrency_limit 1.
 """
 
@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from libs_pipeline.config import DEFAULT_SYNTHETIC_PER_SAMPLE, RecalibrationConfig
+from libs_pipeline.config import DEFAULT_SYNTHETIC_PER_SAMPLE, RecalibrationConfig, TrainingConfig
 from libs_pipeline.evaluation.report import artifact_key
 from libs_pipeline.registry import ModelRegistry, challenger, decide_promotion, decide_retraining
 from libs_pipeline.registry.challenger import CHALLENGER, CHAMPION, TrainingSplit
@@ -84,26 +84,33 @@ def split_spectra(config: RecalibrationConfig, version: str) -> dict:
     return split.to_dict()
 
 
-@task(name="synthesize", retries=1, retry_delay_seconds=2)
-def synthesize(config: RecalibrationConfig, split: dict) -> str | None:
-    """Synthetic spectra of the training samples (resumable; on the Dask cluster when configured); None = off."""
-    from libs_pipeline.synth.generate import generate_synthetic
-
+def run_synthesis_flow(config: RecalibrationConfig, split: dict) -> dict | None:
+    """The synthesize flow (subflow) on the training split: returns its result (uri, realism) or None when off."""
     options = dict(config.synthesis)
     per_sample = int(options.pop("per_sample", DEFAULT_SYNTHETIC_PER_SAMPLE))
     if per_sample == 0:
         return None
+    from flows.synthesize import synthesize
+
     chunk_size = int(options.pop("chunk_size", 1024))
-    return generate_synthetic(
-        split["train"]["uri"], config.root, per_sample, seed=config.seed, chunk_size=chunk_size,
-        client_or_address=config.dask_address, **options,
+    n_workers = int(options.pop("n_workers", 2))
+    return synthesize(
+        dataset_uri=split["train"]["uri"], out_uri=config.root, per_sample=per_sample, seed=config.seed,
+        chunk_size=chunk_size, dask_address=config.dask_address, n_workers=n_workers, options=options,
     )
 
 
-@task(name="train-challenger")
-def train(config: RecalibrationConfig, split: dict, synthetic_uri: str | None, out_dir: str) -> dict:
-    """Train the challenger and calibrate its trust threshold; returns its staged directory and metrics."""
-    return challenger.train_challenger(TrainingSplit.from_dict(split), synthetic_uri, config, out_dir)
+def run_training_flow(training: TrainingConfig, model_dir: str) -> str:
+    """The train flow (subflow): trains on the training split (+ synthetic store), saves ``model_dir``."""
+    from flows.train import train as train_flow
+
+    return train_flow(training, model_dir)
+
+
+@task(name="calibrate-trust")
+def calibrate_trust(split: dict, model_dir: str, config: RecalibrationConfig) -> dict:
+    """Trust threshold of the challenger on its validation samples (writes trust.json beside the weights)."""
+    return challenger.calibrate_trust(TrainingSplit.from_dict(split), model_dir, config.trust)
 
 
 @task(name="compare-on-heldout")
@@ -207,16 +214,24 @@ def recalibrate(config: RecalibrationConfig) -> dict:
         split = split_spectra(config, version)
         outcome["heldout_samples"] = split["heldout"]
         step = "synthesize"
-        synthetic_uri = synthesize(config, split)
+        synthetic = run_synthesis_flow(config, split)
+        synthetic_uri = synthetic["uri"] if synthetic else None
+        realism = (synthetic or {}).get("realism") or {}
+        outcome["synthetic"] = {"uri": synthetic_uri, "realism_passed": realism.get("passed"),
+                                "realism_failures": realism.get("failures")}
         step = "train-challenger"
         staging = Path(root) / "staging" / report_dir.name / "challenger"
-        trained = train(config, split, synthetic_uri, str(staging))
+        model_dir = run_training_flow(challenger.training_config(config, TrainingSplit.from_dict(split), synthetic_uri),
+                                      str(staging))
+        step = "calibrate-trust"
+        trained = {"model_dir": str(model_dir), **calibrate_trust(split, str(model_dir), config)}
         step = "compare-on-heldout"
         models = {CHALLENGER: trained["model_dir"]}
         if champion:
             models[CHAMPION] = champion["path"]
         compared = compare(split, models, str(report_dir))
         metrics = compared["metrics"]
+        metrics[CHALLENGER]["synthetic_realism_passed"] = outcome["synthetic"]["realism_passed"]
         outcome.update(metrics=metrics, figures=compared["figures"], notes=compared["notes"],
                        roles={CHALLENGER: CHALLENGER, CHAMPION: CHAMPION})
         decision = decide_promotion(metrics[CHALLENGER], metrics.get(CHAMPION) if champion else None, config)
@@ -226,7 +241,8 @@ def recalibrate(config: RecalibrationConfig) -> dict:
         manifest = training_manifest(
             spectra={"name": config.dataset, "version": version},
             train_spectra={"name": split["train"]["name"], "version": split["train"]["version"]},
-            synthetic={"uri": synthetic_uri} if synthetic_uri else None,
+            synthetic={"uri": synthetic_uri, "id": Path(synthetic_uri).stem,
+                       "realism_passed": outcome["synthetic"]["realism_passed"]} if synthetic_uri else None,
             heldout=split["heldout"],
             seeds={"split": config.split_seed, "synthesis": config.seed, "training": config.seed},
             metrics={**metrics[CHALLENGER], "training": trained["training_metrics"]},

@@ -172,7 +172,108 @@ def spectra_show(
 
 # --- synthesize (synth) ---
 
+
+@app.command("synthesize")
+def synthesize_command(
+    dataset: str = typer.Option(..., "--dataset", help="with --store: a version id or LATEST; else a .zarr/.nc path or store URI"),
+    per_sample: int = typer.Option(..., "--per-sample", min=1, help="synthetic spectra per sample"),
+    out: str = typer.Option(None, "--out", help="output store root or a path ending in .zarr (default: --store)"),
+    store: str = typer.Option(None, "--store", help="spectra store root that --dataset is a version of"),
+    name: str = typer.Option(None, "--name", help="dataset name in the store (needed with --store)"),
+    seed: int = typer.Option(0, "--seed", min=0, help="same seed + inputs + chunk size -> same bytes"),
+    chunk_size: int = typer.Option(1024, "--chunk-size", min=1, help="spectra per chunk (sets peak memory)"),
+    dask_address: str = typer.Option(None, "--dask-address", help="tcp://host:port of an existing Dask scheduler"),
+    workers: int = typer.Option(2, "--workers", min=0, help="LocalCluster processes without --dask-address; 0 = in-process"),
+    detector: str = typer.Option("per_sample", "--detector", help="per_sample | pooled gain and read noise"),
+    shot_factor: str = typer.Option("normal", "--shot-factor", help="normal | lognormal"),
+    max_shape_modes: int = typer.Option(None, "--max-shape-modes", min=0, help="0 = the paper's model only"),
+    interpolate_between: int = typer.Option(0, "--interpolate-between", min=0, help="virtual samples between neighbours"),
+    realism: bool = typer.Option(True, "--realism/--no-realism", help="write the realism report beside the store"),
+) -> None:
+    """Draw synthetic spectra from the per-sample noise model fitted to a measured dataset (resumable)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from libs_pipeline.config import SynthesisConfig
+    from libs_pipeline.spectra.store import SpectraStore, VersionNotFoundError
+    from libs_pipeline.synth.generate import (
+        SynthesisError, cluster_address, finalize_synthesis, prepare_synthesis, run_chunks,
+    )
+    from libs_pipeline.synth.realism import report_store
+
+    console = Console(markup=False, highlight=False, soft_wrap=True)
+    try:
+        if store is not None:
+            if not name:
+                raise ValueError("--store needs --name (the dataset name in the store)")
+            dataset_uri = SpectraStore(store).uri(name, dataset)
+        else:
+            dataset_uri = dataset
+        out_uri = out or store
+        if out_uri is None:
+            raise ValueError("give --out (or --store, whose root then receives the synthetic store)")
+        config = SynthesisConfig(
+            dataset_uri=dataset_uri, out_uri=out_uri, per_sample=per_sample, seed=seed, chunk_size=chunk_size,
+            name=name, detector=detector, shot_factor=shot_factor, max_shape_modes=max_shape_modes,
+            interpolate_between=interpolate_between, dask_address=dask_address, n_workers=max(workers, 1),
+            realism=realism,
+        )
+        job = prepare_synthesis(
+            config.dataset_uri, config.out_uri, config.per_sample, config.seed, config.chunk_size, name=config.name,
+            detector=config.detector, shot_factor=config.shot_factor, max_shape_modes=config.max_shape_modes,
+            interpolate_between=config.interpolate_between,
+        )
+    except (ValueError, FileNotFoundError, VersionNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    console.print(f"{job.plan.n_spectra} spectra of {len(job.plan.sample_ids)} samples in {job.plan.n_chunks} chunks -> {job.final_path}")
+    columns = (TextColumn("synthesizing"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console) as bar:
+            bar_task = bar.add_task("chunks", total=job.plan.n_chunks)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(bar_task, completed=done, total=total)
+
+            if dask_address is None and workers == 0:
+                run_chunks(job, None, progress)
+            else:
+                with cluster_address(dask_address, max(workers, 1)) as address:
+                    run_chunks(job, address, progress)
+        uri = finalize_synthesis(job)
+    except SynthesisError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    console.print(f"synthetic store: {uri}")
+    if realism:
+        report, paths = report_store(config.dataset_uri, uri)
+        console.print(f"realism report: {'PASSED' if report.passed else 'FAILED'} ({paths['markdown']}, {paths['figure']})")
+        for failure in report.failures:
+            console.print(f"  - {failure}")
+
 # --- train / evaluate (models, evaluation) ---
+
+
+@app.command("train")
+def train_command(
+    config_file: str = typer.Argument(..., help="TrainingConfig as YAML/JSON (analyte, measured_uris, synthetic_uris, ...)"),
+    model_dir: str = typer.Option(None, "--model-dir", help="model directory to write (default: <output_dir>/<name>)"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
+) -> None:
+    """Train the multitask CNN on the config's data URIs; prints the model directory."""
+    from libs_pipeline.models.training_run import load_training_config, run_training
+
+    try:
+        config = load_training_config(config_file)
+        if no_progress:
+            config = config.model_copy(update={"progress_bar": False})
+        path = run_training(config, model_dir)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(str(path))
+
 
 
 @app.command("evaluate")
@@ -354,6 +455,45 @@ def models_rollback(
 
     event = _registry_call(lambda: ModelRegistry(root).rollback(name, alias=alias, reason=reason))
     typer.echo(f"{name}: {alias} {event['previous']} -> {event['version']} (rolled back)")
+
+
+@app.command("recalibrate")
+def recalibrate_command(
+    dataset: str = typer.Option(None, "--dataset", help="spectra dataset name (overrides the config file)"),
+    config: str = typer.Option(None, "--config", help="YAML/JSON file with RecalibrationConfig fields"),
+    root: str = typer.Option(None, "--root", envvar="LIBS_PIPELINE_ROOT", help="store root (overrides the config file)"),
+) -> None:
+    """Run the recalibration flow once, here (retrain on new data, promote only a better challenger)."""
+    import yaml
+    from pydantic import ValidationError
+
+    from libs_pipeline.config import RecalibrationConfig
+
+    data: dict = {}
+    if config:
+        try:
+            data = yaml.safe_load(open(config, encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            typer.echo(f"error: {config}: {exc}", err=True)
+            raise typer.Exit(1) from None
+        if not isinstance(data, dict):
+            typer.echo(f"error: {config}: expected a mapping of RecalibrationConfig fields", err=True)
+            raise typer.Exit(1)
+    data.update({k: v for k, v in {"dataset": dataset, "root": root}.items() if v is not None})
+    try:
+        cfg = RecalibrationConfig(**data)
+    except ValidationError as exc:
+        typer.echo(f"error: invalid recalibration config{f' in {config}' if config else ''}:\n{exc}", err=True)
+        raise typer.Exit(1) from None
+    from flows.recalibrate import recalibrate
+
+    state = recalibrate(cfg, return_state=True)
+    if not state.is_completed():
+        typer.echo(f"error: {state.message}", err=True)
+        raise typer.Exit(1)
+    outcome = state.result()
+    typer.echo(f"{outcome['status']}: {outcome['reason']}")
+    typer.echo(f"champion: {outcome.get('champion_after')}; report: {outcome['report_dir']}")
 
 
 @models_app.command("history")

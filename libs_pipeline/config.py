@@ -52,9 +52,13 @@ class CampaignConfig(StrictModel):
     )
     # plasma (per-shot fluctuations around the nominal state)
     temperature_K: float = Field(10000.0, gt=3000.0, lt=40000.0, description="nominal plasma temperature")
-    temperature_rel_sd: float = Field(0.05, ge=0.0, lt=0.2, description="shot-to-shot relative sd of T (normal)")
+    temperature_rel_sd: float = Field(
+        0.03, ge=0.0, lt=0.2,
+        description="shot-to-shot relative sd of T (normal); with the n_e and intensity spreads this gives "
+        "~20 % total-intensity RSD (measured), near the 7-19 % of the real OREAS replicates",
+    )
     electron_density_per_m3: float = Field(1e23, gt=1e20, lt=1e26, description="nominal (median) electron density")
-    electron_density_log_sd: float = Field(0.2, ge=0.0, lt=1.0, description="sd of ln(n_e) (lognormal, ~20 %)")
+    electron_density_log_sd: float = Field(0.1, ge=0.0, lt=1.0, description="sd of ln(n_e) (lognormal, ~10 %)")
     intensity_factor_median: float = Field(1.0, gt=0.0, description="median ablated-mass / collection factor")
     intensity_log_sd: float = Field(0.1, ge=0.0, lt=1.0, description="sd of ln(intensity factor) (~10 %)")
     truncate_sd: float = Field(2.5, ge=1.0, le=4.0, description="T and ln(n_e) draws are truncated at +-this many sd")
@@ -144,6 +148,42 @@ class IngestConfig(StrictModel):
 
 # --- synthesis (synth) ---
 
+
+class SynthesisConfig(StrictModel):
+    """Parameters of ``libs_pipeline.synth.generate_synthetic`` and the synthesize flow / CLI.
+
+    The store lands at ``<out_uri>/synthetic/<name>/<id>.zarr`` (or at ``out_uri`` if it ends in .zarr);
+    its bytes depend only on (dataset, model options, per_sample, seed, chunk_size).
+    """
+
+    dataset_uri: str = Field(..., min_length=1, description="measured spectra: .zarr/.nc path or <root>#<name>@<version>")
+    out_uri: str = Field(..., min_length=1, description="store root (or a path ending in .zarr)")
+    per_sample: int = Field(..., ge=1, description="synthetic spectra per (reference or interpolated) sample")
+    seed: int = Field(0, ge=0)
+    chunk_size: int = Field(1024, ge=1, description="spectra per chunk = per Dask task = per zarr chunk")
+    name: str | None = Field(None, description="dataset name in the output path (default: from the source)")
+    # noise model
+    detector: Literal["per_sample", "pooled"] = Field("per_sample", description="gain/read noise per sample or shared")
+    shot_factor: Literal["normal", "lognormal"] = "normal"
+    saturation: float | Literal["auto"] | None = Field("auto", description="saturation counts, 'auto' or None")
+    instrument_fwhm_nm: float | None = Field(None, gt=0.0, description="optional Gaussian instrument function")
+    max_shape_modes: int | None = Field(
+        None, ge=0, description="shape-fluctuation modes per sample: 0 = paper's model only, None = all significant"
+    )
+    # beyond the original method (off by default)
+    interpolate_between: int = Field(0, ge=0, description="virtual samples between concentration neighbours")
+    interpolation_analyte: str | None = Field(None, description="label that orders samples (default: first label)")
+    # execution
+    dask_address: str | None = Field(None, description="tcp://host:port of an existing Dask scheduler")
+    n_workers: int = Field(2, ge=1, description="LocalCluster worker processes when no dask_address is given")
+    # realism report
+    realism: bool = True
+    analyte: str | None = Field(None, description="analyte whose lines the realism report checks (default: first label)")
+    lines: list[dict] | None = Field(None, description="LineWindow dicts for the report (default: default_lines)")
+    realism_max_per_sample: int = Field(1000, ge=2)
+    report_dir: str | None = Field(None, description="where the report goes (default: <store>.realism/ beside it)")
+
+
 # --- training (models) ---
 
 
@@ -191,6 +231,7 @@ class TrainingConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     shuffle_buffer_chunks: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads while training (None: torch default)")
     checkpoint_dir: str | None = None
     progress_bar: bool = True
 
@@ -239,11 +280,8 @@ class TrustConfig(StrictModel):
 from pydantic import field_validator  # noqa: E402  (kept inside this section to avoid editing shared imports)
 
 DEFAULT_SYNTHETIC_PER_SAMPLE = 200
-#: Keys of RecalibrationConfig.synthesis (arguments of libs_pipeline.synth.generate.generate_synthetic).
-RECALIBRATION_SYNTHESIS_KEYS = (
-    "per_sample", "chunk_size", "detector", "shot_factor", "saturation", "instrument_fwhm_nm",
-    "interpolate_between", "interpolation_analyte",
-)
+#: SynthesisConfig fields the recalibration flow sets itself (not allowed in RecalibrationConfig.synthesis).
+RECALIBRATION_SYNTHESIS_RESERVED = ("dataset_uri", "out_uri", "seed", "dask_address")
 
 
 class PromotionPolicy(StrictModel):
@@ -255,6 +293,9 @@ class PromotionPolicy(StrictModel):
     )
     max_flag_rate: float = Field(
         0.10, ge=0.0, le=1.0, description="largest fraction of held-out (in-distribution) spectra flagged untrustworthy"
+    )
+    require_realistic_synthetic: bool = Field(
+        True, description="refuse a challenger trained on synthetic spectra that failed the realism report"
     )
 
 
@@ -275,7 +316,7 @@ class RecalibrationConfig(StrictModel):
     seed: int = Field(0, ge=0, description="seed of synthesis and training")
     synthesis: dict = Field(
         default_factory=lambda: {"per_sample": DEFAULT_SYNTHETIC_PER_SAMPLE, "chunk_size": 1024},
-        description="generate_synthetic arguments; per_sample 0 = train without augmentation",
+        description="SynthesisConfig fields for the synthesize subflow; per_sample 0 = train without augmentation",
     )
     training: dict = Field(default_factory=dict, description="TrainingConfig overrides (max_steps, batch_size, ...)")
     trust: TrustConfig = Field(default_factory=TrustConfig)
@@ -284,13 +325,14 @@ class RecalibrationConfig(StrictModel):
 
     @field_validator("synthesis")
     @classmethod
-    def _known_synthesis_keys(cls, value: dict) -> dict:
-        unknown = sorted(set(value) - set(RECALIBRATION_SYNTHESIS_KEYS))
-        if unknown:
-            raise ValueError(f"synthesis: unknown key(s) {unknown}; allowed: {list(RECALIBRATION_SYNTHESIS_KEYS)}")
+    def _valid_synthesis_fields(cls, value: dict) -> dict:
+        reserved = sorted(set(RECALIBRATION_SYNTHESIS_RESERVED) & set(value))
+        if reserved:
+            raise ValueError(f"synthesis: {reserved} are set by the recalibration flow, not here")
         per_sample = value.get("per_sample", DEFAULT_SYNTHETIC_PER_SAMPLE)
         if not isinstance(per_sample, int) or per_sample < 0:
             raise ValueError(f"synthesis.per_sample must be an integer >= 0 (0 = no augmentation), got {per_sample!r}")
+        SynthesisConfig(dataset_uri="-", out_uri="-", **{**value, "per_sample": max(per_sample, 1)})
         return value
 
     @field_validator("training")

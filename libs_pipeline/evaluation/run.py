@@ -28,6 +28,7 @@ from libs_pipeline.features.line_features import dataset_line_features, feature_
 from libs_pipeline.features.lines import LineWindow, resolve_lines
 from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text, publish_directory, temporary_sibling
 from libs_pipeline.spectra.dataset import label_names, sample_ids, select_samples
+from libs_pipeline.spectra.store import open_spectra
 
 UNIVARIATE = "univariate"
 PLS = "pls"
@@ -59,26 +60,8 @@ def default_run_name(now: dt.datetime | None = None) -> str:
 
 
 def open_dataset(uri: str) -> xr.Dataset:
-    """Open a spectra dataset lazily: store URI / .zarr / .nc (via ``spectra.store.open_spectra`` when present)."""
-    try:
-        from libs_pipeline.spectra.store import open_spectra
-    except ImportError:  # the store module is optional for plain .zarr / .nc paths
-        open_spectra = None
-    try:
-        if open_spectra is not None:
-            ds = open_spectra(uri)
-        elif str(uri).endswith(".nc"):
-            ds = xr.open_dataset(uri, engine="h5netcdf", chunks={})
-        else:
-            ds = xr.open_zarr(uri)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"dataset {uri}: not found ({exc})") from exc
-    except Exception as exc:
-        raise ValueError(f"dataset {uri}: cannot be opened as a spectra dataset: {exc}") from exc
-    for var in ("intensity", "sample_id"):
-        if var not in ds:
-            raise ValueError(f"dataset {uri}: no variable {var!r} (not in the canonical spectra layout)")
-    return ds
+    """Open a spectra dataset lazily: store URI / .zarr / .nc (see ``spectra.store.open_spectra``)."""
+    return open_spectra(uri)
 
 
 def _analyte(ds: xr.Dataset, analyte: str | None, uri: str) -> tuple[str, str]:

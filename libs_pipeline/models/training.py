@@ -7,9 +7,11 @@ without synthetic augmentation, learned or fixed task weights -- all switches of
 from __future__ import annotations
 
 import copy
+import io
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,8 +143,6 @@ def _evaluate(network: MultitaskCNN, batches: SpectraBatches, device: torch.devi
 
 def _save_checkpoint(directory: Path, step: int, network: MultitaskCNN, loss_fn: MultitaskLoss) -> None:
     """Atomic state_dict checkpoint (network + loss log-variances) at ``directory/checkpoint.pt``."""
-    import io
-
     buf = io.BytesIO()
     torch.save({"step": torch.tensor(step), "network": network.state_dict(), "loss": loss_fn.state_dict()}, buf)
     atomic_write_bytes(directory / "checkpoint.pt", buf.getvalue())
@@ -160,6 +160,19 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
+@contextmanager
+def _torch_threads(n: int | None):
+    """Temporarily set torch's CPU thread count (on a busy 2-core host, 1 thread avoids spin-wait slowdowns)."""
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n is not None:
+            torch.set_num_threads(previous)
+
+
 def train_model(
     train_sources: Sequence[SourceLike],
     config: TrainingConfig,
@@ -171,6 +184,13 @@ def train_model(
     sample); early stopping on the validation RMSE of the primary task, best weights restored.
     Without validation (val_fraction=0) it trains ``max_steps`` and keeps the final weights.
     """
+    with _torch_threads(config.num_threads):
+        return _train(train_sources, config, val_sources)
+
+
+def _train(
+    train_sources: Sequence[SourceLike], config: TrainingConfig, val_sources: Sequence[SourceLike] | None
+) -> TrainedModel:
     t0 = time.perf_counter()
     plan = plan_split(train_sources, config.analyte, config.val_fraction, config.seed, val_sources, config.augmentation)
     n_syn = int(sum(s.synthetic.sum() for s in plan.train))

@@ -13,8 +13,9 @@ import json
 import multiprocessing
 import os
 import re
+import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import libskit
@@ -79,6 +80,7 @@ class SampleResult:
     electron_density_per_m3: np.ndarray
     intensity_factor: np.ndarray
     n_saturated: np.ndarray
+    cpu_seconds: float = 0.0
 
 
 @dataclass
@@ -91,6 +93,7 @@ class VirtualCampaign:
     config: CampaignConfig
     effective_config: CampaignConfig
     seed: int
+    timings: dict[str, float] = field(default_factory=dict)  # wall and CPU seconds (diagnostic only)
 
     @property
     def name(self) -> str:
@@ -183,6 +186,7 @@ def exposure(config: CampaignConfig) -> float:
 
 def simulate_sample(task: SampleTask) -> SampleResult:
     """All shots of one sample: basis (libskit), per-shot plasma draws, interpolation, detector noise."""
+    started = time.process_time()
     config = task.config
     spectrometer = Spectrometer.from_config(config)
     detector = Detector.from_config(config)
@@ -197,7 +201,7 @@ def simulate_sample(task: SampleTask) -> SampleResult:
         _stream(task.seed, _STREAM_SHOTS, task.index, _SHOT_POISSON),
         _stream(task.seed, _STREAM_SHOTS, task.index, _SHOT_READ),
     )
-    return SampleResult(counts, temperature, density, factor, saturated)
+    return SampleResult(counts, temperature, density, factor, saturated, time.process_time() - started)
 
 
 def campaign_samples(config: CampaignConfig, seed: int, samples: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -244,6 +248,7 @@ def simulate_campaign(
 ) -> VirtualCampaign:
     """Simulate a campaign; pass ``samples`` (e.g. a nominal campaign's ``.samples``) to re-measure them
     under ``config``'s scenario. Same config + seed + samples -> same bytes for any ``workers``."""
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
     config = config or CampaignConfig()
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
@@ -255,8 +260,18 @@ def simulate_campaign(
         fractions = comp.mass_fractions(row)
         check_elements(fractions, f"sample {row['sample_id']!r}")
         tasks.append(SampleTask(int(i), str(row["sample_id"]), fractions, effective, electrons_per_unit, int(seed)))
-    results = _run(tasks, default_workers() if workers is None else int(workers))
-    return _assemble(config, effective, seed, table, results, electrons_per_unit)
+    n_workers = default_workers() if workers is None else int(workers)
+    results = _run(tasks, n_workers)
+    campaign = _assemble(config, effective, seed, table, results, electrons_per_unit)
+    main_cpu = time.process_time() - cpu_start
+    worker_cpu = sum(r.cpu_seconds for r in results) if n_workers > 1 and len(tasks) > 1 else 0.0
+    campaign.timings = {
+        "wall_seconds": time.perf_counter() - wall_start,
+        "cpu_seconds": main_cpu + worker_cpu,  # this process + the sample work done in worker processes
+        "sample_cpu_seconds": sum(r.cpu_seconds for r in results),
+        "workers": float(min(n_workers, len(tasks))),
+    }
+    return campaign
 
 
 def _assemble(config: CampaignConfig, effective: CampaignConfig, seed: int, table: pd.DataFrame,

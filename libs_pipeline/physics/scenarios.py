@@ -2,9 +2,10 @@
 
 Each scenario x severity is a small table of parameter edits applied once by ``apply_scenario``:
 ``scale`` multiplies, ``add`` adds, ``set`` replaces, ``merge`` adds dict entries. The interferent is
-vanadium: libskit's database has no strong line within 0.1 nm of Cu I 324.75/327.40 (Ca I 327.47 is
-0.07 nm away but Stark-broad and weak: +5 % of the Cu 327.40 window area at 8 wt% Ca), whereas
-V II 327.11/327.61 (air) fall inside the Cu I 327.40 window and blend with it at 0.25 nm resolution.
+vanadium: libskit's bundled database has no strong line within 0.1 nm of Cu I 324.75/327.40 (Ca I 327.47
+is 0.07 nm away but Stark-broad (0.85 nm) and weak: 8 wt% Ca raised the +-0.3 nm Cu I 327.40 window of a
+0.05 wt% Cu alloy by only 5 %), whereas V II 327.11/327.61 (air, 0.28/0.22 nm away) fall inside the
+Cu I 327.40 window and blend with it at 0.25 nm resolution (0.5 wt% V: x5 on that window at 0.05 wt% Cu).
 """
 
 from __future__ import annotations

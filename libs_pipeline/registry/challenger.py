@@ -1,5 +1,5 @@
-"""The steps of one re-calibration, as plain functions on paths and ids: split, train a challenger, compare on
-held-out samples, describe the data version. The recalibrate flow wires them; they work without Prefect.
+"""The steps of one re-calibration, as plain functions on paths and ids: split, configure and trust-calibrate a
+challenger, compare on held-out samples, describe the data version. The recalibrate flow wires them; they work without Prefect.
 
 Torch is reached only through ``libs_pipeline.models`` / ``libs_pipeline.trust.prediction``, imported inside the
 functions that need it (``import libs_pipeline.registry`` stays torch-free).
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from libs_pipeline.config import RecalibrationConfig, TrainingConfig
+from libs_pipeline.config import RecalibrationConfig, TrainingConfig, TrustConfig
 from libs_pipeline.registry.recalibration import heldout_samples
 from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text
 from libs_pipeline.spectra.dataset import label_names, sample_ids, select_samples
@@ -134,39 +134,33 @@ def training_config(config: RecalibrationConfig, split: TrainingSplit, synthetic
     )
 
 
-def train_challenger(
-    split: TrainingSplit, synthetic_uri: str | None, config: RecalibrationConfig, out_dir: str | Path
-) -> dict:
-    """Train on the training split (+ synthetic store), save the model and its trust calibration to ``out_dir``.
+def calibrate_trust(split: TrainingSplit, model_dir: str | Path, trust: TrustConfig | None = None) -> dict:
+    """Fit the trust calibration of a trained model directory and save it there as ``trust.json``.
 
-    The trust threshold is calibrated on the model's own validation samples (never trained on); returns
-    ``{"model_dir", "trust_threshold", "training_metrics"}`` (validation metrics, no arrays).
+    Line calibrations come from the measured training samples the network fitted, scales and threshold from its
+    validation samples (in ``metrics.json``; never trained on). Returns ``{"trust_threshold", "training_metrics"}``.
     """
-    from libs_pipeline.models import save_model, train_model
+    from libs_pipeline.models import load_model
     from libs_pipeline.trust.calibration import save_trust
     from libs_pipeline.trust.prediction import calibrate_model_trust
 
-    cfg = training_config(config, split, synthetic_uri)
-    sources = [*cfg.measured_uris, *cfg.synthetic_uris]
-    model = train_model(sources, cfg)
+    model = load_model(model_dir)
     val_samples = list(model.metrics.get("val_samples") or [])
     if not val_samples:
         raise ValueError(
-            "trust calibration needs validation samples the network did not train on: set training.val_fraction > 0 "
-            f"(training split has {len(split.train_samples)} samples)"
+            f"{model_dir}: trust calibration needs validation samples the network did not train on; set "
+            f"training.val_fraction > 0 (the training split has {len(split.train_samples)} samples)"
         )
     measured = SpectraStore(split.root).open(split.train["name"], split.train["version"])
     fit_ids = [s for s in split.train_samples if s not in set(val_samples)]
     calibration = calibrate_model_trust(
-        model, select_samples(measured, fit_ids).load(), select_samples(measured, val_samples).load(), config.trust
+        model, select_samples(measured, fit_ids).load(), select_samples(measured, val_samples).load(), trust
     )
-    out = save_model(model, out_dir, overwrite=True)
-    save_trust(calibration, out)
+    save_trust(calibration, model_dir)
     keep = ("steps", "epochs", "best_step", "train_samples", "val_samples", "n_train_spectra", "n_train_synthetic",
             "n_val_spectra", "seconds")
     summary = {k: model.metrics[k] for k in keep if k in model.metrics}
-    summary.update({k: v for k, v in model.metrics.items() if k.startswith("val_") and not isinstance(v, (list, dict))})
-    return {"model_dir": str(out), "trust_threshold": float(calibration.threshold), "training_metrics": summary}
+    return {"trust_threshold": float(calibration.threshold), "training_metrics": summary}
 
 
 def _grid_problem(model_wavelength: np.ndarray, wavelength: np.ndarray) -> str | None:
@@ -315,7 +309,7 @@ __all__ = [
     "data_validation_report",
     "labelled_samples",
     "resolve_analyte",
-    "train_challenger",
+    "calibrate_trust",
     "training_config",
     "write_training_split",
 ]

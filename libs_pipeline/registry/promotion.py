@@ -42,7 +42,8 @@ def decide_promotion(challenger_metrics: dict, champion_metrics: dict | None, co
     held-out RMSEP beats the champion's by the policy's margin, relative or absolute).
 
     Metrics dicts need ``rmsep`` (both) and ``flag_rate`` (challenger): the fraction of held-out
-    in-distribution predictions flagged untrustworthy.
+    in-distribution predictions flagged untrustworthy. A challenger whose ``synthetic_realism_passed`` is
+    False (its synthetic training spectra failed the realism report) is refused when the policy requires it.
     """
     policy = _policy(config)
     margin = float(policy.min_improvement)
@@ -59,6 +60,10 @@ def decide_promotion(challenger_metrics: dict, champion_metrics: dict | None, co
     }
     if not math.isfinite(rmsep):
         return Decision(False, f"challenger RMSEP is {rmsep}, not a finite number", details)
+    realistic = challenger_metrics.get("synthetic_realism_passed")
+    details["synthetic_realism_passed"] = realistic
+    if realistic is False and getattr(policy, "require_realistic_synthetic", True):
+        return Decision(False, "the challenger's synthetic training spectra failed the realism report", details)
     if not (math.isfinite(flag_rate) and flag_rate <= max_flag_rate):
         return Decision(
             False,

@@ -106,18 +106,31 @@ def open_zarr_spectra(path: str | Path) -> xr.Dataset:
 
 
 def open_spectra(uri_or_path: str | Path) -> xr.Dataset:
-    """Open spectra from a ``.zarr`` / ``.nc`` path or a store URI ``<root>#<name>@<version>``."""
+    """Open spectra lazily from a ``.zarr`` / ``.nc`` path or a store URI ``<root>#<name>@<version>``.
+
+    Raises FileNotFoundError for a missing path and ValueError (naming the URI) for anything that is not
+    a dataset in the canonical layout.
+    """
     text = str(uri_or_path)
     if "#" in text:
         root, _, ref = text.partition("#")
         name, _, version = ref.partition("@")
-        return SpectraStore(root).open(name, version or LATEST)
-    path = Path(text)
-    if path.suffix == ".zarr" or (path / "zarr.json").exists():
-        return open_zarr_spectra(path)
-    if path.suffix in (".nc", ".nc4", ".h5"):
-        return _with_str_vars(xr.open_dataset(path))
-    raise ValueError(f"cannot open spectra from {text!r}: expected a .zarr, a .nc or '<root>#<name>@<version>'")
+        ds = SpectraStore(root).open(name, version or LATEST)
+    else:
+        path = Path(text)
+        is_zarr = path.suffix == ".zarr" or (path / "zarr.json").exists()
+        if not is_zarr and path.suffix not in (".nc", ".nc4", ".h5"):
+            raise ValueError(f"cannot open spectra from {text!r}: expected a .zarr, a .nc or '<root>#<name>@<version>'")
+        if not path.exists():
+            raise FileNotFoundError(f"spectra {text!r}: no such file or directory")
+        try:
+            ds = open_zarr_spectra(path) if is_zarr else _with_str_vars(xr.open_dataset(path))
+        except Exception as exc:
+            raise ValueError(f"cannot open spectra from {text!r}: {exc}") from exc
+    for var in ("intensity", "sample_id"):
+        if var not in ds:
+            raise ValueError(f"spectra {text!r}: no variable {var!r} (not in the canonical spectra layout)")
+    return ds
 
 
 class SpectraStore:

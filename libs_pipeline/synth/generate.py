@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +19,7 @@ from typing import Any, Literal
 import xarray as xr
 
 from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text
+from libs_pipeline.spectra.store import LATEST, SpectraStore, open_spectra
 from libs_pipeline.synth.interpolation import interpolate_samples
 from libs_pipeline.synth.noise_model import Detector, ShotFactor, fit_noise_model
 from libs_pipeline.synth.plan import SynthesisPlan
@@ -50,21 +51,7 @@ def open_measured(dataset: str | Path | xr.Dataset) -> xr.Dataset:
     """The measured dataset: an xr.Dataset, a .zarr/.nc path, or a store URI ``<root>#<name>@<version>``."""
     if isinstance(dataset, xr.Dataset):
         return dataset
-    try:  # the versioned store (helper "ingest") resolves store URIs; plain paths work without it
-        from libs_pipeline.spectra.store import open_spectra
-    except ImportError:
-        open_spectra = None
-    if open_spectra is not None:
-        return open_spectra(dataset)
-    text = str(dataset)
-    if "#" in text:
-        raise ValueError(f"{text}: store URIs need libs_pipeline.spectra.store, which is not available")
-    path = Path(text.removeprefix("file://"))
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: measured dataset not found")
-    if path.suffix == ".zarr" or (path / "zarr.json").is_file():
-        return xr.open_zarr(path, consolidated=False)
-    return xr.open_dataset(path)
+    return open_spectra(str(dataset).removeprefix("file://"))
 
 
 def dataset_identity(dataset: str | Path | xr.Dataset, ds: xr.Dataset) -> dict[str, Any]:
@@ -73,10 +60,10 @@ def dataset_identity(dataset: str | Path | xr.Dataset, ds: xr.Dataset) -> dict[s
     version = ds.attrs.get("version")
     if not isinstance(dataset, xr.Dataset):
         text = str(dataset)
-        if "#" in text:  # <root>#<name>@<version>
-            ref = text.split("#", 1)[1]
+        if "#" in text:  # <root>#<name>@<version>, version resolved (LATEST -> the current one)
+            root, _, ref = text.partition("#")
             name, _, version = ref.partition("@")
-            version = version or "LATEST"
+            version = SpectraStore(root).ref(name, version or LATEST).rpartition("@")[2]
         else:
             path = Path(text.removeprefix("file://"))
             if path.parent.parent.name == "spectra":  # <root>/spectra/<name>/<version>.zarr
@@ -101,6 +88,7 @@ def prepare_synthesis(
     shot_factor: ShotFactor = "normal",
     saturation: float | Literal["auto"] | None = "auto",
     instrument_fwhm_nm: float | None = None,
+    max_shape_modes: int | None = None,
     interpolate_between: int = 0,
     interpolation_analyte: str | None = None,
 ) -> SynthesisJob:
@@ -114,7 +102,12 @@ def prepare_synthesis(
     identity = dataset_identity(dataset_uri, ds)
     name = name or identity["name"]
     model = fit_noise_model(
-        ds, detector=detector, shot_factor=shot_factor, saturation=saturation, instrument_fwhm_nm=instrument_fwhm_nm
+        ds,
+        detector=detector,
+        shot_factor=shot_factor,
+        saturation=saturation,
+        instrument_fwhm_nm=instrument_fwhm_nm,
+        max_shape_modes=max_shape_modes,
     )
     model = interpolate_samples(model, interpolate_between, interpolation_analyte)
     plan = SynthesisPlan(tuple(model.sample_ids), int(per_sample), int(chunk_size), int(seed))
@@ -168,6 +161,20 @@ def _client(client_or_address):
         yield client_or_address
 
 
+@contextmanager
+def cluster_address(address: str | None, n_workers: int = 2) -> Iterator[str]:
+    """``address`` as is, or the address of a fresh LocalCluster (worker processes, 1 thread each), closed on exit."""
+    if address:
+        yield address
+        return
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
 def run_chunks(job: SynthesisJob | str | Path, client_or_address=None, progress: Progress | None = None) -> int:
     """Write every chunk that has no marker yet; returns how many were written in this call.
 
@@ -204,7 +211,7 @@ def run_chunks(job: SynthesisJob | str | Path, client_or_address=None, progress:
             keys = [f"synth-{job.id}-{i}" for i in pending]
             futures = client.map(write_chunk, [work] * len(pending), pending, key=keys, retries=0)
             index_of = {f.key: i for f, i in zip(futures, pending)}
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=client.loop):
                 try:
                     written += bool(future.result()["written"])
                 except Exception as exc:
@@ -284,7 +291,7 @@ def generate_synthetic(
     """Fit, generate (resumable, deterministic) and publish; returns the path of ``<id>.zarr``.
 
     ``options`` go to ``prepare_synthesis`` (name, detector, shot_factor, saturation, instrument_fwhm_nm,
-    interpolate_between, interpolation_analyte). Bytes depend only on (inputs, seed, chunk_size).
+    max_shape_modes, interpolate_between, interpolation_analyte). Bytes depend only on (inputs, seed, chunk_size).
     """
     job = prepare_synthesis(dataset_uri, out_uri, per_sample, seed, chunk_size, **options)
     run_chunks(job, client_or_address, progress)
@@ -293,6 +300,7 @@ def generate_synthetic(
 
 __all__ = [
     "SynthesisError",
+    "cluster_address",
     "finalize_synthesis",
     "generate_synthetic",
     "open_measured",

@@ -12,7 +12,7 @@ detector floor in any replicate are left out of the fit, and draws are clipped t
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -30,9 +30,11 @@ SHOT_FACTORS = ("normal", "lognormal")
 DETECTORS = ("per_sample", "pooled")
 MIN_SHOTS = 3
 MIN_FIT_CHANNELS = 16
+MIN_MEAN_RANGE = 2.0  # the fitted channels' means must span at least this factor
 SATURATION_MARGIN = 0.95  # channels with any replicate above margin * saturation are left out of the fit
 MODE_MARGIN = 1.5  # a shape mode must exceed the pure-noise eigenvalue edge by this factor
 MAX_SHAPE_MODES = 4
+MAX_HIGH_FRACTION = 0.2  # saturation detection: at most this share of values in the top 20 % of the range
 MAX_FIT_ROUNDS = 8
 MAX_MODE_CORRELATION = 0.99
 _HUBER_C = 1.345
@@ -204,8 +206,8 @@ def detect_saturation(values: np.ndarray, min_count: int = 20, contrast: float =
     """Saturation level of a detector from a pile-up of values just below the maximum, or None.
 
     Histogram the top 20 % of the range in 1 %-wide bins; a detector that saturates piles values up in
-    a bin in the top 10 % far above the typical bin; the level returned is the median of the piled-up
-    values (what a saturated channel reads).
+    a bin in the top 10 % far above the typical bin, while most values lie well below the maximum; the
+    level returned is the median of the piled-up values (what a saturated channel reads).
     """
     values = np.asarray(values, dtype=np.float64).ravel()
     values = values[np.isfinite(values)]
@@ -215,7 +217,10 @@ def detect_saturation(values: np.ndarray, min_count: int = 20, contrast: float =
     if top <= 0:
         return None
     edges = np.linspace(0.8 * top, top, 21)
-    counts, _ = np.histogram(values[values >= edges[0]], edges)
+    high = values[values >= edges[0]]
+    if high.size > MAX_HIGH_FRACTION * values.size:  # most values near the maximum: nothing stands out
+        return None
+    counts, _ = np.histogram(high, edges)
     peak = int(np.argmax(counts))
     background = max(float(np.median(counts)), 1.0)
     if counts[peak] < min_count or counts[peak] < contrast * background or edges[peak] < 0.9 * top:
@@ -371,8 +376,13 @@ def _fit_gain_read(xs: np.ndarray, us: np.ndarray, dfs: np.ndarray, where: str) 
     """
     keep = (us > 0) & (xs > 0) & np.isfinite(us) & np.isfinite(xs)
     xs, us, dfs = xs[keep], us[keep], dfs[keep]
-    if xs.size < MIN_FIT_CHANNELS or xs.max() <= xs.min() * (1 + 1e-9):
-        raise ValueError(f"{where}: too few channels with distinct positive means to fit gain and read noise")
+    if xs.size < MIN_FIT_CHANNELS:
+        raise ValueError(f"{where}: {xs.size} channels with a positive mean and variance; need {MIN_FIT_CHANNELS}")
+    if xs.max() < MIN_MEAN_RANGE * xs.min():
+        raise ValueError(
+            f"{where}: channel means span too narrow a range ({xs.min():.4g}-{xs.max():.4g}, need a factor "
+            f"{MIN_MEAN_RANGE:g}) to separate the gain from the read noise"
+        )
     half = dfs / 2.0
     offset = special.digamma(half) - np.log(half)  # E[log(chi2_df / df)]
     spread = np.sqrt(special.polygamma(1, half))  # sd of log(chi2_df)
@@ -387,9 +397,9 @@ def _fit_gain_read(xs: np.ndarray, us: np.ndarray, dfs: np.ndarray, where: str) 
     gain, read_noise = float(np.exp(fit.x[0])), abs(float(fit.x[1]))
     if not fit.success or not math.isfinite(gain) or not math.isfinite(read_noise):
         raise ValueError(f"{where}: the gain / read-noise fit did not converge ({fit.message})")
-    # A gain that explains almost none of the variance at the largest means: variance does not grow with mean.
+    # Counting noise must explain a tenth of the variance at the largest means, else no gain is measurable.
     top = xs >= np.quantile(xs, 0.9)
-    if gain * float(np.median(xs[top])) < 0.01 * read_noise**2:
+    if gain * float(np.median(xs[top])) < 0.1 * read_noise**2:
         raise ValueError(
             f"{where}: the per-channel variance does not grow with the mean (fitted gain {gain:.4g}, "
             f"read noise {read_noise:.4g}); cannot estimate the detector gain"
@@ -579,16 +589,3 @@ def sample_spectra(model: NoiseModel, sample_id: str, n: int, rng: np.random.Gen
         np.clip(out, model.floor, model.saturation, out=out)
     return out
 
-
-def spectra_of(ds: xr.Dataset, sample_id: str) -> np.ndarray:
-    """The measured shots of one sample, float64 (k, n_channels)."""
-    rows = np.flatnonzero(as_str_array(ds["sample_id"].values) == sample_id)
-    if rows.size == 0:
-        raise KeyError(f"dataset has no spectra of sample {sample_id!r}")
-    return np.asarray(ds["intensity"].isel(spectrum=rows).values, dtype=np.float64)
-
-
-def label_vector(model: NoiseModel, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """Label of every model sample, per label name (float64, NaN = unknown)."""
-    names = list(model.label_units) if names is None else list(names)
-    return {n: np.array([s.labels.get(n, math.nan) for s in model.samples.values()]) for n in names}

@@ -28,7 +28,7 @@ def make_store(root: Path, n_samples: int = 8, seed: int = 0) -> str:
 
 def tiny_config(root: Path, **update) -> RecalibrationConfig:
     base = {
-        "root": str(root), "dataset": "toy", "synthesis": {"per_sample": 16, "chunk_size": 64},
+        "root": str(root), "dataset": "toy", "synthesis": {"per_sample": 16, "chunk_size": 64, "n_workers": 1},
         "training": TINY_TRAINING, "promotion": {"max_flag_rate": 1.0},
     }
     return RecalibrationConfig(**{**base, **update})
@@ -40,6 +40,28 @@ def fake_model_dir(path: Path, tag: str) -> Path:
     for name in ("weights.pt", "normalisation.json", "config.json", "metrics.json", "trust.json"):
         (path / name).write_text(json.dumps({"tag": tag, "file": name}))
     return path
+
+
+NO_SYNTHESIS = {"synthesis": {"per_sample": 0}, "training": {**TINY_TRAINING, "augmentation": False}}
+
+
+def fake_training(monkeypatch, compare_metrics: dict) -> None:
+    """Replace the train subflow, the trust calibration and the comparison by fast fakes (no torch)."""
+    import flows.recalibrate as module
+
+    def fake_train_flow(training, model_dir):
+        fake_model_dir(Path(model_dir), "challenger")
+        return model_dir
+
+    def fake_compare(split, models, out_dir):
+        import pandas as pd
+
+        assert set(compare_metrics) <= set(models) | {"univariate", "pls"}
+        return Comparison(table=pd.DataFrame(), metrics={k: dict(v) for k, v in compare_metrics.items()})
+
+    monkeypatch.setattr(module, "run_training_flow", fake_train_flow)
+    monkeypatch.setattr(challenger, "calibrate_trust", lambda *a, **k: {"trust_threshold": 2.0, "training_metrics": {}})
+    monkeypatch.setattr(challenger, "compare_on_heldout", fake_compare)
 
 
 def register_fake_champion(root: Path, spectra_version: str = "0" * 16) -> str:
@@ -79,6 +101,9 @@ def test_first_run_promotes_second_run_skips(tmp_path):
     assert manifest["prefect_flow_run_id"] == first["flow_run_id"]
     assert manifest["data"]["spectra"] == {"name": "toy", "version": version}
     assert manifest["data"]["synthetic"]["uri"].endswith(".zarr")
+    assert manifest["data"]["synthetic"]["realism_passed"] is True and first["synthetic"]["realism_passed"] is True
+    assert manifest["data"]["train_spectra"]["name"] == "toy.train"
+    assert set(manifest["data"]["heldout_samples"]).isdisjoint(manifest["metrics"]["training"]["train_samples"])
     assert manifest["config_hash"] == first["config_hash"]
     assert manifest["trust_threshold"] > 0 and "trust.json" in manifest["files"]
     assert manifest["metrics"]["rmsep"] == pytest.approx(first["metrics"]["challenger"]["rmsep"])
@@ -103,6 +128,7 @@ def test_first_run_promotes_second_run_skips(tmp_path):
 
 
 def test_training_failure_fails_run_and_keeps_champion(tmp_path, monkeypatch):
+    import libs_pipeline.models.training_run as training_run
     from flows.recalibrate import recalibrate
 
     make_store(tmp_path)
@@ -111,8 +137,8 @@ def test_training_failure_fails_run_and_keeps_champion(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("training diverged (test)")
 
-    monkeypatch.setattr(challenger, "train_challenger", boom)
-    state = recalibrate(tiny_config(tmp_path), return_state=True)
+    monkeypatch.setattr(training_run, "train_model", boom)  # inside the real train subflow
+    state = recalibrate(tiny_config(tmp_path, **NO_SYNTHESIS), return_state=True)
     assert state.is_failed()
     assert "failed at step train-challenger: RuntimeError: training diverged (test)" in state.message
     assert f"champion unchanged: {old}" in state.message
@@ -129,38 +155,41 @@ def test_worse_challenger_is_registered_but_not_promoted(tmp_path, monkeypatch):
 
     make_store(tmp_path)
     old = register_fake_champion(tmp_path)
-
-    def fake_train(split, synthetic_uri, config, out_dir):
-        fake_model_dir(Path(out_dir), "challenger")
-        return {"model_dir": out_dir, "trust_threshold": 2.0, "training_metrics": {"steps": 1}}
-
-    def fake_compare(split, models, out_dir):
-        assert set(models) == {"challenger", "champion"}
-        assert models["champion"] == str(ModelRegistry(tmp_path).path("toy", old))
-        metrics = {"challenger": {"rmsep": 0.6, "flag_rate": 0.0}, "champion": {"rmsep": 0.5, "flag_rate": 0.0}}
-        import pandas as pd
-
-        return Comparison(table=pd.DataFrame(), metrics=metrics)
-
-    monkeypatch.setattr(challenger, "train_challenger", fake_train)
-    monkeypatch.setattr(challenger, "compare_on_heldout", fake_compare)
-    out = recalibrate(tiny_config(tmp_path))
+    fake_training(monkeypatch, {"challenger": {"rmsep": 0.6, "flag_rate": 0.0}, "champion": {"rmsep": 0.5, "flag_rate": 0.0}})
+    out = recalibrate(tiny_config(tmp_path, **NO_SYNTHESIS))
     assert out["status"] == "kept-champion"
     assert "improvement -0.1 is below the required 0.01" in out["reason"]
     registry = ModelRegistry(tmp_path)
     new = out["challenger"]
     assert registry.aliases("toy") == {"champion": old, "challenger": new}
-    assert registry.manifest("toy", new)["recalibration"]["decision"]["promote"] is False
-    assert registry.manifest("toy", new)["recalibration"]["compared_with"] == old
+    manifest = registry.manifest("toy", new)
+    assert manifest["recalibration"]["decision"]["promote"] is False
+    assert manifest["recalibration"]["compared_with"] == old
+    assert manifest["data"]["synthetic"] is None and manifest["trust_threshold"] == 2.0
+
+
+def test_failed_realism_blocks_promotion(tmp_path, monkeypatch):
+    import flows.recalibrate as module
+    from flows.recalibrate import recalibrate
+
+    make_store(tmp_path)
+    fake_training(monkeypatch, {"challenger": {"rmsep": 0.1, "flag_rate": 0.0}})
+    monkeypatch.setattr(module, "run_synthesis_flow", lambda config, split: {
+        "uri": str(tmp_path / "synthetic" / "x.zarr"), "realism": {"passed": False, "failures": ["S00: too smooth"]}})
+    out = recalibrate(tiny_config(tmp_path, training={**TINY_TRAINING}))
+    assert out["status"] == "kept-champion" and "failed the realism report" in out["reason"]
+    assert out["synthetic"]["realism_failures"] == ["S00: too smooth"]
+    assert "champion" not in ModelRegistry(tmp_path).aliases("toy")
 
 
 def test_corrupt_champion_fails_run_before_training(tmp_path, monkeypatch):
+    import flows.recalibrate as module
     from flows.recalibrate import recalibrate
 
     make_store(tmp_path)
     old = register_fake_champion(tmp_path)
     (tmp_path / "models" / "toy" / old / "weights.pt").write_text("")
-    monkeypatch.setattr(challenger, "train_challenger", lambda *a, **k: pytest.fail("must not train"))
+    monkeypatch.setattr(module, "run_training_flow", lambda *a, **k: pytest.fail("must not train"))
     state = recalibrate(tiny_config(tmp_path), return_state=True)
     assert state.is_failed()
     assert "failed at step read-champion: CorruptModelError" in state.message
@@ -184,3 +213,39 @@ def test_retry_condition_only_retries_transient_io_errors():
     assert transient_io_error(None, None, Failed(data=TimeoutError("lock busy")))
     assert not transient_io_error(None, None, Failed(data=FileNotFoundError("gone")))
     assert not transient_io_error(None, None, Failed(data=ValueError("bad input")))
+
+
+def test_recalibrate_cli(tmp_path, monkeypatch, capsys):
+    import typer
+    from typer.testing import CliRunner
+
+    import libs_pipeline.models.training_run as training_run
+    from libs_pipeline.cli import app, recalibrate_command
+
+    make_store(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("promotion: {max_flag_rate: 2}\n")
+    out = CliRunner().invoke(app, ["recalibrate", "--config", str(bad), "--dataset", "toy", "--root", str(tmp_path)])
+    assert out.exit_code == 1 and "invalid recalibration config" in out.output and "max_flag_rate" in out.output
+
+    # flow runs: call the command function directly (CliRunner's swapped streams break Prefect's log handlers)
+    fake_training(monkeypatch, {"challenger": {"rmsep": 0.3, "flag_rate": 0.02}})
+    good = tmp_path / "good.yaml"
+    good.write_text("synthesis: {per_sample: 0}\ntraining: {augmentation: false}\n")
+    capsys.readouterr()
+    recalibrate_command(dataset="toy", config=str(good), root=str(tmp_path))
+    printed = capsys.readouterr().out
+    assert "promoted: no champion yet" in printed
+    assert f"champion: {ModelRegistry(tmp_path).aliases('toy')['champion']}" in printed
+
+    monkeypatch.undo()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("no")
+
+    monkeypatch.setattr(training_run, "train_model", boom)
+    good.write_text("synthesis: {per_sample: 0}\ntraining: {augmentation: false}\nseed: 5\n")
+    with pytest.raises(typer.Exit) as exit_info:
+        recalibrate_command(dataset="toy", config=str(good), root=str(tmp_path))
+    assert exit_info.value.exit_code == 1
+    assert "failed at step train-challenger: RuntimeError: no" in capsys.readouterr().err

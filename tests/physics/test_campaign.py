@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 import yaml
 
 from libs_pipeline.config import CampaignConfig
@@ -61,12 +62,15 @@ def test_shot_states_stay_inside_the_basis(nominal_campaign, small_config):
 
 
 def test_plasma_draw_statistics():
-    config = CampaignConfig()
+    config = CampaignConfig(temperature_rel_sd=0.05, electron_density_log_sd=0.2, intensity_log_sd=0.1)
     t, n, k = draw_plasma_states(config, np.random.default_rng(0), 20000)
     assert abs(t.mean() / 1e4 - 1) < 0.003 and 0.045 < t.std() / 1e4 < 0.05  # truncation at 2.5 sd narrows a bit
     assert np.abs(t / 1e4 - 1).max() <= 2.5 * 0.05
     assert abs(np.log(n / 1e23).std() - 0.2) < 0.01 and np.abs(np.log(n / 1e23)).max() <= 0.5
     assert abs(np.median(k) - 1) < 0.01 and abs(np.log(k).std() - 0.1) < 0.005
+    still = CampaignConfig(temperature_rel_sd=0.0, electron_density_log_sd=0.0, intensity_log_sd=0.0)
+    t, n, k = draw_plasma_states(still, np.random.default_rng(0), 10)
+    assert (t == 1e4).all() and (n == 1e23).all() and (k == 1.0).all()
 
 
 def test_exposure_puts_the_reference_peak_at_the_configured_fraction(small_config):
@@ -224,3 +228,13 @@ def test_written_campaign_ingests_end_to_end(nominal_campaign, tmp_path):
     order = np.lexsort((ingested["shot"].values, ingested["sample_id"].values))
     np.testing.assert_array_equal(ingested["intensity"].values[order], ds["intensity"].values)
     np.testing.assert_array_equal(ingested["Cu"].values[order], ds["Cu"].values)
+
+
+def test_spectra_pass_the_project_schema_and_store_as_zarr(nominal_campaign, tmp_path):
+    schemas = pytest.importorskip("libs_pipeline.spectra.schemas")
+    ds = nominal_campaign.spectra
+    assert schemas.validate_spectra(ds) == []
+    ds.to_zarr(tmp_path / "campaign.zarr")
+    back = xr.open_zarr(tmp_path / "campaign.zarr").load()
+    np.testing.assert_array_equal(back["intensity"].values, ds["intensity"].values)
+    assert back["T_K"].attrs["role"] == "ground_truth" and back.attrs["campaign_config"] == ds.attrs["campaign_config"]

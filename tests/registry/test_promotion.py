@@ -64,3 +64,12 @@ def test_decide_retraining():
     assert new_data.retrain and "latest spectra version d2, champion v1 was trained on d1" in new_data.reason
     new_cfg = decide_retraining(champion, "d1", "h2")
     assert new_cfg.retrain and "configuration changed" in new_cfg.reason
+
+
+def test_failed_realism_blocks_unless_policy_allows():
+    metrics = {"rmsep": 0.1, "flag_rate": 0.0, "synthetic_realism_passed": False}
+    d = decide_promotion(metrics, {"rmsep": 1.0}, POLICY)
+    assert not d.promote and "failed the realism report" in d.reason
+    lenient = PromotionPolicy(min_improvement=0.05, max_flag_rate=0.1, require_realistic_synthetic=False)
+    assert decide_promotion(metrics, {"rmsep": 1.0}, lenient).promote
+    assert decide_promotion({**metrics, "synthetic_realism_passed": None}, {"rmsep": 1.0}, POLICY).promote

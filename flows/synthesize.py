@@ -1,0 +1,115 @@
+"""Synthesize flow: measured spectra -> synthetic store (Dask, resumable) -> realism report artifact.
+
+Thin: ``libs_pipeline.synth`` does the work. The chunk tasks run on a Dask cluster through
+``distributed.Client(address)`` inside one Prefect task (an existing cluster via ``dask_address``, or a
+LocalCluster of ``n_workers`` processes); tasks pass only paths and chunk indices, never arrays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from libs_pipeline.config import SynthesisConfig
+from libs_pipeline.synth.generate import cluster_address, finalize_synthesis, prepare_synthesis, run_chunks
+from libs_pipeline.synth.realism import report_store
+
+REALISM_KEY = "synthetic-realism-{id}"  # one artifact key per synthetic store id
+REALISM_TABLE_KEY = "synthetic-realism-table-{id}"
+_PREPARE_KEYS = (
+    "name", "detector", "shot_factor", "saturation", "instrument_fwhm_nm", "max_shape_modes",
+    "interpolate_between", "interpolation_analyte",
+)
+
+
+@task(name="prepare-synthesis", retries=1, retry_delay_seconds=2)
+def prepare_task(config: SynthesisConfig) -> dict[str, Any]:
+    """Fit the noise model, write the store template; returns paths (reuses an interrupted run's work)."""
+    options = {k: getattr(config, k) for k in _PREPARE_KEYS}
+    job = prepare_synthesis(config.dataset_uri, config.out_uri, config.per_sample, config.seed, config.chunk_size, **options)
+    complete = job.final_path.exists()
+    pending = 0 if complete else len(job.pending_chunks())
+    get_run_logger().info(
+        "synthetic store %s: %d spectra in %d chunks (%s)", job.final_path, job.plan.n_spectra, job.plan.n_chunks,
+        "already complete" if complete else f"{pending} chunk(s) to write",
+    )
+    return {"work_dir": str(job.work_dir), "final": str(job.final_path), "complete": complete}
+
+
+@task(name="write-chunks", retries=1, retry_delay_seconds=5)
+def chunks_task(work_dir: str, dask_address: str | None, n_workers: int) -> int:
+    """Run every unwritten chunk on the cluster (a retry resumes: finished chunks are kept)."""
+    logger = get_run_logger()
+    step = {"next": 0.0}
+
+    def progress(done: int, total: int) -> None:
+        if total and done / total >= step["next"]:
+            logger.info("chunks written: %d / %d", done, total)
+            step["next"] = done / total + 0.1
+
+    with cluster_address(dask_address, n_workers) as address:
+        logger.info("Dask scheduler %s%s", address, "" if dask_address else f" (LocalCluster, {n_workers} workers)")
+        return run_chunks(work_dir, address, progress)
+
+
+@task(name="publish-synthetic")
+def finalize_task(work_dir: str) -> str:
+    return finalize_synthesis(work_dir)
+
+
+@task(name="realism-report", retries=1, retry_delay_seconds=2)
+def realism_task(config: SynthesisConfig, synthetic_uri: str) -> dict[str, Any]:
+    """Compare synthetic with measured spectra; publish the report as Prefect artifacts (markdown + table)."""
+    report, paths = report_store(
+        config.dataset_uri,
+        synthetic_uri,
+        analyte=config.analyte,
+        lines=config.lines,
+        max_synthetic_per_sample=config.realism_max_per_sample,
+        out_dir=config.report_dir,
+    )
+    store_id = Path(synthetic_uri).stem
+    figure = paths["figure"].resolve()
+    create_markdown_artifact(
+        markdown=report.to_markdown() + f"\n\nFigure: [{figure.name}]({figure.as_uri()}) ({figure})\n",
+        key=REALISM_KEY.format(id=store_id),
+        description=f"Realism of {synthetic_uri}: {'passed' if report.passed else 'FAILED'}",
+    )
+    table = report.per_sample.drop(columns=["failed_checks"]).round(6).to_dict(orient="records")
+    create_table_artifact(table=table, key=REALISM_TABLE_KEY.format(id=store_id), description=f"Per-sample realism of {synthetic_uri}")
+    if not report.passed:
+        get_run_logger().warning("realism report FAILED: %s", "; ".join(report.failures))
+    return {"passed": report.passed, "failures": report.failures, **{k: str(v) for k, v in paths.items()}}
+
+
+@flow(name="synthesize", log_prints=True)
+def synthesize(
+    dataset_uri: str,
+    out_uri: str,
+    per_sample: int,
+    seed: int = 0,
+    chunk_size: int = 1024,
+    dask_address: str | None = None,
+    n_workers: int = 2,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Generate ``per_sample`` synthetic spectra per sample of ``dataset_uri`` under ``out_uri``; returns uri + report.
+
+    ``options``: further SynthesisConfig fields (detector, shot_factor, interpolate_between, realism, ...).
+    """
+    config = SynthesisConfig(
+        dataset_uri=dataset_uri, out_uri=out_uri, per_sample=per_sample, seed=seed, chunk_size=chunk_size,
+        dask_address=dask_address, n_workers=n_workers, **(options or {}),
+    )
+    job = prepare_task(config)
+    if not job["complete"]:
+        chunks_task(job["work_dir"], config.dask_address, config.n_workers)
+    uri = finalize_task(job["work_dir"]) if not job["complete"] else job["final"]
+    result: dict[str, Any] = {"uri": uri, "id": Path(uri).stem, "realism": None}
+    if config.realism:
+        result["realism"] = realism_task(config, uri)
+    return result
+

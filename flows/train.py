@@ -1,0 +1,61 @@
+"""Train flow: TrainingConfig (data URIs inside) -> model directory (weights, normalisation, config, data versions, metrics).
+
+Thin: ``libs_pipeline.models.training_run.run_training`` does the work; tasks pass only the config and paths.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from libs_pipeline.config import TrainingConfig
+from libs_pipeline.models.training_run import default_model_name, load_training_config, run_training
+
+
+@task(name="train-model")
+def train_task(config: TrainingConfig, model_dir: str) -> str:
+    """Train and save; returns the model directory."""
+    path = run_training(config, model_dir)
+    get_run_logger().info("trained %s model -> %s", config.analyte, path)
+    return str(path)
+
+
+@task(name="publish-training-summary", retries=2, retry_delay_seconds=2)
+def publish_task(model_dir: str) -> str:
+    """A markdown artifact with the tasks, split and validation metrics read from ``metrics.json``."""
+    metrics = json.loads((Path(model_dir) / "metrics.json").read_text(encoding="utf-8"))
+    rows = "\n".join(
+        f"| {task} | {v['rmse']:.4g} | {v['bias']:.4g} | {v['n']} |" for task, v in metrics.get("validation", {}).items()
+    )
+    markdown = (
+        f"# Model {Path(model_dir).name}\n\n"
+        f"- directory: `{model_dir}`\n- tasks: {', '.join(metrics['task_names'])}\n"
+        f"- training samples: {len(metrics['train_samples'])} ({metrics['n_train_spectra']} spectra, "
+        f"{metrics['n_train_synthetic']} synthetic); validation samples: {metrics['val_samples']}\n"
+        f"- steps: {metrics['steps']} (best {metrics['best_step']}), {metrics['seconds']} s\n\n"
+        "| task | val RMSE | val bias | n |\n|---|---|---|---|\n" + rows + "\n"
+    )
+    return str(create_markdown_artifact(markdown=markdown, key="training-summary", description=f"model {model_dir}"))
+
+
+@flow(name="train", log_prints=True)
+def train(config: TrainingConfig | str, model_dir: str | None = None) -> str:
+    """Train a model from ``config`` (a TrainingConfig or a YAML/JSON path); returns the model directory path."""
+    if not isinstance(config, TrainingConfig):
+        config = load_training_config(config)
+    if model_dir is None:
+        if not config.output_dir:
+            raise ValueError("training config: give output_dir (or model_dir)")
+        model_dir = str(Path(config.output_dir) / default_model_name(config))
+    path = train_task(config, model_dir)
+    publish_task(path)
+    return path
+
+
+if __name__ == "__main__":  # pragma: no cover - manual run
+    import sys
+
+    print(train(sys.argv[1]))

@@ -1,0 +1,81 @@
+"""The synthesize flow on a 2-worker LocalCluster (real processes, 1 thread each) reached through its address."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from libs_pipeline.testing import toy_campaign
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def toy_zarr(tmp_path_factory):
+    path = tmp_path_factory.mktemp("synth-flow-data") / "toy.zarr"
+    with warnings.catch_warnings():  # zarr v3: fixed-length string dtype notice
+        warnings.simplefilter("ignore")
+        toy_campaign().to_zarr(path, zarr_format=3, consolidated=False)
+    return str(path)
+
+
+def _artifact(key):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+
+
+def _files(root):
+    root = Path(root)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_flow_on_two_worker_cluster_by_address(prefect_harness, toy_zarr, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from flows.synthesize import synthesize
+    from libs_pipeline.synth.generate import generate_synthetic
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        result = synthesize(
+            dataset_uri=toy_zarr, out_uri=str(tmp_path / "out"), per_sample=200, seed=4, chunk_size=100,
+            dask_address=cluster.scheduler_address,
+        )
+        with Client(cluster.scheduler_address) as client:
+            # the chunks ran as Dask tasks on both worker processes
+            def synth_tasks(dask_worker):
+                return len({str(entry[0]) for entry in dask_worker.state.log if str(entry[0]).startswith("synth-")})
+
+            per_worker = client.run(synth_tasks)
+            assert len(per_worker) == 2 and all(n > 0 for n in per_worker.values()), per_worker
+            assert sum(per_worker.values()) == 12  # 1200 spectra / 100 per chunk
+    uri = Path(result["uri"])
+    assert uri.parent == tmp_path / "out" / "synthetic" / "toy" and uri.is_dir()
+    assert result["realism"]["passed"] is True
+    assert Path(result["realism"]["figure"]).stat().st_size > 20_000
+    markdown = _artifact(f"synthetic-realism-{uri.stem}")
+    assert len(markdown) == 1 and markdown[0].type == "markdown" and "PASSED" in markdown[0].data
+    table = _artifact(f"synthetic-realism-table-{uri.stem}")
+    assert len(table) == 1 and "S05" in str(table[0].data)
+    # the cluster run wrote exactly the bytes of an in-process run
+    serial = generate_synthetic(toy_zarr, tmp_path / "serial", 200, seed=4, chunk_size=100)
+    assert _files(serial) == _files(uri)
+
+
+def test_flow_reuses_a_finished_store_and_validates_parameters(prefect_harness, toy_zarr, tmp_path):
+    from flows.synthesize import synthesize
+    from libs_pipeline.synth.generate import generate_synthetic
+
+    uri = generate_synthetic(toy_zarr, tmp_path, 20, seed=1, chunk_size=64)
+    result = synthesize(dataset_uri=toy_zarr, out_uri=str(tmp_path), per_sample=20, seed=1, chunk_size=64,
+                        options={"realism": False})
+    assert result == {"uri": uri, "id": Path(uri).stem, "realism": None}
+    with pytest.raises(Exception, match="per_sample"):
+        synthesize(dataset_uri=toy_zarr, out_uri=str(tmp_path), per_sample=0)
+    with pytest.raises(Exception, match="detector"):
+        synthesize(dataset_uri=toy_zarr, out_uri=str(tmp_path), per_sample=5, options={"detector": "shared"})
