@@ -217,7 +217,12 @@ class TrainingConfig(StrictModel):
     block_channels: list[int] = Field(default_factory=lambda: [4, 8], min_length=1)
     pool: int = Field(4, ge=1)
     dense_units: int = Field(64, ge=1)
-    head_units: int = Field(32, ge=1)
+    head_units: int = Field(32, ge=0, description="hidden units per task head (0: a linear head)")
+    primary_head: Literal["features", "auxiliary", "both"] = Field(
+        "features",
+        description="concentration from the shared features (paper), from a linear calibration on the network's "
+        "own auxiliary predictions, or the sum of both",
+    )
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     # optimisation
     batch_size: int = Field(32, ge=2)
@@ -265,14 +270,21 @@ class EvaluationConfig(StrictModel):
 
 
 class TrustConfig(StrictModel):
-    """Trust-score parameters: the false-flag rate to calibrate for, how parts combine, MC-dropout draws."""
+    """Trust-score parameters: the false-flag rate to calibrate for, which parts enter the score, how they combine."""
 
-    target_false_flag_rate: float = Field(0.05, gt=0.0, lt=0.5)
-    combine: Literal["rms", "max"] = "rms"
-    sample_flag_fraction: float = Field(0.5, gt=0.0, le=1.0)
-    outlier_z: float = Field(5.0, gt=1.0)
-    reason_z: float = Field(3.0, gt=0.0)
-    mc_samples: int = Field(20, ge=2)
+    target_false_flag_rate: float = Field(0.05, gt=0.0, lt=0.5, description="flag rate on in-distribution data")
+    combine: Literal["rms", "max"] = Field("max", description="score = max |z| over the parts, or their RMS")
+    sample_flag_fraction: float = Field(0.5, gt=0.0, le=1.0, description="a sample is flagged above this shot fraction")
+    outlier_z: float = Field(5.0, gt=1.0, description="validation residuals beyond this are left out of scale fits")
+    reason_z: float = Field(3.0, gt=0.0, description="parts named in a reason: |z| at least this (else the top one)")
+    per_total_areas: bool = Field(True, description="consistency on line areas per unit mean intensity")
+    intensity_part: bool = Field(True, description="measured mean intensity vs the level the outputs imply")
+    plasma_parts: bool = Field(True, description="the model's plasma outputs (T_K, n_e) vs validation")
+    spectral_parts: bool = Field(True, description="wavelength offset and shape vs the training reference spectrum")
+    min_offset_sigma_channels: float = Field(0.05, gt=0.0, description="floor of the wavelength-offset sigma")
+    highpass_channels: int = Field(31, ge=3, description="running-mean width removed before spectral comparison")
+    max_lag_channels: int = Field(10, ge=1, description="largest wavelength offset searched (channels)")
+    mc_samples: int = Field(20, ge=2, description="MC-dropout passes for the predictive uncertainty")
 
 
 # --- recalibration (registry / flows) ---

@@ -19,6 +19,9 @@ import torch
 from torch import nn
 
 
+PRIMARY_HEADS = ("features", "auxiliary", "both")
+
+
 @dataclass(frozen=True)
 class NetworkSpec:
     """Everything needed to rebuild the network before loading a state_dict."""
@@ -32,12 +35,17 @@ class NetworkSpec:
     dense_units: int = 64
     head_units: int = 32
     dropout: float = 0.1
+    primary_head: str = "features"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "block_channels", tuple(int(c) for c in self.block_channels))
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
         if self.n_tasks < 1:
             raise ValueError("the network needs at least one task")
+        if self.primary_head not in PRIMARY_HEADS:
+            raise ValueError(f"primary_head {self.primary_head!r} is not one of {PRIMARY_HEADS}")
+        if self.primary_head != "features" and self.n_tasks < 2:
+            raise ValueError(f"primary_head {self.primary_head!r} needs auxiliary tasks (multitask)")
         if self.flat_length < 1:
             raise ValueError(
                 f"{self.n_channels} channels are too few for {1 + len(self.block_channels)} pooling stages of {self.pool}"
@@ -104,14 +112,21 @@ class MultitaskCNN(nn.Module):
             nn.Linear(channels * spec.flat_length, spec.dense_units),
             nn.GELU(),
         )
-        self.heads = nn.ModuleList(
-            nn.Sequential(
-                nn.Dropout(spec.dropout),
-                nn.Linear(spec.dense_units, spec.head_units),
-                nn.GELU(),
-                nn.Linear(spec.head_units, 1),
-            )
-            for _ in range(spec.n_tasks)
+        self.heads = nn.ModuleList(self._head(spec) for _ in range(spec.n_tasks))
+        # primary_head "auxiliary"/"both": the concentration is (also) a linear calibration on the
+        # network's own auxiliary predictions (detached, so the auxiliary heads learn only their targets)
+        self.calibration = nn.Linear(spec.n_tasks - 1, 1) if spec.primary_head != "features" else None
+
+    @staticmethod
+    def _head(spec: NetworkSpec) -> nn.Sequential:
+        """Dropout then a small MLP (or, with head_units=0, a linear map: extrapolates linearly in the features)."""
+        if spec.head_units == 0:
+            return nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(spec.dense_units, 1))
+        return nn.Sequential(
+            nn.Dropout(spec.dropout),
+            nn.Linear(spec.dense_units, spec.head_units),
+            nn.GELU(),
+            nn.Linear(spec.head_units, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,7 +135,11 @@ class MultitaskCNN(nn.Module):
         if x.shape[-1] != self.spec.n_channels:
             raise ValueError(f"input has {x.shape[-1]} channels; the network expects {self.spec.n_channels}")
         z = self.shared(self.trunk(x))
-        return torch.cat([head(z) for head in self.heads], dim=1)
+        out = [head(z) for head in self.heads]
+        if self.calibration is not None:
+            from_aux = self.calibration(torch.cat(out[1:], dim=1).detach())
+            out[0] = from_aux if self.spec.primary_head == "auxiliary" else out[0] + from_aux
+        return torch.cat(out, dim=1)
 
 
 def enable_mc_dropout(module: nn.Module) -> None:

@@ -222,6 +222,7 @@ def _train(
         dense_units=config.dense_units,
         head_units=config.head_units,
         dropout=config.dropout,
+        primary_head=config.primary_head if config.multitask else "features",
     )
     train_batches = SpectraBatches(
         plan.train, normaliser, scaler, config.batch_size, shuffle=True, seed=int(seeds[0]),

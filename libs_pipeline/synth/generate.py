@@ -9,6 +9,7 @@ Tasks receive a path and a chunk index, never arrays; each worker holds one chun
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -128,6 +129,12 @@ def prepare_synthesis(
         source_uri=source_uri,
     )
     if final.exists():
+        existing_id = _store_id_of(final)
+        if existing_id != sid:
+            raise ValueError(
+                f"{final}: already holds synthetic store {existing_id}, not {sid} (a different model or plan); "
+                "remove it or choose another --out"
+            )
         return job
     if (work / JOB_FILE).is_file():
         existing = read_job(work)
@@ -141,6 +148,13 @@ def prepare_synthesis(
         shutil.rmtree(work)
     create_template(job, model, text)
     return job
+
+
+def _store_id_of(path: Path) -> str | None:
+    try:
+        return json.loads((path / "zarr.json").read_text())["attributes"].get("synthetic_id")
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 # -------------------------------------------------------------------------------------- run

@@ -1,5 +1,7 @@
-"""What the trust score learns: per-line area->concentration relations (training data), residual scales and
-the flag threshold (held-out in-distribution validation data); stored as ``trust.json`` beside the model.
+"""What the trust score learns, stored as ``trust.json`` beside the model: per-line area->concentration
+relations (training data); on held-out in-distribution validation data the scales of every part (line-area
+residuals and consistency, intensity level, plasma outputs, wavelength offset and spectral shape) and the
+flag threshold for the target false-flag rate.
 """
 
 from __future__ import annotations
@@ -15,10 +17,23 @@ from scipy.optimize import nnls
 
 from libs_pipeline.config import TrustConfig
 from libs_pipeline.spectra.atomic import atomic_write_json
+from libs_pipeline.trust.measurements import CORRELATION, MEAN_INTENSITY, OFFSET_CHANNELS, SpectralReference
 
 TRUST_FILE = "trust.json"
+COMBINATIONS = ("rms", "max")
 TRUST_SCHEMA_VERSION = "1"
 MAD_TO_SIGMA = 1.4826
+TAIL_Z = 1.959964
+
+
+def tail_spread(deviation: np.ndarray, center: float) -> float:
+    """Spread matched to the 95 % tail: quantile(|x - center|, 0.95) / 1.96 (= sigma for Gaussian data).
+
+    Unlike the MAD it grows with heavy tails, so every part reaches a given |z| equally rarely on
+    in-distribution data and no heavy-tailed part dominates the false flags of a max-combined score.
+    """
+    d = np.abs(np.asarray(deviation, dtype=np.float64) - center)
+    return float(np.quantile(d[np.isfinite(d)], 0.95) / TAIL_Z) if np.isfinite(d).any() else float("nan")
 
 
 def area_column(line: str) -> str:
@@ -62,7 +77,8 @@ class ResidualScale:
 
     s(p) = sqrt(a² + b²p²) with p clipped to the validation range [p_low, p_high]: the heteroscedastic
     scale absorbs noise that grows with the signal (shot-to-shot intensity fluctuation) without letting a
-    wild prediction widen its own tolerance; center/spread are a robust median/MAD of r / s(p).
+    wild prediction widen its own tolerance; center is the median of r / s(p), spread its 95 %-tail
+    matched sd (``tail_spread``), both over all validation residuals.
     """
 
     a: float
@@ -116,12 +132,98 @@ class ResidualScale:
                 break
             keep = new_keep
             weight = 1.0 / s2 / np.mean(1.0 / s2)
+        u = r / np.sqrt(a**2 + (b * p) ** 2)
+        center = float(np.median(u))
+        spread = max(tail_spread(u, center), spread)
         return cls(a=a, b=b, center=center, spread=spread, p_low=p_low, p_high=p_high)
+
+
+@dataclass(frozen=True)
+class RobustScale:
+    """z = (value - center) / spread: median and 95 %-tail matched sd (``tail_spread``) of validation values."""
+
+    center: float
+    spread: float
+
+    def standardise(self, values: np.ndarray) -> np.ndarray:
+        return (np.asarray(values, dtype=np.float64) - self.center) / self.spread
+
+    @classmethod
+    def fit(cls, values: np.ndarray, floor: float = 0.0, name: str = "part") -> RobustScale:
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if v.size < 5:
+            raise ValueError(f"cannot fit scale of {name}: need >= 5 finite validation values, got {v.size}")
+        center = float(np.median(v))
+        spread = max(tail_spread(v, center), float(floor))
+        if not np.isfinite(spread) or spread <= 0:
+            spread = float(np.std(v))
+        if not np.isfinite(spread) or spread <= 0:
+            raise ValueError(f"cannot fit scale of {name}: validation values have zero spread")
+        return cls(center=center, spread=spread)
+
+
+@dataclass
+class IntensityModel:
+    """log(mean intensity) expected from scale-free model outputs (linear, fitted on validation spectra):
+    the measured level disagreeing with it means the counts scale changed (gain, laser energy, collection)."""
+
+    features: list[str]
+    mean: np.ndarray
+    sd: np.ndarray
+    coef: np.ndarray
+    scale: RobustScale
+
+    def expected(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+        x = np.column_stack([np.asarray(values[f], dtype=np.float64) for f in self.features]) if self.features else None
+        n = len(next(iter(values.values())))
+        design = np.ones((n, 1)) if x is None else np.column_stack([np.ones(n), (x - self.mean) / self.sd])
+        return design @ self.coef
+
+    def to_dict(self) -> dict:
+        return {
+            "features": list(self.features),
+            "mean": [float(v) for v in self.mean],
+            "sd": [float(v) for v in self.sd],
+            "coef": [float(v) for v in self.coef],
+            "scale": asdict(self.scale),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping, source: str) -> IntensityModel:
+        try:
+            out = cls(
+                [str(f) for f in d["features"]],
+                np.asarray(d["mean"], dtype=np.float64),
+                np.asarray(d["sd"], dtype=np.float64),
+                np.asarray(d["coef"], dtype=np.float64),
+                RobustScale(float(d["scale"]["center"]), float(d["scale"]["spread"])),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: field 'intensity' is invalid ({type(exc).__name__}: {exc})") from None
+        k = len(out.features)
+        if out.mean.shape != (k,) or out.sd.shape != (k,) or out.coef.shape != (k + 1,) or out.scale.spread <= 0:
+            raise ValueError(f"{source}: field 'intensity' has inconsistent lengths or a non-positive spread")
+        return out
+
+
+def intensity_features(
+    analyte: str, lines: Sequence[str], plasma_tasks: Sequence[str], predictions: Mapping[str, np.ndarray],
+    mean_level: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Scale-free model outputs: the analyte, predicted areas per unit mean intensity, plasma outputs."""
+    level = np.where(mean_level > 0, mean_level, np.nan)
+    out = {analyte: np.asarray(predictions[analyte], dtype=np.float64)}
+    for line in lines:
+        out[f"{area_column(line)}/mean"] = np.asarray(predictions[area_column(line)], dtype=np.float64) / level
+    for task in plasma_tasks:
+        out[task] = np.asarray(predictions[task], dtype=np.float64)
+    return out
 
 
 @dataclass
 class TrustCalibration:
-    """Everything ``trust_scores`` needs besides a new spectrum's measured features and the model's outputs."""
+    """Everything ``trust_scores`` needs besides a new spectrum's measurements and the model's outputs."""
 
     analyte: str
     units: str | None
@@ -131,7 +233,13 @@ class TrustCalibration:
     aux_scales: dict[str, ResidualScale]
     consistency_scales: dict[str, ResidualScale]
     threshold: float
-    combine: str = "rms"
+    per_total_areas: bool = False
+    intensity: IntensityModel | None = None
+    plasma_scales: dict[str, RobustScale] = field(default_factory=dict)
+    spectral: SpectralReference | None = None
+    wavelength_scale: RobustScale | None = None
+    spectrum_scale: RobustScale | None = None
+    combine: str = "max"
     target_false_flag_rate: float = 0.05
     validation_flag_rate: float = float("nan")
     sample_flag_fraction: float = 0.5
@@ -141,7 +249,15 @@ class TrustCalibration:
     extra: dict = field(default_factory=dict)
 
     def part_names(self) -> list[str]:
-        return [f"aux:{line}" for line in self.lines] + [f"cons:{line}" for line in self.lines]
+        names = [f"aux:{line}" for line in self.lines] + [f"cons:{line}" for line in self.lines]
+        if self.intensity is not None:
+            names.append("intensity")
+        names += [f"plasma:{task}" for task in self.plasma_scales]
+        if self.wavelength_scale is not None:
+            names.append("wavelength")
+        if self.spectrum_scale is not None:
+            names.append("spectrum")
+        return names
 
     def to_dict(self) -> dict:
         return {
@@ -153,6 +269,12 @@ class TrustCalibration:
             "line_calibrations": {k: asdict(v) for k, v in self.line_calibrations.items()},
             "aux_scales": {k: asdict(v) for k, v in self.aux_scales.items()},
             "consistency_scales": {k: asdict(v) for k, v in self.consistency_scales.items()},
+            "per_total_areas": self.per_total_areas,
+            "intensity": None if self.intensity is None else self.intensity.to_dict(),
+            "plasma_scales": {k: asdict(v) for k, v in self.plasma_scales.items()},
+            "spectral": None if self.spectral is None else self.spectral.to_dict(),
+            "wavelength_scale": None if self.wavelength_scale is None else asdict(self.wavelength_scale),
+            "spectrum_scale": None if self.spectrum_scale is None else asdict(self.spectrum_scale),
             "threshold": self.threshold,
             "combine": self.combine,
             "target_false_flag_rate": self.target_false_flag_rate,
@@ -180,43 +302,63 @@ class TrustCalibration:
         if not lines:
             raise ValueError(f"{source}: field 'lines' is empty")
 
-        def parse(section: str, kind: type, keys: tuple[str, ...]) -> dict:
+        def number(where: str, v: object) -> float:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+                raise ValueError(f"{source}: field '{where}' must be a finite number, got {v!r}")
+            return float(v)
+
+        def parse(section: str, kind: type, keys: tuple[str, ...], names: Sequence[str]) -> dict:
             out = {}
-            for line in lines:
-                entry = d[section].get(line) if isinstance(d[section], Mapping) else None
+            for name in names:
+                entry = d[section].get(name) if isinstance(d.get(section), Mapping) else None
                 if not isinstance(entry, Mapping):
-                    raise ValueError(f"{source}: field '{section}.{line}' is missing")
-                values = {}
-                for k in keys:
-                    v = entry.get(k)
-                    if not isinstance(v, (int, float)) or not np.isfinite(v):
-                        raise ValueError(f"{source}: field '{section}.{line}.{k}' must be a finite number, got {v!r}")
-                    values[k] = float(v)
-                out[line] = kind(**values)
+                    raise ValueError(f"{source}: field '{section}.{name}' is missing")
+                out[name] = kind(**{k: number(f"{section}.{name}.{k}", entry.get(k)) for k in keys})
             return out
 
-        threshold = d["threshold"]
-        if not isinstance(threshold, (int, float)) or not np.isfinite(threshold) or threshold <= 0:
+        def robust(where: str, entry: object) -> RobustScale:
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"{source}: field '{where}' must be an object")
+            s = RobustScale(number(f"{where}.center", entry.get("center")), number(f"{where}.spread", entry.get("spread")))
+            if s.spread <= 0:
+                raise ValueError(f"{source}: field '{where}.spread' must be positive")
+            return s
+
+        threshold = number("threshold", d["threshold"])
+        if threshold <= 0:
             raise ValueError(f"{source}: field 'threshold' must be a positive finite number, got {threshold!r}")
-        combine = d.get("combine", "rms")
-        if combine not in ("rms", "max"):
-            raise ValueError(f"{source}: field 'combine' must be 'rms' or 'max', got {combine!r}")
+        combine = d.get("combine", "max")
+        if combine not in COMBINATIONS:
+            raise ValueError(f"{source}: field 'combine' must be one of {COMBINATIONS}, got {combine!r}")
         scales = ("a", "b", "center", "spread", "p_low", "p_high")
-        aux = parse("aux_scales", ResidualScale, scales)
-        cons = parse("consistency_scales", ResidualScale, scales)
+        aux = parse("aux_scales", ResidualScale, scales, lines)
+        cons = parse("consistency_scales", ResidualScale, scales, lines)
         for section, parsed in (("aux_scales", aux), ("consistency_scales", cons)):
             for line, s in parsed.items():
                 if s.spread <= 0 or s.a <= 0:
                     raise ValueError(f"{source}: field '{section}.{line}' needs a > 0 and spread > 0")
+        plasma = d.get("plasma_scales") or {}
+        if not isinstance(plasma, Mapping):
+            raise ValueError(f"{source}: field 'plasma_scales' must be an object")
+        spectral = d.get("spectral")
+        wl_scale, sp_scale = d.get("wavelength_scale"), d.get("spectrum_scale")
+        if (wl_scale is not None or sp_scale is not None) and spectral is None:
+            raise ValueError(f"{source}: fields 'wavelength_scale'/'spectrum_scale' need field 'spectral'")
         return cls(
             analyte=str(d["analyte"]),
             units=d.get("units"),
             lines=lines,
             line_labels={line: str(d.get("line_labels", {}).get(line, line)) for line in lines},
-            line_calibrations=parse("line_calibrations", LineCalibration, ("intercept", "slope")),
+            line_calibrations=parse("line_calibrations", LineCalibration, ("intercept", "slope"), lines),
             aux_scales=aux,
             consistency_scales=cons,
-            threshold=float(threshold),
+            threshold=threshold,
+            per_total_areas=bool(d.get("per_total_areas", False)),
+            intensity=None if d.get("intensity") is None else IntensityModel.from_dict(d["intensity"], source),
+            plasma_scales={str(k): robust(f"plasma_scales.{k}", v) for k, v in plasma.items()},
+            spectral=None if spectral is None else SpectralReference.from_dict(spectral, source),
+            wavelength_scale=None if wl_scale is None else robust("wavelength_scale", wl_scale),
+            spectrum_scale=None if sp_scale is None else robust("spectrum_scale", sp_scale),
             combine=combine,
             target_false_flag_rate=float(d.get("target_false_flag_rate", 0.05)),
             validation_flag_rate=float(d.get("validation_flag_rate", float("nan"))),
@@ -277,24 +419,37 @@ def calibrate_threshold(scores: np.ndarray, target_false_flag_rate: float) -> fl
     return float(np.quantile(s, 1.0 - target_false_flag_rate, method="linear"))
 
 
+def consistency_area(measured: pd.DataFrame, line: str, per_total: bool) -> np.ndarray:
+    """The measured area the consistency part calibrates: raw, or per unit mean intensity."""
+    area = measured[area_column(line)].to_numpy(dtype=np.float64)
+    if not per_total:
+        return area
+    level = measured[MEAN_INTENSITY].to_numpy(dtype=np.float64)
+    return area / np.where(level > 0, level, np.nan)
+
+
 def fit_trust_calibration(
     analyte: str,
-    train_areas: pd.DataFrame,
+    train_measured: pd.DataFrame,
     train_concentration: np.ndarray,
     val_predictions: Mapping[str, np.ndarray],
-    val_areas: pd.DataFrame,
+    val_measured: pd.DataFrame,
     lines: Sequence[object],
     *,
     train_groups: np.ndarray | None = None,
     val_groups: np.ndarray | None = None,
     units: str | None = None,
     config: TrustConfig | None = None,
+    spectral: SpectralReference | None = None,
+    plasma_tasks: Sequence[str] | None = None,
 ) -> TrustCalibration:
     """Learn line calibrations on training data, then part scales and the threshold on held-out validation data.
 
-    ``train_areas`` / ``val_areas``: measured line features with ``<line>:area`` columns; ``val_predictions``:
-    the model's outputs on the validation spectra (``analyte`` and ``<line>:area`` keys); ``lines``: LineWindows,
-    their dicts, or names. The validation samples must not have been used to train the model.
+    ``train_measured`` / ``val_measured``: ``measure_spectra`` tables (``<line>:area`` columns at least;
+    ``mean_intensity`` enables per-total consistency and the intensity part; the offset/correlation columns
+    with ``spectral`` enable the wavelength and spectrum parts). ``val_predictions``: the model's outputs on
+    the validation spectra; ``plasma_tasks`` (default: every output that is neither the analyte nor an area)
+    get plasma-state parts. The validation samples must not have been used to train the model.
     """
     from libs_pipeline.trust.scores import combine_parts, trust_parts
 
@@ -303,44 +458,87 @@ def fit_trust_calibration(
     if not named:
         raise ValueError("fit_trust_calibration: no lines given")
     names = [n for n, _ in named]
-    labels = dict(named)
     y = np.asarray(train_concentration, dtype=np.float64)
-    if len(train_areas) != y.shape[0]:
-        raise ValueError(f"train_areas has {len(train_areas)} rows but train_concentration has {y.shape[0]}")
+    if len(train_measured) != y.shape[0]:
+        raise ValueError(f"train_measured has {len(train_measured)} rows but train_concentration has {y.shape[0]}")
     if analyte not in val_predictions:
         raise ValueError(f"val_predictions has no analyte task {analyte!r} (keys: {sorted(val_predictions)})")
-    n_val = len(val_areas)
+    n_val = len(val_measured)
+    for task, values in val_predictions.items():
+        if np.asarray(values).shape[0] != n_val:
+            raise ValueError(f"val_predictions[{task!r}] has {np.asarray(values).shape[0]} rows, val_measured {n_val}")
     for name in names:
         col = area_column(name)
-        for frame, what in ((train_areas, "train_areas"), (val_areas, "val_areas")):
+        for frame, what in ((train_measured, "train_measured"), (val_measured, "val_measured")):
             if col not in frame.columns:
                 raise ValueError(f"{what} has no column {col!r} (columns: {list(frame.columns)})")
         if col not in val_predictions:
             raise ValueError(f"val_predictions has no auxiliary task {col!r} (keys: {sorted(val_predictions)})")
-        if np.asarray(val_predictions[col]).shape[0] != n_val:
-            raise ValueError(f"val_predictions[{col!r}] has {np.asarray(val_predictions[col]).shape[0]} rows, val_areas {n_val}")
+    has_level = MEAN_INTENSITY in train_measured.columns and MEAN_INTENSITY in val_measured.columns
+    per_total = bool(config.per_total_areas and has_level)
+    if plasma_tasks is None:
+        plasma_tasks = [t for t in val_predictions if t != analyte and t not in {area_column(n) for n in names}]
+    missing = [t for t in plasma_tasks if t not in val_predictions]
+    if missing:
+        raise ValueError(f"plasma tasks {missing} are not in val_predictions (keys: {sorted(val_predictions)})")
+    plasma_tasks = list(plasma_tasks) if config.plasma_parts else []
 
     line_cal = {
-        n: LineCalibration.fit(train_areas[area_column(n)].to_numpy(), y, train_groups) for n in names
+        n: LineCalibration.fit(consistency_area(train_measured, n, per_total), y, train_groups) for n in names
     }
     c_pred = np.asarray(val_predictions[analyte], dtype=np.float64)
     aux_scales, cons_scales = {}, {}
     for n in names:
-        measured = val_areas[area_column(n)].to_numpy(dtype=np.float64)
+        measured = val_measured[area_column(n)].to_numpy(dtype=np.float64)
         predicted = np.asarray(val_predictions[area_column(n)], dtype=np.float64)
         aux_scales[n] = ResidualScale.fit(measured - predicted, predicted, config.outlier_z, name=f"aux:{n}")
-        implied = line_cal[n].predict(measured)
+        implied = line_cal[n].predict(consistency_area(val_measured, n, per_total))
         cons_scales[n] = ResidualScale.fit(c_pred - implied, c_pred, config.outlier_z, name=f"cons:{n}")
+
+    intensity = None
+    if config.intensity_part and has_level:
+        level = val_measured[MEAN_INTENSITY].to_numpy(dtype=np.float64)
+        feats = intensity_features(analyte, names, plasma_tasks, val_predictions, level)
+        x = np.column_stack(list(feats.values()))
+        target = np.log(np.where(level > 0, level, np.nan))
+        ok = np.isfinite(x).all(axis=1) & np.isfinite(target)
+        if ok.sum() < 20:
+            raise ValueError(f"intensity part: need >= 20 validation spectra with positive mean intensity, got {int(ok.sum())}")
+        mean, sd = x[ok].mean(axis=0), x[ok].std(axis=0)
+        sd = np.where(sd > 0, sd, 1.0)
+        design = np.column_stack([np.ones(int(ok.sum())), (x[ok] - mean) / sd])
+        coef, *_ = np.linalg.lstsq(design, target[ok], rcond=None)
+        resid = target[ok] - design @ coef
+        intensity = IntensityModel(list(feats), mean, sd, coef, RobustScale.fit(resid, name="intensity"))
+
+    plasma_scales = {
+        t: RobustScale.fit(np.asarray(val_predictions[t], dtype=np.float64), name=f"plasma:{t}") for t in plasma_tasks
+    }
+    wavelength_scale = spectrum_scale = None
+    if spectral is not None and config.spectral_parts:
+        for col in (OFFSET_CHANNELS, CORRELATION):
+            if col not in val_measured.columns:
+                raise ValueError(f"val_measured has no column {col!r}: measure it with the same spectral reference")
+        wavelength_scale = RobustScale.fit(
+            val_measured[OFFSET_CHANNELS].to_numpy(dtype=np.float64), config.min_offset_sigma_channels, "wavelength"
+        )
+        spectrum_scale = RobustScale.fit(dissimilarity(val_measured[CORRELATION].to_numpy()), name="spectrum")
 
     calibration = TrustCalibration(
         analyte=analyte,
         units=units,
         lines=names,
-        line_labels=labels,
+        line_labels=dict(named),
         line_calibrations=line_cal,
         aux_scales=aux_scales,
         consistency_scales=cons_scales,
         threshold=1.0,
+        per_total_areas=per_total,
+        intensity=intensity,
+        plasma_scales=plasma_scales,
+        spectral=spectral if spectrum_scale is not None else None,
+        wavelength_scale=wavelength_scale,
+        spectrum_scale=spectrum_scale,
         combine=config.combine,
         target_false_flag_rate=config.target_false_flag_rate,
         sample_flag_fraction=config.sample_flag_fraction,
@@ -348,8 +546,14 @@ def fit_trust_calibration(
         n_validation_spectra=n_val,
         n_validation_samples=int(len(np.unique(val_groups))) if val_groups is not None else 0,
     )
-    parts = trust_parts(calibration, val_predictions, val_areas)
+    parts = trust_parts(calibration, val_predictions, val_measured)
     scores = combine_parts(parts, calibration.part_names(), calibration.combine)
     calibration.threshold = calibrate_threshold(scores, config.target_false_flag_rate)
     calibration.validation_flag_rate = float(np.mean(scores > calibration.threshold))
     return calibration
+
+
+def dissimilarity(correlation: np.ndarray) -> np.ndarray:
+    """log(1 - correlation): how unlike the training reference a spectrum is (larger = less alike)."""
+    c = np.asarray(correlation, dtype=np.float64)
+    return np.log(np.clip(1.0 - c, 1e-9, None))

@@ -1,10 +1,14 @@
-"""Human-readable reasons for a flag, built from the score parts ("Cu 327.4 nm area 6.1σ below prediction")."""
+"""Human-readable reasons for a flag, built from the score parts ("Cu I 327.40 area 6.1σ below prediction")."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from libs_pipeline.trust.calibration import TrustCalibration
 
 MAX_REASONS = 3
 
@@ -13,48 +17,48 @@ def _fmt(value: float, units: str | None) -> str:
     return f"{value:.3g} {units}" if units else f"{value:.3g}"
 
 
-def part_reason(
-    part: str,
-    z: float,
-    *,
-    line_labels: Mapping[str, str],
-    analyte: str,
-    units: str | None,
-    predicted: float,
-    implied: float,
-) -> str:
-    """One part's reason; ``part`` is ``aux:<line>`` or ``cons:<line>``."""
-    kind, _, line = part.partition(":")
-    label = line_labels.get(line, line)
-    if not np.isfinite(z):
-        if not np.isfinite(predicted):
-            return f"model output for {analyte} is not a finite number"
-        return f"{label} area could not be measured or predicted"
+def part_reason(part: str, z: float, row: Mapping[str, float], calibration: TrustCalibration) -> str:
+    """One part's reason; ``row`` holds the part's details (``prediction``, ``implied:<line>``, ...)."""
+    kind, _, name = part.partition(":")
+    analyte, units = calibration.analyte, calibration.units
+    predicted = float(row.get("prediction", np.nan))
     side = "below" if z < 0 else "above"
-    if kind == "aux":
-        return f"{label} area {abs(z):.1f}σ {side} prediction"
-    if kind == "cons":
+    if kind in ("aux", "cons"):
+        label = calibration.line_labels.get(name, name)
+        if not np.isfinite(z):
+            if not np.isfinite(predicted):
+                return f"model output for {analyte} is not a finite number"
+            return f"{label} area could not be measured or predicted"
+        if kind == "aux":
+            return f"{label} area {abs(z):.1f}σ {side} prediction"
+        implied = float(row.get(f"implied:{name}", np.nan))
         return (
             f"predicted {analyte} {_fmt(predicted, units)} is {abs(z):.1f}σ {side} "
             f"the {_fmt(implied, units)} implied by the {label} area"
         )
-    raise ValueError(f"unknown trust part {part!r} (expected 'aux:<line>' or 'cons:<line>')")
+    if not np.isfinite(z):
+        return f"{part} could not be evaluated (non-finite measurement or model output)"
+    if kind == "intensity":
+        ratio = float(row.get("intensity_ratio", np.nan))
+        return f"intensity {ratio:.2f}x the level expected from the model outputs ({z:+.1f}σ; gain, laser energy or light collection changed?)"
+    if kind == "plasma":
+        value = float(row.get(f"value:{name}", np.nan))
+        typical = calibration.plasma_scales[name].center
+        return f"predicted {name} {value:.4g} is {abs(z):.1f}σ {side} its in-distribution median {typical:.4g}"
+    if kind == "wavelength":
+        nm = float(row.get("wavelength_offset_nm", np.nan))
+        return f"wavelength axis shifted by {nm:+.3f} nm ({abs(z):.1f}σ; recalibrate the spectrometer?)"
+    if kind == "spectrum":
+        corr = float(row.get("spectral_correlation", np.nan))
+        return f"spectrum shape unlike the training spectra (correlation {corr:.3f}, {abs(z):.1f}σ; other matrix or contamination?)"
+    raise ValueError(f"unknown trust part {part!r}")
 
 
 def explain(
-    z_by_part: Mapping[str, float],
-    *,
-    line_labels: Mapping[str, str],
-    analyte: str,
-    units: str | None,
-    predicted: float,
-    implied: Mapping[str, float],
-    reason_z: float = 3.0,
+    z_by_part: Mapping[str, float], row: Mapping[str, float], calibration: TrustCalibration
 ) -> tuple[str, str]:
-    """(reason, top part): the parts with |z| >= ``reason_z`` (largest first, at most 3), else the largest one.
-
-    Non-finite parts (a line that could not be measured) come first: they are why the score is infinite.
-    """
+    """(reason, top part): the parts with |z| >= ``calibration.reason_z`` (largest first, at most 3), else the
+    largest one. Non-finite parts (e.g. a line that could not be measured) come first."""
     if not z_by_part:
         raise ValueError("explain: no parts given")
 
@@ -63,17 +67,7 @@ def explain(
         return np.inf if not np.isfinite(z) else abs(z)
 
     ranked = sorted(z_by_part.items(), key=key, reverse=True)
-    chosen = [(p, z) for p, z in ranked if not np.isfinite(z) or abs(z) >= reason_z][:MAX_REASONS] or ranked[:1]
-    texts = [
-        part_reason(
-            p,
-            z,
-            line_labels=line_labels,
-            analyte=analyte,
-            units=units,
-            predicted=predicted,
-            implied=implied.get(p.partition(":")[2], np.nan),
-        )
-        for p, z in chosen
-    ]
+    chosen = [(p, z) for p, z in ranked if not np.isfinite(z) or abs(z) >= calibration.reason_z][:MAX_REASONS]
+    chosen = chosen or ranked[:1]
+    texts = [part_reason(p, z, row, calibration) for p, z in chosen]
     return "; ".join(dict.fromkeys(texts)), chosen[0][0]

@@ -15,10 +15,10 @@ import pandas as pd
 import xarray as xr
 
 from libs_pipeline.config import TrustConfig
-from libs_pipeline.features.line_features import dataset_line_features, line_features
 from libs_pipeline.features.lines import LineWindow
 from libs_pipeline.spectra.atomic import atomic_write_bytes
 from libs_pipeline.trust.calibration import TrustCalibration, fit_trust_calibration
+from libs_pipeline.trust.measurements import SpectralReference, measure_spectra
 from libs_pipeline.trust.scores import sample_trust, trust_scores
 
 if TYPE_CHECKING:
@@ -64,21 +64,28 @@ def _chunks(n: int, size: int = CHUNK_SPECTRA):
         yield slice(start, min(start + size, n))
 
 
-def _predict_dataset(model: TrainedModel, ds: xr.Dataset, resample: bool, mc_samples: int | None, seed: int):
-    """Deterministic predictions, MC-dropout std of every task (or None) and measured line features."""
+def _predict_dataset(
+    model: TrainedModel,
+    ds: xr.Dataset,
+    resample: bool,
+    mc_samples: int | None,
+    seed: int,
+    reference: SpectralReference | None,
+):
+    """Deterministic predictions, MC-dropout std of every task (or None) and the trust measurements."""
     lines = model_lines(model)
-    preds, stds, feats = [], [], []
+    preds, stds, measured = [], [], []
     for rows in _chunks(ds.sizes["spectrum"]):
         x = model_grid_intensity(ds, model, rows, resample)
         preds.append(model.predict(x))
         if mc_samples:
             stds.append(model.predict_with_uncertainty(x, n_samples=mc_samples, seed=seed)[1])
-        feats.append(line_features(x, model.wavelength, lines))
+        measured.append(measure_spectra(x, model.wavelength, lines, reference))
     if not preds:
         raise ValueError("no spectra to predict")
     pred = {k: np.concatenate([p[k] for p in preds]) for k in preds[0]}
     std = {k: np.concatenate([s[k] for s in stds]) for k in stds[0]} if stds else None
-    return pred, std, pd.concat(feats, ignore_index=True)
+    return pred, std, pd.concat(measured, ignore_index=True)
 
 
 def calibrate_model_trust(
@@ -88,8 +95,10 @@ def calibrate_model_trust(
     config: TrustConfig | None = None,
     resample: bool = False,
 ) -> TrustCalibration:
-    """Fit the trust calibration of ``model``: line calibrations on its measured training spectra, scales and
-    threshold on ``validation`` (held-out in-distribution samples the network did not train on)."""
+    """Fit the trust calibration of ``model``: line calibrations and the spectral reference on its measured
+    training spectra; part scales and the threshold on ``validation`` (held-out in-distribution samples the
+    network did not train on)."""
+    config = config or TrustConfig()
     analyte = model.analyte
     for ds, what in ((train, "train"), (validation, "validation")):
         if analyte not in ds:
@@ -98,19 +107,34 @@ def calibrate_model_trust(
     if overlap:
         raise ValueError(f"validation samples {sorted(overlap)} are also training samples; trust needs held-out samples")
     lines = model_lines(model)
-    pred, _, val_feats = _predict_dataset(model, validation, resample, None, 0)
-    train_feats = dataset_line_features(train, lines)
+    reference = None
+    if config.spectral_parts:
+        reference = SpectralReference.fit(
+            (model_grid_intensity(train, model, rows, resample) for rows in _chunks(train.sizes["spectrum"])),
+            model.wavelength,
+            config.highpass_channels,
+            config.max_lag_channels,
+        )
+    pred, _, val_measured = _predict_dataset(model, validation, resample, None, 0, reference)
+    train_measured = pd.concat(
+        [
+            measure_spectra(model_grid_intensity(train, model, rows, resample), model.wavelength, lines)
+            for rows in _chunks(train.sizes["spectrum"])
+        ],
+        ignore_index=True,
+    )
     return fit_trust_calibration(
         analyte,
-        train_feats,
+        train_measured,
         np.asarray(train[analyte].values, dtype=np.float64),
         pred,
-        val_feats,
+        val_measured,
         lines,
         train_groups=np.asarray(train["sample_id"].values).astype(str),
         val_groups=np.asarray(validation["sample_id"].values).astype(str),
         units=train[analyte].attrs.get("units"),
         config=config,
+        spectral=reference,
     )
 
 
@@ -129,8 +153,8 @@ def predict_with_trust(
     for var in ("intensity", "sample_id"):
         if var not in ds:
             raise ValueError(f"spectra dataset has no variable {var!r}")
-    pred, std, feats = _predict_dataset(model, ds, resample, mc_samples, seed)
-    table = trust_scores(calibration, pred, feats)
+    pred, std, measured = _predict_dataset(model, ds, resample, mc_samples, seed, calibration.spectral)
+    table = trust_scores(calibration, pred, measured)
     n = len(table)
     sids = np.asarray(ds["sample_id"].values).astype(str)
     uncertainty = std[model.analyte].astype(np.float64) if std is not None else np.full(n, np.nan)

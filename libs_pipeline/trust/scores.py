@@ -1,8 +1,11 @@
-"""Per-spectrum and per-sample trust scores from measured line areas plus the model's outputs.
+"""Per-spectrum and per-sample trust scores from what is measured on a spectrum plus the model's outputs.
 
-Parts per auxiliary line: ``aux:<line>`` = standardised (measured - predicted) area; ``cons:<line>`` =
-standardised (predicted concentration - concentration implied by the measured area through the training
-calibration). The score combines the parts (RMS or max |z|); it is flagged above the calibrated threshold.
+Parts (each a z-score learned on in-distribution validation data):
+``aux:<line>`` measured vs predicted line area; ``cons:<line>`` predicted concentration vs the one implied
+by the measured area through the training calibration; ``intensity`` measured mean intensity vs the level
+the scale-free outputs imply; ``plasma:<task>`` the model's plasma outputs vs validation; ``wavelength``
+offset of the spectrum against the training reference; ``spectrum`` how unlike the reference its shape is.
+The score combines the parts (max |z| or RMS) and is flagged above the calibrated threshold.
 """
 
 from __future__ import annotations
@@ -12,82 +15,109 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from libs_pipeline.trust.calibration import TrustCalibration, area_column
+from libs_pipeline.trust.calibration import (
+    COMBINATIONS,
+    TrustCalibration,
+    consistency_area,
+    area_column,
+    dissimilarity,
+    intensity_features,
+)
 from libs_pipeline.trust.explanation import explain
+from libs_pipeline.trust.measurements import CORRELATION, MEAN_INTENSITY, OFFSET_CHANNELS
+
+
+def _require(frame: pd.DataFrame, col: str, why: str) -> np.ndarray:
+    if col not in frame.columns:
+        raise ValueError(f"measured has no column {col!r} ({why}; columns: {list(frame.columns)})")
+    return frame[col].to_numpy(dtype=np.float64)
 
 
 def trust_parts(
-    calibration: TrustCalibration, predictions: Mapping[str, np.ndarray], measured_areas: pd.DataFrame
+    calibration: TrustCalibration, predictions: Mapping[str, np.ndarray], measured: pd.DataFrame
 ) -> pd.DataFrame:
-    """One row per spectrum: ``prediction``, every part's z (``aux:<line>``, ``cons:<line>``), ``implied:<line>``."""
+    """One row per spectrum: ``prediction``, every part's z (see ``part_names``) and the details reasons use."""
     analyte = calibration.analyte
     if analyte not in predictions:
         raise ValueError(f"predictions have no analyte task {analyte!r} (keys: {sorted(predictions)})")
     c_pred = np.asarray(predictions[analyte], dtype=np.float64).reshape(-1)
     n = c_pred.shape[0]
-    if len(measured_areas) != n:
-        raise ValueError(f"measured_areas has {len(measured_areas)} rows but predictions have {n}")
-    columns: dict[str, np.ndarray] = {"prediction": c_pred}
-    implied_cols: dict[str, np.ndarray] = {}
+    if len(measured) != n:
+        raise ValueError(f"measured has {len(measured)} rows but predictions have {n}")
+    for task, values in predictions.items():
+        if np.asarray(values).reshape(-1).shape[0] != n:
+            raise ValueError(f"predictions[{task!r}] has {np.asarray(values).reshape(-1).shape[0]} rows, expected {n}")
+    z: dict[str, np.ndarray] = {}
+    details: dict[str, np.ndarray] = {}
+    if calibration.per_total_areas:
+        _require(measured, MEAN_INTENSITY, "the consistency parts use areas per unit mean intensity")
     for line in calibration.lines:
         col = area_column(line)
-        if col not in measured_areas.columns:
-            raise ValueError(f"measured_areas has no column {col!r} (columns: {list(measured_areas.columns)})")
+        measured_area = _require(measured, col, "line areas are measured with line_features")
         if col not in predictions:
             raise ValueError(f"predictions have no auxiliary task {col!r} (keys: {sorted(predictions)})")
-        measured = measured_areas[col].to_numpy(dtype=np.float64)
         predicted = np.asarray(predictions[col], dtype=np.float64).reshape(-1)
-        if predicted.shape[0] != n:
-            raise ValueError(f"predictions[{col!r}] has {predicted.shape[0]} rows, expected {n}")
-        columns[f"aux:{line}"] = calibration.aux_scales[line].standardise(measured - predicted, predicted)
-        implied = calibration.line_calibrations[line].predict(measured)
-        columns[f"cons:{line}"] = calibration.consistency_scales[line].standardise(c_pred - implied, c_pred)
-        implied_cols[f"implied:{line}"] = implied
-    frame = pd.DataFrame({**columns, **implied_cols}, index=measured_areas.index)
-    return frame
+        z[f"aux:{line}"] = calibration.aux_scales[line].standardise(measured_area - predicted, predicted)
+        implied = calibration.line_calibrations[line].predict(
+            consistency_area(measured, line, calibration.per_total_areas)
+        )
+        z[f"cons:{line}"] = calibration.consistency_scales[line].standardise(c_pred - implied, c_pred)
+        details[f"implied:{line}"] = implied
+    if calibration.intensity is not None:
+        level = _require(measured, MEAN_INTENSITY, "the intensity part compares it with the expected level")
+        model = calibration.intensity
+        plasma = [f for f in model.features if f != analyte and not f.endswith("/mean")]
+        missing = [t for t in plasma if t not in predictions]
+        if missing:
+            raise ValueError(f"predictions lack {missing} needed by the intensity part")
+        feats = intensity_features(analyte, calibration.lines, plasma, predictions, level)
+        resid = np.log(np.where(level > 0, level, np.nan)) - model.expected(feats)
+        z["intensity"] = model.scale.standardise(resid)
+        details["intensity_ratio"] = np.exp(resid - model.scale.center)
+    for task, scale in calibration.plasma_scales.items():
+        if task not in predictions:
+            raise ValueError(f"predictions have no plasma task {task!r} (keys: {sorted(predictions)})")
+        value = np.asarray(predictions[task], dtype=np.float64).reshape(-1)
+        z[f"plasma:{task}"] = scale.standardise(value)
+        details[f"value:{task}"] = value
+    if calibration.wavelength_scale is not None:
+        offset = _require(measured, OFFSET_CHANNELS, "measure_spectra with the calibration's spectral reference")
+        z["wavelength"] = calibration.wavelength_scale.standardise(offset)
+        details["wavelength_offset_nm"] = offset * calibration.spectral.channel_nm
+    if calibration.spectrum_scale is not None:
+        corr = _require(measured, CORRELATION, "measure_spectra with the calibration's spectral reference")
+        z["spectrum"] = np.clip(calibration.spectrum_scale.standardise(dissimilarity(corr)), 0.0, None)
+        details["spectral_correlation"] = corr
+    return pd.DataFrame({"prediction": c_pred, **z, **details}, index=measured.index)
 
 
-def combine_parts(parts: pd.DataFrame, part_names: Sequence[str], combine: str = "rms") -> np.ndarray:
-    """RMS (or max) of |z| over the parts; a non-finite part makes the score +inf (cannot be checked => flag)."""
+def combine_parts(parts: pd.DataFrame, part_names: Sequence[str], combine: str = "max") -> np.ndarray:
+    """max |z| (or RMS) over the parts; a non-finite part makes the score +inf (cannot be checked => flag)."""
+    if combine not in COMBINATIONS:
+        raise ValueError(f"combine must be one of {COMBINATIONS}, got {combine!r}")
     z = parts[list(part_names)].to_numpy(dtype=np.float64)
     bad = ~np.isfinite(z).all(axis=1)
-    if combine == "rms":
-        score = np.sqrt(np.mean(np.where(np.isfinite(z), z, 0.0) ** 2, axis=1))
-    elif combine == "max":
-        score = np.max(np.abs(np.where(np.isfinite(z), z, 0.0)), axis=1)
-    else:
-        raise ValueError(f"combine must be 'rms' or 'max', got {combine!r}")
+    zf = np.where(np.isfinite(z), z, 0.0)
+    score = np.sqrt(np.mean(zf**2, axis=1)) if combine == "rms" else np.max(np.abs(zf), axis=1)
     score[bad] = np.inf
     return score
 
 
 def trust_scores(
-    calibration: TrustCalibration, predictions: Mapping[str, np.ndarray], measured_areas: pd.DataFrame
+    calibration: TrustCalibration, predictions: Mapping[str, np.ndarray], measured: pd.DataFrame
 ) -> pd.DataFrame:
-    """Per spectrum: prediction, score, flag, reason (empty when not flagged), top_part, and every part."""
-    parts = trust_parts(calibration, predictions, measured_areas)
+    """Per spectrum: prediction, score, flag, reason (empty when not flagged), top_part, every part and detail."""
+    parts = trust_parts(calibration, predictions, measured)
     names = calibration.part_names()
     score = combine_parts(parts, names, calibration.combine)
     flag = score > calibration.threshold
+    records = parts.to_dict(orient="records")
     reasons, tops = [], []
-    z = parts[names].to_numpy(dtype=np.float64)
-    implied_names = [f"implied:{line}" for line in calibration.lines]
-    implied = parts[implied_names].to_numpy(dtype=np.float64)
-    for i in range(len(parts)):
-        reason, top = explain(
-            dict(zip(names, z[i])),
-            line_labels=calibration.line_labels,
-            analyte=calibration.analyte,
-            units=calibration.units,
-            predicted=float(parts["prediction"].iat[i]),
-            implied=dict(zip(calibration.lines, implied[i])),
-            reason_z=calibration.reason_z,
-        )
+    for i, row in enumerate(records):
+        reason, top = explain({p: row[p] for p in names}, row, calibration)
         reasons.append(reason if flag[i] else "")
         tops.append(top)
-    head = pd.DataFrame(
-        {"score": score, "flag": flag, "reason": reasons, "top_part": tops}, index=parts.index
-    )
+    head = pd.DataFrame({"score": score, "flag": flag, "reason": reasons, "top_part": tops}, index=parts.index)
     return pd.concat([parts[["prediction"]], head, parts.drop(columns="prediction")], axis=1)
 
 
@@ -99,19 +129,21 @@ def sample_trust(
 ) -> pd.DataFrame:
     """Aggregate shots per sample: mean prediction, median score, flagged fraction, flag, reason.
 
-    A sample is flagged when more than ``calibration.sample_flag_fraction`` of its shots are flagged. With
-    per-shot predictive std ``uncertainty`` the sample's uncertainty is sqrt(mean(std²) + var(shots)/n).
+    A sample is flagged when more than ``calibration.sample_flag_fraction`` of its shots are flagged; its
+    reason uses the parts' median z over the shots. With per-shot predictive std ``uncertainty`` the
+    sample's uncertainty is sqrt(mean(std²) + var(shot predictions)/n).
     """
     sids = np.asarray(sample_ids).astype(str)
     if sids.shape[0] != len(table):
         raise ValueError(f"sample_ids has {sids.shape[0]} entries but the table has {len(table)} rows")
-    names = calibration.part_names()
-    rows = []
-    order = list(dict.fromkeys(sids.tolist()))
     unc = None if uncertainty is None else np.asarray(uncertainty, dtype=np.float64).reshape(-1)
     if unc is not None and unc.shape[0] != len(table):
         raise ValueError(f"uncertainty has {unc.shape[0]} entries but the table has {len(table)} rows")
-    for sid in order:
+    names = calibration.part_names()
+    detail_cols = [c for c in table.columns if c.startswith(("implied:", "value:")) or c in (
+        "intensity_ratio", "wavelength_offset_nm", "spectral_correlation")]
+    rows = []
+    for sid in dict.fromkeys(sids.tolist()):
         idx = np.flatnonzero(sids == sid)
         sub = table.iloc[idx]
         pred = sub["prediction"].to_numpy(dtype=np.float64)
@@ -119,19 +151,9 @@ def sample_trust(
         flagged = int(sub["flag"].sum())
         fraction = flagged / n
         flag = fraction > calibration.sample_flag_fraction
-        z_med = {p: float(np.median(sub[p].to_numpy(dtype=np.float64))) for p in names}
-        implied = {
-            line: float(np.median(sub[f"implied:{line}"].to_numpy(dtype=np.float64))) for line in calibration.lines
-        }
-        reason, top = explain(
-            z_med,
-            line_labels=calibration.line_labels,
-            analyte=calibration.analyte,
-            units=calibration.units,
-            predicted=float(np.mean(pred)),
-            implied=implied,
-            reason_z=calibration.reason_z,
-        )
+        medians = {c: float(np.median(sub[c].to_numpy(dtype=np.float64))) for c in names + detail_cols}
+        medians["prediction"] = float(np.mean(pred))
+        reason, top = explain({p: medians[p] for p in names}, medians, calibration)
         row = {
             "sample_id": sid,
             "n_spectra": n,

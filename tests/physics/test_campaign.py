@@ -234,7 +234,7 @@ def test_spectra_pass_the_project_schema_and_store_as_zarr(nominal_campaign, tmp
     schemas = pytest.importorskip("libs_pipeline.spectra.schemas")
     ds = nominal_campaign.spectra
     assert schemas.validate_spectra(ds) == []
-    ds.to_zarr(tmp_path / "campaign.zarr")
-    back = xr.open_zarr(tmp_path / "campaign.zarr").load()
+    ds.to_zarr(tmp_path / "campaign.zarr", consolidated=False)
+    back = xr.open_zarr(tmp_path / "campaign.zarr", consolidated=False).load()
     np.testing.assert_array_equal(back["intensity"].values, ds["intensity"].values)
     assert back["T_K"].attrs["role"] == "ground_truth" and back.attrs["campaign_config"] == ds.attrs["campaign_config"]

@@ -149,6 +149,9 @@ def test_errors_are_clear(toy_zarr, tmp_path):
     prepare_synthesis(toy_zarr, target, 5, seed=1, chunk_size=8)
     with pytest.raises(ValueError, match="holds job .*a different model or plan for the same output path"):
         prepare_synthesis(toy_zarr, target, 5, seed=2, chunk_size=8)
+    done = generate_synthetic(toy_zarr, tmp_path / "done.zarr", 5, seed=1, chunk_size=8)
+    with pytest.raises(ValueError, match="done.zarr: already holds synthetic store"):
+        generate_synthetic(toy_zarr, done, 5, seed=2, chunk_size=8)
 
 
 @pytest.mark.slow
