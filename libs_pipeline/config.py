@@ -211,6 +211,9 @@ class TrainingConfig(StrictModel):
     loss: Literal["huber", "logcosh"] = "huber"
     huber_delta: float = Field(1.0, gt=0.0)
     task_weighting: Literal["learned", "fixed"] = "learned"
+    log_var_lr_factor: float = Field(
+        1.0, gt=0.0, description="learning-rate multiplier of the task log-variances (how fast the weights adapt)"
+    )
     fixed_weights: dict[str, float] = Field(default_factory=dict, description="task -> weight (fixed weighting; default 1)")
     # network
     stem_channels: int = Field(8, ge=1)

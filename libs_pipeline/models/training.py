@@ -194,6 +194,8 @@ def _train(
     t0 = time.perf_counter()
     plan = plan_split(train_sources, config.analyte, config.val_fraction, config.seed, val_sources, config.augmentation)
     n_syn = int(sum(s.synthetic.sum() for s in plan.train))
+    if plan.n_train < 2:
+        raise ValueError(f"training needs at least 2 spectra, the split left {plan.n_train}")
     if config.augmentation and n_syn == 0:
         raise ValueError(
             "augmentation is on but the training sources hold no synthetic spectrum of a training sample "
@@ -244,16 +246,17 @@ def _train(
         optimiser = torch.optim.AdamW(
             [
                 {"params": network.parameters(), "weight_decay": config.weight_decay},
-                {"params": [loss_fn.log_vars], "weight_decay": 0.0},
+                {"params": [loss_fn.log_vars], "weight_decay": 0.0, "lr": config.learning_rate * config.log_var_lr_factor},
             ],
             lr=config.learning_rate,
         )
         best = (np.inf, 0, copy.deepcopy(network.state_dict()))
-        step, epoch, stale, running = 0, 0, 0, []
+        step, epoch, stale, running, running_tasks = 0, 0, 0, [], []
         with _progress(config.progress_bar) as progress:
             bar = progress.add_task(f"{config.analyte} ({len(tasks.names)} tasks)", total=config.max_steps)
             while step < config.max_steps and stale < config.patience:
                 train_batches.set_epoch(epoch)
+                step_at_epoch_start = step
                 for x, y in loader:
                     network.train()
                     pred = network(x.to(device))
@@ -264,10 +267,16 @@ def _train(
                     optimiser.step()
                     step += 1
                     running.append(float(loss.detach()))
+                    running_tasks.append(per_task.cpu().numpy())
                     progress.advance(bar)
                     if step % config.eval_every == 0 or step == config.max_steps:
-                        record: dict[str, Any] = {"step": step, "epoch": epoch, "train_loss": float(np.mean(running))}
-                        running = []
+                        record: dict[str, Any] = {
+                            "step": step,
+                            "epoch": epoch,
+                            "train_loss": float(np.mean(running)),
+                            "train_task_loss": dict(zip(tasks.names, map(float, np.mean(running_tasks, axis=0)))),
+                        }
+                        running, running_tasks = [], []
                         if val_batches is not None:
                             val_rmse = _evaluate(network, val_batches, device, len(tasks.names))
                             record["val_rmse_scaled"] = {
@@ -286,6 +295,8 @@ def _train(
                         progress.update(bar, description=f"{config.analyte} loss {record['train_loss']:.3f}")
                     if step >= config.max_steps or stale >= config.patience:
                         break
+                if step == step_at_epoch_start:  # pragma: no cover - guarded by the n_train check above
+                    raise RuntimeError("an epoch produced no training batch")
                 epoch += 1
     if val_batches is not None:
         network.load_state_dict(best[2])
@@ -331,6 +342,7 @@ def _final_metrics(
 ) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "task_names": model.task_names,
+        "device": str(select_device(model.config.device)),
         "steps": steps,
         "epochs": epochs,
         "best_step": int(best[1]) if plan.val else steps,

@@ -1,12 +1,18 @@
 """Per-sample noise model of replicate LIBS shots, fitted from data, and draws from it.
 
 Model of one shot of sample s in channel c (counts):
-    x_c = g * Poisson(f * m_c / g) + N(0, r^2),   f ~ N(1, beta) or log-normal with mean 1,
-so var_c = g*m_c + r^2 + beta^2*m_c^2. The mean spectrum m is the average of the replicate shots;
-the gain g (counts per photo-electron) and read noise r come from how the per-channel variance of
-shots normalised by their total intensity grows with the mean (robust binned-median fit); beta comes
-from the spread of the replicates' total intensity. Channels that are saturated or clipped at the
+    x_c = g * Poisson(f * e_c / g) + N(0, r^2),   f ~ N(1, beta) or log-normal with mean 1,
+so var_c = g*m_c + r^2 + beta^2*m_c^2 when e = m, the mean spectrum (the average of the replicates).
+The gain g (counts per photo-electron) and read noise r come from how the per-channel variance of
+shots divided by their total-intensity factor grows with the mean (robust fit on the log scale);
+beta comes from the spread of the replicates' total intensity. Channels saturated or clipped at the
 detector floor in any replicate are left out of the fit, and draws are clipped the same way.
+
+Beyond that core (the paper's model), shot-to-shot changes of spectral *shape* (plasma temperature)
+are estimated from the data: the leading principal components of the whitened residuals that stand
+above the pure-noise (Marchenko-Pastur) edge become modes L_j, and e = m + sum_j a_j L_j with unit-
+variance coefficients a_j correlated with f as measured. Data without such structure (the toy
+campaign) get no modes; ``max_shape_modes=0`` switches them off.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -255,15 +262,15 @@ class _SampleShots:
     def k(self) -> int:
         return int(self.y.shape[0])
 
-    @property
+    @cached_property
     def m(self) -> np.ndarray:
         return self.y.mean(axis=0)
 
-    @property
+    @cached_property
     def a(self) -> float:
         return float(np.mean(1.0 / self.factors))
 
-    @property
+    @cached_property
     def b(self) -> float:
         return float(np.mean(1.0 / self.factors**2))
 

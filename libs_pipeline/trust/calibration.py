@@ -208,14 +208,14 @@ class IntensityModel:
 
 
 def intensity_features(
-    analyte: str, lines: Sequence[str], plasma_tasks: Sequence[str], predictions: Mapping[str, np.ndarray],
-    mean_level: np.ndarray,
+    analyte: str, plasma_tasks: Sequence[str], predictions: Mapping[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """Scale-free model outputs: the analyte, predicted areas per unit mean intensity, plasma outputs."""
-    level = np.where(mean_level > 0, mean_level, np.nan)
+    """Scale-free model outputs (of a total-normalised network): the analyte and the plasma outputs.
+
+    Predicted line areas are left out: a model may scale them with the measured level, which would leak
+    the very quantity this part checks.
+    """
     out = {analyte: np.asarray(predictions[analyte], dtype=np.float64)}
-    for line in lines:
-        out[f"{area_column(line)}/mean"] = np.asarray(predictions[area_column(line)], dtype=np.float64) / level
     for task in plasma_tasks:
         out[task] = np.asarray(predictions[task], dtype=np.float64)
     return out
@@ -238,7 +238,7 @@ class TrustCalibration:
     plasma_scales: dict[str, RobustScale] = field(default_factory=dict)
     spectral: SpectralReference | None = None
     wavelength_scale: RobustScale | None = None
-    spectrum_scale: RobustScale | None = None
+    shape_scale: RobustScale | None = None
     combine: str = "max"
     target_false_flag_rate: float = 0.05
     validation_flag_rate: float = float("nan")
@@ -255,8 +255,8 @@ class TrustCalibration:
         names += [f"plasma:{task}" for task in self.plasma_scales]
         if self.wavelength_scale is not None:
             names.append("wavelength")
-        if self.spectrum_scale is not None:
-            names.append("spectrum")
+        if self.shape_scale is not None:
+            names.append("shape")
         return names
 
     def to_dict(self) -> dict:
@@ -274,7 +274,7 @@ class TrustCalibration:
             "plasma_scales": {k: asdict(v) for k, v in self.plasma_scales.items()},
             "spectral": None if self.spectral is None else self.spectral.to_dict(),
             "wavelength_scale": None if self.wavelength_scale is None else asdict(self.wavelength_scale),
-            "spectrum_scale": None if self.spectrum_scale is None else asdict(self.spectrum_scale),
+            "shape_scale": None if self.shape_scale is None else asdict(self.shape_scale),
             "threshold": self.threshold,
             "combine": self.combine,
             "target_false_flag_rate": self.target_false_flag_rate,
@@ -341,9 +341,9 @@ class TrustCalibration:
         if not isinstance(plasma, Mapping):
             raise ValueError(f"{source}: field 'plasma_scales' must be an object")
         spectral = d.get("spectral")
-        wl_scale, sp_scale = d.get("wavelength_scale"), d.get("spectrum_scale")
+        wl_scale, sp_scale = d.get("wavelength_scale"), d.get("shape_scale")
         if (wl_scale is not None or sp_scale is not None) and spectral is None:
-            raise ValueError(f"{source}: fields 'wavelength_scale'/'spectrum_scale' need field 'spectral'")
+            raise ValueError(f"{source}: fields 'wavelength_scale'/'shape_scale' need field 'spectral'")
         return cls(
             analyte=str(d["analyte"]),
             units=d.get("units"),
@@ -358,7 +358,7 @@ class TrustCalibration:
             plasma_scales={str(k): robust(f"plasma_scales.{k}", v) for k, v in plasma.items()},
             spectral=None if spectral is None else SpectralReference.from_dict(spectral, source),
             wavelength_scale=None if wl_scale is None else robust("wavelength_scale", wl_scale),
-            spectrum_scale=None if sp_scale is None else robust("spectrum_scale", sp_scale),
+            shape_scale=None if sp_scale is None else robust("shape_scale", sp_scale),
             combine=combine,
             target_false_flag_rate=float(d.get("target_false_flag_rate", 0.05)),
             validation_flag_rate=float(d.get("validation_flag_rate", float("nan"))),
@@ -447,7 +447,7 @@ def fit_trust_calibration(
 
     ``train_measured`` / ``val_measured``: ``measure_spectra`` tables (``<line>:area`` columns at least;
     ``mean_intensity`` enables per-total consistency and the intensity part; the offset/correlation columns
-    with ``spectral`` enable the wavelength and spectrum parts). ``val_predictions``: the model's outputs on
+    with ``spectral`` enable the wavelength and shape parts). ``val_predictions``: the model's outputs on
     the validation spectra; ``plasma_tasks`` (default: every output that is neither the analyte nor an area)
     get plasma-state parts. The validation samples must not have been used to train the model.
     """
@@ -498,7 +498,7 @@ def fit_trust_calibration(
     intensity = None
     if config.intensity_part and has_level:
         level = val_measured[MEAN_INTENSITY].to_numpy(dtype=np.float64)
-        feats = intensity_features(analyte, names, plasma_tasks, val_predictions, level)
+        feats = intensity_features(analyte, plasma_tasks, val_predictions)
         x = np.column_stack(list(feats.values()))
         target = np.log(np.where(level > 0, level, np.nan))
         ok = np.isfinite(x).all(axis=1) & np.isfinite(target)
@@ -514,7 +514,7 @@ def fit_trust_calibration(
     plasma_scales = {
         t: RobustScale.fit(np.asarray(val_predictions[t], dtype=np.float64), name=f"plasma:{t}") for t in plasma_tasks
     }
-    wavelength_scale = spectrum_scale = None
+    wavelength_scale = shape_scale = None
     if spectral is not None and config.spectral_parts:
         for col in (OFFSET_CHANNELS, CORRELATION):
             if col not in val_measured.columns:
@@ -522,7 +522,7 @@ def fit_trust_calibration(
         wavelength_scale = RobustScale.fit(
             val_measured[OFFSET_CHANNELS].to_numpy(dtype=np.float64), config.min_offset_sigma_channels, "wavelength"
         )
-        spectrum_scale = RobustScale.fit(dissimilarity(val_measured[CORRELATION].to_numpy()), name="spectrum")
+        shape_scale = RobustScale.fit(dissimilarity(val_measured[CORRELATION].to_numpy()), name="shape")
 
     calibration = TrustCalibration(
         analyte=analyte,
@@ -536,9 +536,9 @@ def fit_trust_calibration(
         per_total_areas=per_total,
         intensity=intensity,
         plasma_scales=plasma_scales,
-        spectral=spectral if spectrum_scale is not None else None,
+        spectral=spectral if shape_scale is not None else None,
         wavelength_scale=wavelength_scale,
-        spectrum_scale=spectrum_scale,
+        shape_scale=shape_scale,
         combine=config.combine,
         target_false_flag_rate=config.target_false_flag_rate,
         sample_flag_fraction=config.sample_flag_fraction,

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from libs_pipeline.trust.calibration import TrustCalibration
 
 MAX_REASONS = 3
+LINE_PARTS = ("aux", "cons")
 
 
 def _fmt(value: float, units: str | None) -> str:
@@ -48,7 +49,7 @@ def part_reason(part: str, z: float, row: Mapping[str, float], calibration: Trus
     if kind == "wavelength":
         nm = float(row.get("wavelength_offset_nm", np.nan))
         return f"wavelength axis shifted by {nm:+.3f} nm ({abs(z):.1f}σ; recalibrate the spectrometer?)"
-    if kind == "spectrum":
+    if kind == "shape":
         corr = float(row.get("spectral_correlation", np.nan))
         return f"spectrum shape unlike the training spectra (correlation {corr:.3f}, {abs(z):.1f}σ; other matrix or contamination?)"
     raise ValueError(f"unknown trust part {part!r}")
@@ -57,17 +58,25 @@ def part_reason(part: str, z: float, row: Mapping[str, float], calibration: Trus
 def explain(
     z_by_part: Mapping[str, float], row: Mapping[str, float], calibration: TrustCalibration
 ) -> tuple[str, str]:
-    """(reason, top part): the parts with |z| >= ``calibration.reason_z`` (largest first, at most 3), else the
-    largest one. Non-finite parts (e.g. a line that could not be measured) come first."""
+    """(reason, top part): the parts with |z| >= ``calibration.reason_z`` (at most 3), else the largest one.
+
+    Non-finite parts (e.g. a line that could not be measured) come first; then instrument-state parts
+    (intensity, plasma, wavelength, shape), since a changed instrument also moves the line parts; then the
+    line parts. Within each group the largest |z| comes first.
+    """
     if not z_by_part:
         raise ValueError("explain: no parts given")
 
-    def key(item: tuple[str, float]) -> float:
-        z = item[1]
-        return np.inf if not np.isfinite(z) else abs(z)
+    def key(item: tuple[str, float]) -> tuple[int, float]:
+        part, z = item
+        if not np.isfinite(z):
+            return (2, np.inf)
+        line_part = part.partition(":")[0] in LINE_PARTS
+        return (0 if line_part else 1, abs(z))
 
     ranked = sorted(z_by_part.items(), key=key, reverse=True)
     chosen = [(p, z) for p, z in ranked if not np.isfinite(z) or abs(z) >= calibration.reason_z][:MAX_REASONS]
-    chosen = chosen or ranked[:1]
+    if not chosen:
+        chosen = [max(z_by_part.items(), key=lambda item: abs(item[1]))]
     texts = [part_reason(p, z, row, calibration) for p, z in chosen]
     return "; ".join(dict.fromkeys(texts)), chosen[0][0]

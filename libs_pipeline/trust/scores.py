@@ -4,7 +4,7 @@ Parts (each a z-score learned on in-distribution validation data):
 ``aux:<line>`` measured vs predicted line area; ``cons:<line>`` predicted concentration vs the one implied
 by the measured area through the training calibration; ``intensity`` measured mean intensity vs the level
 the scale-free outputs imply; ``plasma:<task>`` the model's plasma outputs vs validation; ``wavelength``
-offset of the spectrum against the training reference; ``spectrum`` how unlike the reference its shape is.
+offset of the spectrum against the training reference; ``shape`` how unlike the reference its shape is.
 The score combines the parts (max |z| or RMS) and is flagged above the calibrated threshold.
 """
 
@@ -66,11 +66,11 @@ def trust_parts(
     if calibration.intensity is not None:
         level = _require(measured, MEAN_INTENSITY, "the intensity part compares it with the expected level")
         model = calibration.intensity
-        plasma = [f for f in model.features if f != analyte and not f.endswith("/mean")]
+        plasma = [f for f in model.features if f != analyte]
         missing = [t for t in plasma if t not in predictions]
         if missing:
             raise ValueError(f"predictions lack {missing} needed by the intensity part")
-        feats = intensity_features(analyte, calibration.lines, plasma, predictions, level)
+        feats = intensity_features(analyte, plasma, predictions)
         resid = np.log(np.where(level > 0, level, np.nan)) - model.expected(feats)
         z["intensity"] = model.scale.standardise(resid)
         details["intensity_ratio"] = np.exp(resid - model.scale.center)
@@ -84,9 +84,9 @@ def trust_parts(
         offset = _require(measured, OFFSET_CHANNELS, "measure_spectra with the calibration's spectral reference")
         z["wavelength"] = calibration.wavelength_scale.standardise(offset)
         details["wavelength_offset_nm"] = offset * calibration.spectral.channel_nm
-    if calibration.spectrum_scale is not None:
+    if calibration.shape_scale is not None:
         corr = _require(measured, CORRELATION, "measure_spectra with the calibration's spectral reference")
-        z["spectrum"] = np.clip(calibration.spectrum_scale.standardise(dissimilarity(corr)), 0.0, None)
+        z["shape"] = np.clip(calibration.shape_scale.standardise(dissimilarity(corr)), 0.0, None)
         details["spectral_correlation"] = corr
     return pd.DataFrame({"prediction": c_pred, **z, **details}, index=measured.index)
 

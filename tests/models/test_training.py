@@ -111,3 +111,19 @@ def test_device_selection():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="cuda"):
             select_device("cuda")
+
+
+def test_checkpoints_are_state_dicts_loadable_weights_only(toy_ds, fast_config, tmp_path):
+    config = fast_config.model_copy(update={"max_steps": 10, "eval_every": 5, "checkpoint_dir": str(tmp_path / "ckpt")})
+    model = train_model([toy_ds], config)
+    ckpt = torch.load(tmp_path / "ckpt" / "checkpoint.pt", weights_only=True)
+    assert set(ckpt) == {"step", "network", "loss"}
+    assert int(ckpt["step"]) == model.metrics["best_step"]
+    assert set(ckpt["network"]) == set(model.network.state_dict())
+    assert "log_vars" in ckpt["loss"]
+
+
+def test_too_few_training_spectra(toy_ds, fast_config):
+    one = toy_ds.isel(spectrum=[0])
+    with pytest.raises(ValueError, match="at least 2 spectra"):
+        train_model([one], fast_config.model_copy(update={"val_fraction": 0.0}))

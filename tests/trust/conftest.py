@@ -14,6 +14,7 @@ from libs_pipeline.features.line_features import dataset_line_features, line_fea
 from libs_pipeline.features.lines import default_lines
 from libs_pipeline.testing import toy_campaign
 from libs_pipeline.trust.calibration import fit_trust_calibration
+from libs_pipeline.trust.measurements import SpectralReference, measure_spectra
 
 
 class RidgeStandIn:
@@ -50,7 +51,10 @@ def cu_lines():
 
 @pytest.fixture(scope="session")
 def trust_setup(cu_lines):
-    """(stand-in model, calibration, train ds, val ds): model on 8 samples, trust on 12 unseen ones."""
+    """(stand-in model, calibration, train ds, val ds): model on 8 samples, trust on 12 unseen ones.
+
+    Line parts only (areas measured, no mean intensity or spectral reference): aux and cons per line.
+    """
     train = toy_campaign(n_samples=8, n_shots=20, seed=10)
     val = toy_campaign(n_samples=12, n_shots=40, seed=11, cu_range=(0.15, 4.9))
     model = RidgeStandIn("Cu", cu_lines).fit(train)
@@ -64,6 +68,27 @@ def trust_setup(cu_lines):
         train_groups=train["sample_id"].values,
         val_groups=val["sample_id"].values,
         units="wt%",
+    )
+    return model, cal, train, val
+
+
+@pytest.fixture(scope="session")
+def full_trust_setup(trust_setup, cu_lines):
+    """Same model and data, every part the measurements allow: per-total consistency, intensity, spectral."""
+    model, _, train, val = trust_setup
+    wl = train["wavelength"].values
+    reference = SpectralReference.fit(train["intensity"].values, wl)
+    cal = fit_trust_calibration(
+        "Cu",
+        measure_spectra(train["intensity"].values, wl, cu_lines),
+        train["Cu"].values,
+        model.predict(val["intensity"].values),
+        measure_spectra(val["intensity"].values, wl, cu_lines, reference),
+        cu_lines,
+        train_groups=train["sample_id"].values,
+        val_groups=val["sample_id"].values,
+        units="wt%",
+        spectral=reference,
     )
     return model, cal, train, val
 

@@ -139,11 +139,11 @@ def test_fit_trust_calibration_input_errors(cu_lines):
     preds = {"Cu": y, **{c: areas[c].to_numpy() for c in areas.columns}}
     with pytest.raises(ValueError, match="no analyte task 'Cu'"):
         fit_trust_calibration("Cu", areas, y, {k: v for k, v in preds.items() if k != "Cu"}, areas, cu_lines)
-    with pytest.raises(ValueError, match=r"val_areas has no column 'Cu I 327.40:area'"):
+    with pytest.raises(ValueError, match=r"val_measured has no column 'Cu I 327.40:area'"):
         fit_trust_calibration("Cu", areas, y, preds, areas.drop(columns="Cu I 327.40:area"), cu_lines)
     with pytest.raises(ValueError, match=r"no auxiliary task 'Cu I 324.75:area'"):
         fit_trust_calibration("Cu", areas, y, {"Cu": y}, areas, cu_lines)
-    with pytest.raises(ValueError, match="train_areas has 50 rows but train_concentration has 3"):
+    with pytest.raises(ValueError, match="train_measured has 50 rows but train_concentration has 3"):
         fit_trust_calibration("Cu", areas, y[:3], preds, areas, cu_lines)
     with pytest.raises(ValueError, match="no lines given"):
         fit_trust_calibration("Cu", areas, y, preds, areas, [])

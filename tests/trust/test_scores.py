@@ -34,12 +34,14 @@ def test_calibrated_threshold_holds_on_fresh_in_distribution_data(trust_setup, f
 
 
 def test_output_columns_and_parts(trust_setup, fresh):
+    cal = trust_setup[1]
     table = _score(trust_setup, fresh.isel(spectrum=slice(0, 5)))
     names = ["aux:Cu I 324.75", "aux:Cu I 327.40", "cons:Cu I 324.75", "cons:Cu I 327.40"]
     assert list(table.columns[:5]) == ["prediction", "score", "flag", "reason", "top_part"]
     for col in names + ["implied:Cu I 324.75", "implied:Cu I 327.40"]:
         assert col in table.columns
-    np.testing.assert_allclose(table["score"], np.sqrt((table[names] ** 2).mean(axis=1)))
+    assert cal.part_names() == names and cal.combine == "max"
+    np.testing.assert_allclose(table["score"], table[names].abs().max(axis=1))
 
 
 def test_gain_change_is_flagged_with_areas_above_prediction(trust_setup, fresh):
@@ -103,14 +105,16 @@ def test_input_errors(trust_setup, fresh):
     x = fresh["intensity"].values[:4]
     areas = line_features(x, fresh["wavelength"].values, model.lines)
     preds = model.predict(x)
-    with pytest.raises(ValueError, match="measured_areas has 3 rows but predictions have 4"):
+    with pytest.raises(ValueError, match="measured has 3 rows but predictions have 4"):
         trust_parts(cal, preds, areas.iloc[:3])
-    with pytest.raises(ValueError, match="no column 'Cu I 327.40:area'"):
+    with pytest.raises(ValueError, match="measured has no column 'Cu I 327.40:area'"):
         trust_parts(cal, preds, areas.drop(columns="Cu I 327.40:area"))
     with pytest.raises(ValueError, match="no auxiliary task 'Cu I 324.75:area'"):
         trust_parts(cal, {"Cu": preds["Cu"]}, areas)
     with pytest.raises(ValueError, match="no analyte task 'Cu'"):
         trust_parts(cal, {"Zn": preds["Cu"]}, areas)
+    with pytest.raises(ValueError, match="predictions\\['Cu I 324.75:area'\\] has 3 rows, expected 4"):
+        trust_parts(cal, {**preds, "Cu I 324.75:area": preds["Cu"][:3]}, areas)
     with pytest.raises(ValueError, match="combine must be"):
         combine_parts(trust_parts(cal, preds, areas), cal.part_names(), "mean")
 
@@ -143,3 +147,54 @@ def test_sample_trust_aggregates_shots(trust_setup, fresh):
     assert s0["uncertainty"] == pytest.approx(expected)
     with pytest.raises(ValueError, match="sample_ids has 3 entries but the table has 160 rows"):
         sample_trust(table, ["a", "b", "c"], cal)
+
+
+def _full_score(setup, ds, intensity=None):
+    from libs_pipeline.trust.measurements import measure_spectra
+
+    model, cal, _, _ = setup
+    x = ds["intensity"].values if intensity is None else intensity
+    return trust_scores(cal, model.predict(x), measure_spectra(x, ds["wavelength"].values, model.lines, cal.spectral))
+
+
+def test_full_parts_hold_the_rate_and_name_the_cause(full_trust_setup, fresh):
+    """With mean intensity and the spectral reference: gain -> intensity part, axis shift -> wavelength part
+    (named first), a foreign element's lines -> shape part; the in-distribution rate still holds."""
+    model, cal, _, _ = full_trust_setup
+    assert cal.part_names()[-3:] == ["intensity", "wavelength", "shape"] and cal.per_total_areas
+    base = _full_score(full_trust_setup, fresh)
+    assert 0.03 <= base["flag"].mean() <= 0.07
+    x = fresh["intensity"].values
+    gained = _full_score(full_trust_setup, fresh, x * 0.6)
+    assert gained["flag"].mean() > 0.9 and (gained["intensity"] < -3).mean() > 0.9
+    # the stand-in predicts absolute areas, so the line-area parts see the gain too at high Cu
+    assert gained["top_part"].isin(["intensity", "aux:Cu I 324.75", "aux:Cu I 327.40"]).all()
+    assert gained["intensity_ratio"].median() == pytest.approx(0.6, abs=0.03)
+    low_cu = gained["prediction"] < 1.0  # where the line parts are weak, the intensity part explains the flag
+    assert (gained.loc[low_cu, "top_part"] == "intensity").all()
+    assert gained.loc[low_cu, "reason"].str.match(r"intensity 0\.\d\dx the level expected").all()
+    shifted = _full_score(full_trust_setup, fresh, np.roll(x, 1, axis=1))
+    nm = np.median(np.diff(fresh["wavelength"].values))
+    np.testing.assert_allclose(shifted["wavelength_offset_nm"], nm, rtol=0.02)  # one channel, sub-channel precise
+    assert shifted["flag"].all() and (shifted["wavelength"] > 10).all()
+    assert shifted["reason"].str.match(r"wavelength axis shifted by \+0\.19\d nm").all()  # cause first
+    assert (shifted["top_part"] == "wavelength").all()
+    wl = fresh["wavelength"].values
+    foreign = x + sum(4000.0 * np.exp(-0.5 * ((wl - c) / 0.106) ** 2) for c in (312.0, 338.5, 351.2, 371.9, 385.0))
+    other = _full_score(full_trust_setup, fresh, foreign)
+    assert auroc(base["score"], other["score"]) > 0.95
+    assert auroc(base["shape"], other["shape"]) > 0.9  # the shape part alone sees the foreign lines
+    assert other["spectral_correlation"].median() < base["spectral_correlation"].quantile(0.05)
+
+
+def test_missing_measurements_for_enabled_parts_are_errors(full_trust_setup, fresh):
+    model, cal, _, _ = full_trust_setup
+    x = fresh["intensity"].values[:4]
+    areas = line_features(x, fresh["wavelength"].values, model.lines)
+    with pytest.raises(ValueError, match="measured has no column 'mean_intensity'"):
+        trust_parts(cal, model.predict(x), areas)
+    from libs_pipeline.trust.measurements import measure_spectra
+
+    no_reference = measure_spectra(x, fresh["wavelength"].values, model.lines)
+    with pytest.raises(ValueError, match="no column 'wavelength_offset_channels'"):
+        trust_parts(cal, model.predict(x), no_reference)
