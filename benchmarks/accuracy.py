@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-samples", type=int, default=30, help="virtual: reference samples (>= 30)")
     parser.add_argument("--test-fraction", type=float, default=0.3, help="virtual: held-out fraction of samples")
     parser.add_argument("--folds", default="", help="oreas: only these held-out samples (comma-separated)")
+    parser.add_argument("--campaign", default=None, help="virtual: reuse a simulated campaign (.zarr) instead of simulating")
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(variants) - set(NEURAL))
@@ -179,7 +180,12 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="accuracy-") as tmp:
         work = Path(tmp)
         if args.dataset == "virtual":
-            ds, facts = simulate_virtual(args.seed, args.n_samples)
+            if args.campaign:
+                ds = xr.open_zarr(args.campaign).load()
+                ds["sample_id"] = ds["sample_id"].astype(str)
+                facts = {"campaign": args.campaign}
+            else:
+                ds, facts = simulate_virtual(args.seed, args.n_samples)
             analyte = "Cu"
             result["simulation_seconds"] = round(time.perf_counter() - t0, 2)
             train_ids, test_ids = split_samples(
@@ -209,6 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"fold {held_out}: {part.round(1).to_dict('records')}", file=sys.stderr, flush=True)
             table = pd.concat(parts)
             result["split"] = {"type": "leave-one-sample-out", "n_folds": len(folds), "n_samples": len(sample_ids(ds))}
+    result["units"] = str(ds[analyte].attrs.get("units", ""))
     result.update(summarise(table, methods))
     result["per_sample"] = {m: {s: round(float(v), 4) for s, v in table[m].items()} for m in ["y_true", *methods]}
     result["training"] = {**BASE_TRAINING, **overrides}

@@ -2,8 +2,9 @@
 calibration -> compare with the champion on the same held-out samples -> promote or keep) -> publish the decision.
 
 Thin: ``libs_pipeline.registry`` (registry, decisions, challenger steps) and the synthesize / train flows do the
-work; tasks pass only paths, version ids and small dicts. A failure anywhere leaves the champion untouched (promotion is the last step) and
-fails the run with the step and the error in its message. Run it from a deployment with concurrency_limit 1.
+work; tasks pass only paths, version ids and small dicts. A failure anywhere leaves the champion untouched
+(promotion is the last step) and fails the run with the step and the error in its message. Run it from a
+deployment with concurrency_limit 1 so that runs never overlap.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from libs_pipeline.spectra.atomic import atomic_write_text
 from libs_pipeline.spectra.store import SpectraStore
 
 
-
 def transient_io_error(task, task_run, state) -> bool:
     """Retry condition: only I/O errors that may pass (busy lock, flaky disk/network), not missing files or bad
     input, which would fail the same way again."""
@@ -44,7 +44,7 @@ IO_RETRIES = {"retries": 2, "retry_delay_seconds": 2, "retry_condition_fn": tran
 
 
 class RecalibrationError(RuntimeError):
-    """A recalibration step failed; the champion was not changed."""
+    """A recalibration step failed; the message names the step, the error and the champion afterwards."""
 
 
 @task(name="find-latest-spectra", **IO_RETRIES)
@@ -160,7 +160,7 @@ def publish(outcome: dict, data_report: str | None) -> list[str]:
     if data_report:
         data_key = artifact_key(name, "data-validation")
         create_markdown_artifact(markdown=Path(data_report).read_text(encoding="utf-8"), key=data_key,
-                                 description=f"Validation report of {outcome['spectra']['name']}@{outcome['spectra']['version']}")
+                                 description="Validation report of {name}@{version}".format(**outcome["spectra"]))
         keys.append(data_key)
     for figure, path in (outcome.get("figures") or {}).items():
         figure_key = artifact_key(name, "recalibration", figure, "plot")
@@ -266,6 +266,7 @@ def recalibrate(config: RecalibrationConfig) -> dict:
         step = "publish-recalibration"
         return _finish(outcome, data_report, started)
     except Exception as exc:
+        shutil.rmtree(Path(root) / "staging" / report_dir.name, ignore_errors=True)
         outcome.update(status="failed", failed_step=step, error=f"{type(exc).__name__}: {exc}",
                        reason=f"failed at step {step}", seconds=time.perf_counter() - started)
         outcome.setdefault("champion_before", None)

@@ -383,7 +383,10 @@ def _registry_call(fn):
 
 
 @models_app.command("list")
-def models_list(name: str = typer.Argument(None, help="model name (all models when omitted)"), root: str = _ROOT_OPTION) -> None:
+def models_list(
+    name: str = typer.Argument(None, help="model name (all models when omitted)"),
+    root: str = _ROOT_OPTION,
+) -> None:
     """Versions of each model, oldest first, with aliases, RMSEP and the training data version."""
     from rich.console import Console
     from rich.table import Table
@@ -461,7 +464,9 @@ def models_rollback(
 def recalibrate_command(
     dataset: str = typer.Option(None, "--dataset", help="spectra dataset name (overrides the config file)"),
     config: str = typer.Option(None, "--config", help="YAML/JSON file with RecalibrationConfig fields"),
-    root: str = typer.Option(None, "--root", envvar="LIBS_PIPELINE_ROOT", help="store root (overrides the config file)"),
+    root: str = typer.Option(
+        None, "--root", envvar="LIBS_PIPELINE_ROOT", help="store root (overrides the config file)"
+    ),
 ) -> None:
     """Run the recalibration flow once, here (retrain on new data, promote only a better challenger)."""
     import yaml

@@ -280,13 +280,16 @@ class TrustConfig(StrictModel):
     sample_flag_fraction: float = Field(0.5, gt=0.0, le=1.0, description="a sample is flagged above this shot fraction")
     outlier_z: float = Field(5.0, gt=1.0, description="validation residuals beyond this are left out of scale fits")
     reason_z: float = Field(3.0, gt=0.0, description="parts named in a reason: |z| at least this (else the top one)")
-    per_total_areas: bool = Field(True, description="consistency on line areas per unit mean intensity")
+    per_total_areas: bool = Field(False, description="consistency on line areas per unit mean intensity (else raw)")
     intensity_part: bool = Field(True, description="measured mean intensity vs the level the outputs imply")
     plasma_parts: bool = Field(True, description="the model's plasma outputs (T_K, n_e) vs validation")
     spectral_parts: bool = Field(True, description="wavelength offset and shape vs the training reference spectrum")
     min_offset_sigma_channels: float = Field(0.05, gt=0.0, description="floor of the wavelength-offset sigma")
     highpass_channels: int = Field(31, ge=3, description="running-mean width removed before spectral comparison")
     max_lag_channels: int = Field(10, ge=1, description="largest wavelength offset searched (channels)")
+    threshold_folds: int = Field(
+        5, ge=0, description="threshold from scores cross-fitted over this many sample folds (0: in-sample quantile)"
+    )
     mc_samples: int = Field(20, ge=2, description="MC-dropout passes for the predictive uncertainty")
 
 

@@ -247,7 +247,12 @@ def plan_split(
             used = {p for joined in np.unique(src.sample_ids) for p in str(joined).split("|")}
             if used & other:  # guard: the construction above makes this impossible
                 raise AssertionError(f"samples {sorted(used & other)} on both sides of the split")
-    return SplitPlan(train, val, train_samples, val_samples, wavelength, excluded)
+    plan = SplitPlan(train, val, train_samples, val_samples, wavelength, excluded)
+    log.info(
+        "split by sample: %d training samples (%d spectra), %d validation samples (%d spectra); left out %s",
+        len(train_samples), plan.n_train, len(val_samples), plan.n_val, excluded,
+    )
+    return plan
 
 
 def compute_targets(sources: Sequence[SourceRows], tasks: TaskSet, wavelength: np.ndarray) -> Iterator[np.ndarray]:

@@ -312,6 +312,7 @@ def _train(
         data_versions=_data_versions(plan),
     )
     model.metrics = _final_metrics(model, plan, history, best, step, epoch, loss_fn, n_syn, time.perf_counter() - t0)
+    log.info("trained %s: %d steps (best %d), %.1f s", model.task_names, step, model.metrics["best_step"], model.metrics["seconds"])
     return model
 
 

@@ -1,5 +1,6 @@
 """The steps of one re-calibration, as plain functions on paths and ids: split, configure and trust-calibrate a
-challenger, compare on held-out samples, describe the data version. The recalibrate flow wires them; they work without Prefect.
+challenger, compare on held-out samples, describe the data version. The recalibrate flow wires them; they work
+without Prefect.
 
 Torch is reached only through ``libs_pipeline.models`` / ``libs_pipeline.trust.prediction``, imported inside the
 functions that need it (``import libs_pipeline.registry`` stays torch-free).
@@ -275,7 +276,8 @@ def data_validation_report(root: str | Path, dataset: str, version: str) -> str:
         f"# Data version `{dataset}@{version}`",
         "",
         f"- created: {manifest.get('created')}, parent: `{manifest.get('parent')}`, reader: {manifest.get('reader')}",
-        f"- {counts.get('n_spectra')} spectra of {counts.get('n_samples')} samples, {counts.get('n_channels')} channels "
+        f"- {counts.get('n_spectra')} spectra of {counts.get('n_samples')} samples, "
+        f"{counts.get('n_channels')} channels "
         f"({wl.get('min')}-{wl.get('max')} nm), {counts.get('n_sources')} source file(s)",
         f"- schema validation of the stored data: "
         + ("passed" if not failures else f"{len(failures)} failure(s)"),

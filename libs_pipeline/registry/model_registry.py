@@ -240,7 +240,9 @@ class ModelRegistry:
             return [f"{directory / MANIFEST_FILE}: field 'files' is missing or empty"]
         problems = []
         if record.get("version") != version:
-            problems.append(f"{directory / MANIFEST_FILE}: field 'version' is {record.get('version')!r}, not {version!r}")
+            problems.append(
+                f"{directory / MANIFEST_FILE}: field 'version' is {record.get('version')!r}, not {version!r}"
+            )
         for rel, expected in sorted(listed.items()):
             path = directory / rel
             if not path.is_file() or path.is_symlink():
@@ -252,7 +254,9 @@ class ModelRegistry:
                 continue
             digest = _sha256_file(path)
             if digest != expected.get("sha256"):
-                problems.append(f"{path}: sha256 {digest[:12]}... does not match manifest {str(expected.get('sha256'))[:12]}...")
+                problems.append(
+                    f"{path}: sha256 {digest[:12]}... does not match manifest {str(expected.get('sha256'))[:12]}..."
+                )
         try:
             present = _model_files(directory)
         except RegistryError as exc:

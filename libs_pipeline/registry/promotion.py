@@ -67,15 +67,18 @@ def decide_promotion(challenger_metrics: dict, champion_metrics: dict | None, co
     if not (math.isfinite(flag_rate) and flag_rate <= max_flag_rate):
         return Decision(
             False,
-            f"challenger flags {flag_rate:.1%} of in-distribution held-out spectra, above the target {max_flag_rate:.1%}",
+            f"challenger flags {flag_rate:.1%} of in-distribution held-out spectra, "
+            f"above the target {max_flag_rate:.1%}",
             details,
         )
     if champion_metrics is None:
-        return Decision(True, f"no champion yet; challenger RMSEP {rmsep:.4g}, flag rate {flag_rate:.1%} within target", details)
+        reason = f"no champion yet; challenger RMSEP {rmsep:.4g}, flag rate {flag_rate:.1%} within target"
+        return Decision(True, reason, details)
     champion_rmsep = _metric(champion_metrics, "rmsep", "champion")
     details["champion_rmsep"] = champion_rmsep
     if not math.isfinite(champion_rmsep):
-        return Decision(True, f"champion RMSEP is {champion_rmsep} on the held-out samples; challenger {rmsep:.4g}", details)
+        reason = f"champion RMSEP is {champion_rmsep} on the held-out samples; challenger {rmsep:.4g}"
+        return Decision(True, reason, details)
     improvement = champion_rmsep - rmsep
     required = margin * champion_rmsep if mode == "relative" else margin
     details.update(improvement=improvement, required_improvement=required)

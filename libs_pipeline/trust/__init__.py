@@ -1,1 +1,37 @@
-"""Trustworthiness: consistency scores, threshold calibration, out-of-distribution evaluation."""
+"""Trustworthiness: consistency scores, threshold calibration, out-of-distribution evaluation.
+
+Public API (no torch import here; ``prediction`` loads models lazily):
+``fit_trust_calibration``, ``TrustCalibration``, ``save_trust`` / ``load_trust`` (``trust.json`` in the model
+directory), ``measure_spectra``, ``SpectralReference``, ``trust_scores``, ``sample_trust``, ``auroc``,
+``flag_metrics``; model-level glue in ``libs_pipeline.trust.prediction`` (``calibrate_model_trust``,
+``predict_with_trust``, ``run_prediction``).
+"""
+
+from libs_pipeline.trust.calibration import (
+    TRUST_FILE,
+    TrustCalibration,
+    calibrate_threshold,
+    fit_trust_calibration,
+    load_trust,
+    save_trust,
+)
+from libs_pipeline.trust.measurements import SpectralReference, measure_spectra
+from libs_pipeline.trust.ood_evaluation import auroc, flag_metrics, roc_curve
+from libs_pipeline.trust.scores import sample_trust, trust_parts, trust_scores
+
+__all__ = [
+    "TRUST_FILE",
+    "SpectralReference",
+    "TrustCalibration",
+    "auroc",
+    "calibrate_threshold",
+    "fit_trust_calibration",
+    "flag_metrics",
+    "load_trust",
+    "measure_spectra",
+    "roc_curve",
+    "sample_trust",
+    "save_trust",
+    "trust_parts",
+    "trust_scores",
+]

@@ -486,71 +486,111 @@ def fit_trust_calibration(
     line_cal = {
         n: LineCalibration.fit(consistency_area(train_measured, n, per_total), y, train_groups) for n in names
     }
-    c_pred = np.asarray(val_predictions[analyte], dtype=np.float64)
-    aux_scales, cons_scales = {}, {}
-    for n in names:
-        measured = val_measured[area_column(n)].to_numpy(dtype=np.float64)
-        predicted = np.asarray(val_predictions[area_column(n)], dtype=np.float64)
-        aux_scales[n] = ResidualScale.fit(measured - predicted, predicted, config.outlier_z, name=f"aux:{n}")
-        implied = line_cal[n].predict(consistency_area(val_measured, n, per_total))
-        cons_scales[n] = ResidualScale.fit(c_pred - implied, c_pred, config.outlier_z, name=f"cons:{n}")
-
-    intensity = None
-    if config.intensity_part and has_level:
-        level = val_measured[MEAN_INTENSITY].to_numpy(dtype=np.float64)
-        feats = intensity_features(analyte, plasma_tasks, val_predictions)
-        x = np.column_stack(list(feats.values()))
-        target = np.log(np.where(level > 0, level, np.nan))
-        ok = np.isfinite(x).all(axis=1) & np.isfinite(target)
-        if ok.sum() < 20:
-            raise ValueError(f"intensity part: need >= 20 validation spectra with positive mean intensity, got {int(ok.sum())}")
-        mean, sd = x[ok].mean(axis=0), x[ok].std(axis=0)
-        sd = np.where(sd > 0, sd, 1.0)
-        design = np.column_stack([np.ones(int(ok.sum())), (x[ok] - mean) / sd])
-        coef, *_ = np.linalg.lstsq(design, target[ok], rcond=None)
-        resid = target[ok] - design @ coef
-        intensity = IntensityModel(list(feats), mean, sd, coef, RobustScale.fit(resid, name="intensity"))
-
-    plasma_scales = {
-        t: RobustScale.fit(np.asarray(val_predictions[t], dtype=np.float64), name=f"plasma:{t}") for t in plasma_tasks
-    }
-    wavelength_scale = shape_scale = None
-    if spectral is not None and config.spectral_parts:
+    use_spectral = spectral is not None and config.spectral_parts
+    if use_spectral:
         for col in (OFFSET_CHANNELS, CORRELATION):
             if col not in val_measured.columns:
                 raise ValueError(f"val_measured has no column {col!r}: measure it with the same spectral reference")
-        wavelength_scale = RobustScale.fit(
-            val_measured[OFFSET_CHANNELS].to_numpy(dtype=np.float64), config.min_offset_sigma_channels, "wavelength"
-        )
-        shape_scale = RobustScale.fit(dissimilarity(val_measured[CORRELATION].to_numpy()), name="shape")
 
-    calibration = TrustCalibration(
-        analyte=analyte,
-        units=units,
-        lines=names,
-        line_labels=dict(named),
-        line_calibrations=line_cal,
-        aux_scales=aux_scales,
-        consistency_scales=cons_scales,
-        threshold=1.0,
-        per_total_areas=per_total,
-        intensity=intensity,
-        plasma_scales=plasma_scales,
-        spectral=spectral if shape_scale is not None else None,
-        wavelength_scale=wavelength_scale,
-        shape_scale=shape_scale,
-        combine=config.combine,
-        target_false_flag_rate=config.target_false_flag_rate,
-        sample_flag_fraction=config.sample_flag_fraction,
-        reason_z=config.reason_z,
-        n_validation_spectra=n_val,
-        n_validation_samples=int(len(np.unique(val_groups))) if val_groups is not None else 0,
-    )
-    parts = trust_parts(calibration, val_predictions, val_measured)
-    scores = combine_parts(parts, calibration.part_names(), calibration.combine)
-    calibration.threshold = calibrate_threshold(scores, config.target_false_flag_rate)
-    calibration.validation_flag_rate = float(np.mean(scores > calibration.threshold))
+    def fit_parts(rows: np.ndarray) -> TrustCalibration:
+        """Every part's scale from the validation spectra ``rows`` (threshold left at a placeholder)."""
+        preds = {k: np.asarray(v)[rows] for k, v in val_predictions.items()}
+        measured = val_measured.iloc[rows]
+        c_pred = np.asarray(preds[analyte], dtype=np.float64)
+        aux_scales, cons_scales = {}, {}
+        for n in names:
+            area = measured[area_column(n)].to_numpy(dtype=np.float64)
+            predicted = np.asarray(preds[area_column(n)], dtype=np.float64)
+            aux_scales[n] = ResidualScale.fit(area - predicted, predicted, config.outlier_z, name=f"aux:{n}")
+            implied = line_cal[n].predict(consistency_area(measured, n, per_total))
+            cons_scales[n] = ResidualScale.fit(c_pred - implied, c_pred, config.outlier_z, name=f"cons:{n}")
+        intensity = None
+        if config.intensity_part and has_level:
+            intensity = _fit_intensity_model(
+                intensity_features(analyte, plasma_tasks, preds), measured[MEAN_INTENSITY].to_numpy(dtype=np.float64)
+            )
+        plasma_scales = {
+            t: RobustScale.fit(np.asarray(preds[t], dtype=np.float64), name=f"plasma:{t}") for t in plasma_tasks
+        }
+        wavelength_scale = shape_scale = None
+        if use_spectral:
+            wavelength_scale = RobustScale.fit(
+                measured[OFFSET_CHANNELS].to_numpy(dtype=np.float64), config.min_offset_sigma_channels, "wavelength"
+            )
+            shape_scale = RobustScale.fit(dissimilarity(measured[CORRELATION].to_numpy()), name="shape")
+        return TrustCalibration(
+            analyte=analyte,
+            units=units,
+            lines=names,
+            line_labels=dict(named),
+            line_calibrations=line_cal,
+            aux_scales=aux_scales,
+            consistency_scales=cons_scales,
+            threshold=1.0,
+            per_total_areas=per_total,
+            intensity=intensity,
+            plasma_scales=plasma_scales,
+            spectral=spectral if use_spectral else None,
+            wavelength_scale=wavelength_scale,
+            shape_scale=shape_scale,
+            combine=config.combine,
+            target_false_flag_rate=config.target_false_flag_rate,
+            sample_flag_fraction=config.sample_flag_fraction,
+            reason_z=config.reason_z,
+            n_validation_spectra=int(rows.size),
+            n_validation_samples=int(len(np.unique(np.asarray(val_groups)[rows]))) if val_groups is not None else 0,
+        )
+
+    def scores_of(cal: TrustCalibration, rows: np.ndarray) -> np.ndarray:
+        parts = trust_parts(cal, {k: np.asarray(v)[rows] for k, v in val_predictions.items()}, val_measured.iloc[rows])
+        return combine_parts(parts, cal.part_names(), cal.combine)
+
+    everything = np.arange(n_val)
+    calibration = fit_parts(everything)
+    in_sample = scores_of(calibration, everything)
+    folds = sample_folds(val_groups, config.threshold_folds) if val_groups is not None else []
+    if folds:
+        # cross-fitted by sample: each fold is scored with scales fitted without it, as a new sample would be
+        out_of_sample = np.empty(n_val)
+        for fold in folds:
+            rest = np.setdiff1d(everything, fold)
+            out_of_sample[fold] = scores_of(fit_parts(rest), fold)
+        calibration.threshold = calibrate_threshold(out_of_sample, config.target_false_flag_rate)
+        calibration.extra["threshold_method"] = f"cross-fitted by sample, {len(folds)} folds"
+        calibration.extra["out_of_sample_flag_rate"] = float(np.mean(out_of_sample > calibration.threshold))
+    else:
+        calibration.threshold = calibrate_threshold(in_sample, config.target_false_flag_rate)
+        calibration.extra["threshold_method"] = "in-sample quantile (no sample groups)"
+    calibration.validation_flag_rate = float(np.mean(in_sample > calibration.threshold))
     return calibration
+
+
+def sample_folds(groups: np.ndarray, n_folds: int) -> list[np.ndarray]:
+    """Row indices of ``n_folds`` folds that never split a sample (samples dealt round-robin in order of
+    first appearance); [] when there are fewer than 4 samples."""
+    g = np.asarray(groups).astype(str)
+    order = list(dict.fromkeys(g.tolist()))
+    if len(order) < 4 or n_folds < 2:
+        return []
+    k = min(n_folds, len(order))
+    fold_of = {sid: i % k for i, sid in enumerate(order)}
+    labels = np.array([fold_of[sid] for sid in g])
+    return [np.flatnonzero(labels == i) for i in range(k)]
+
+
+def _fit_intensity_model(features: Mapping[str, np.ndarray], level: np.ndarray) -> IntensityModel:
+    """Least squares of log(mean intensity) on the standardised scale-free outputs."""
+    x = np.column_stack(list(features.values()))
+    target = np.log(np.where(level > 0, level, np.nan))
+    ok = np.isfinite(x).all(axis=1) & np.isfinite(target)
+    if ok.sum() < 20:
+        raise ValueError(f"intensity part: need >= 20 validation spectra with positive mean intensity, got {int(ok.sum())}")
+    mean, sd = x[ok].mean(axis=0), x[ok].std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    design = np.column_stack([np.ones(int(ok.sum())), (x[ok] - mean) / sd])
+    coef, *_ = np.linalg.lstsq(design, target[ok], rcond=None)
+    resid = target[ok] - design @ coef
+    return IntensityModel(list(features), mean, sd, coef, RobustScale.fit(resid, name="intensity"))
 
 
 def dissimilarity(correlation: np.ndarray) -> np.ndarray:

@@ -67,8 +67,8 @@ def fake_training(monkeypatch, compare_metrics: dict) -> None:
 def register_fake_champion(root: Path, spectra_version: str = "0" * 16) -> str:
     reg = ModelRegistry(root)
     staged = fake_model_dir(root / "fake-staged", "champion")
-    manifest = {"data": {"spectra": {"name": "toy", "version": spectra_version}}, "seeds": {}, "metrics": {"rmsep": 0.5},
-                "config_hash": "old"}
+    manifest = {"data": {"spectra": {"name": "toy", "version": spectra_version}}, "seeds": {},
+                "metrics": {"rmsep": 0.5}, "config_hash": "old"}
     version = reg.register("toy", staged, manifest)
     reg.promote("toy", version)
     return version
@@ -126,6 +126,17 @@ def test_first_run_promotes_second_run_skips(tmp_path):
     assert registry.versions("toy") == [champion]
     assert "skipped" in run_artifacts(second["flow_run_id"])["toy-recalibration-summary"].data
 
+    from libs_pipeline.models import load_model
+    from libs_pipeline.registry import CorruptModelError
+
+    served = registry.path("toy", "champion")
+    model = load_model(served)
+    assert model.analyte == "Cu" and model.wavelength.size == 256
+    with open(served / "weights.pt", "r+b") as fh:  # a truncated champion is reported, never loaded
+        fh.truncate(100)
+    with pytest.raises(CorruptModelError, match="weights.pt: 100 bytes"):
+        registry.path("toy", "champion")
+
 
 def test_training_failure_fails_run_and_keeps_champion(tmp_path, monkeypatch):
     import libs_pipeline.models.training_run as training_run
@@ -155,7 +166,9 @@ def test_worse_challenger_is_registered_but_not_promoted(tmp_path, monkeypatch):
 
     make_store(tmp_path)
     old = register_fake_champion(tmp_path)
-    fake_training(monkeypatch, {"challenger": {"rmsep": 0.6, "flag_rate": 0.0}, "champion": {"rmsep": 0.5, "flag_rate": 0.0}})
+    fake_training(
+        monkeypatch, {"challenger": {"rmsep": 0.6, "flag_rate": 0.0}, "champion": {"rmsep": 0.5, "flag_rate": 0.0}}
+    )
     out = recalibrate(tiny_config(tmp_path, **NO_SYNTHESIS))
     assert out["status"] == "kept-champion"
     assert "improvement -0.1 is below the required 0.01" in out["reason"]

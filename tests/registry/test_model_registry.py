@@ -236,6 +236,9 @@ def test_concurrent_promotes_lose_no_update(reg, tmp_path):
 
 
 def test_registry_import_does_not_import_torch():
-    code = "import sys, libs_pipeline.registry; print('torch' in sys.modules, 'prefect' in sys.modules)"
+    code = (
+        "import sys, libs_pipeline.registry, libs_pipeline.registry.challenger; "
+        "print('torch' in sys.modules, 'prefect' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

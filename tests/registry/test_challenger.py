@@ -1,0 +1,113 @@
+"""Challenger steps without Prefect: training split, training config, trust calibration, held-out comparison,
+data validation report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from libs_pipeline.config import RecalibrationConfig
+from libs_pipeline.registry import heldout_samples
+from libs_pipeline.registry.challenger import (
+    TrainingSplit,
+    calibrate_trust,
+    compare_on_heldout,
+    data_validation_report,
+    training_config,
+    write_training_split,
+)
+from libs_pipeline.spectra.store import SpectraStore
+from libs_pipeline.testing import toy_campaign
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SpectraStore(tmp_path)
+    ds = toy_campaign(n_samples=8, n_shots=16, n_channels=256)
+    version = s.write_version("toy", ds, sources=[{}], reader="dataset")
+    return s, version
+
+
+def test_write_training_split_is_stable_and_content_addressed(store, tmp_path):
+    s, version = store
+    split = write_training_split(tmp_path, "toy", version, 0.25, seed=0)
+    ids = [f"S{i:02d}" for i in range(8)]
+    assert split.heldout == heldout_samples(ids, 0.25, 0)
+    assert sorted(split.heldout + split.train_samples) == ids and not set(split.heldout) & set(split.train_samples)
+    assert (split.analyte, split.units) == ("Cu", "wt%")
+    train = s.open("toy.train", split.train["version"])
+    assert sorted(set(train["sample_id"].values.astype(str))) == split.train_samples
+    assert train.sizes["spectrum"] == 16 * len(split.train_samples)
+    source = s.manifest("toy.train", split.train["version"])["sources"][0]
+    assert source["derived_from"] == s.ref("toy", version) and source["heldout_samples"] == split.heldout
+    again = write_training_split(tmp_path, "toy", version, 0.25, seed=0)
+    assert again == split and s.versions("toy.train") == [split.train["version"]]
+    assert TrainingSplit.from_dict(split.to_dict()) == split
+    with pytest.raises(ValueError, match=r"spectra toy@.*: no label variable 'Na' \(labels: \['Cu'\]\)"):
+        write_training_split(tmp_path, "toy", version, 0.25, seed=0, analyte="Na")
+
+
+def test_training_config_fills_data_and_checks_augmentation(store, tmp_path):
+    _, version = store
+    split = write_training_split(tmp_path, "toy", version, 0.25, seed=0)
+    config = RecalibrationConfig(root=str(tmp_path), dataset="toy", seed=7, training={"max_steps": 3})
+    cfg = training_config(config, split, "/x/syn.zarr")
+    assert (cfg.analyte, cfg.seed, cfg.max_steps, cfg.augmentation) == ("Cu", 7, 3, True)
+    assert cfg.measured_uris == [split.train["uri"]] and cfg.synthetic_uris == ["/x/syn.zarr"]
+    assert cfg.progress_bar is False
+    plain = training_config(config, split, None)
+    assert plain.augmentation is False and plain.synthetic_uris == []
+    forced = RecalibrationConfig(root=str(tmp_path), dataset="toy", training={"augmentation": True})
+    with pytest.raises(ValueError, match="augmentation is true but synthesis produced no store"):
+        training_config(forced, split, None)
+
+
+def test_data_validation_report(store, tmp_path):
+    _, version = store
+    text = data_validation_report(tmp_path, "toy", version)
+    assert text.startswith(f"# Data version `toy@{version}`")
+    assert "128 spectra of 8 samples, 256 channels" in text
+    assert "schema validation of the stored data: passed" in text
+
+
+@pytest.mark.slow
+def test_trust_calibration_and_heldout_comparison(store, tmp_path):
+    from libs_pipeline.models import save_model, train_model
+
+    s, version = store
+    split = write_training_split(tmp_path, "toy", version, 0.25, seed=0)
+    config = RecalibrationConfig(
+        root=str(tmp_path), dataset="toy", synthesis={"per_sample": 0},
+        training={"max_steps": 10, "eval_every": 5, "batch_size": 16, "val_fraction": 0.34, "stem_channels": 2,
+                  "block_channels": [2], "dense_units": 8, "head_units": 4},
+    )
+    cfg = training_config(config, split, None)
+    model = train_model(cfg.measured_uris, cfg)
+    model_dir = save_model(model, tmp_path / "m1")
+    trust = calibrate_trust(split, model_dir)
+    assert trust["trust_threshold"] > 0 and (model_dir / "trust.json").is_file()
+    assert set(trust["training_metrics"]["val_samples"]).isdisjoint(split.heldout)
+
+    no_trust = save_model(model, tmp_path / "m2")
+    # a model trained on a grid the held-out spectra do not cover cannot be applied
+    wide = toy_campaign(n_samples=4, n_shots=4, n_channels=512)
+    wide = wide.assign_coords(wavelength=np.linspace(290.0, 410.0, 512))
+    wide_version = s.write_version("wide", wide, sources=[{}], reader="dataset")
+    wide_cfg = cfg.model_copy(update={"measured_uris": [s.uri("wide", wide_version)], "val_fraction": 0.0,
+                                      "max_steps": 2})
+    wide_dir = save_model(train_model(wide_cfg.measured_uris, wide_cfg), tmp_path / "m3")
+
+    result = compare_on_heldout(
+        split, {"challenger": str(model_dir), "plain": str(no_trust), "wide": str(wide_dir)}, tmp_path / "report"
+    )
+    assert list(result.table.index) == ["challenger", "plain", "univariate", "pls", "wide"]
+    ch = result.metrics["challenger"]
+    assert np.isfinite(ch["rmsep"]) and 0.0 <= ch["flag_rate"] <= 1.0 and ch["n_spectra"] == 16 * len(split.heldout)
+    assert result.metrics["plain"]["rmsep"] == pytest.approx(ch["rmsep"])  # same weights, no trust.json
+    assert np.isnan(result.metrics["plain"]["flag_rate"])
+    assert np.isnan(result.metrics["wide"]["rmsep"])
+    assert any("wide" in n and "cover only" in n for n in result.notes)
+    assert any("plain" in n and "no trust.json" in n for n in result.notes)
+    assert {p.name for p in (tmp_path / "report").iterdir()} == {
+        "parity.png", "residuals.png", "metrics.csv", "predictions.csv"
+    }
