@@ -190,7 +190,8 @@ class SynthesisConfig(StrictModel):
 class TrainingConfig(StrictModel):
     """Parameters of ``libs_pipeline.models.train_model`` and the train flow: data URIs, tasks, network, optimiser.
 
-    Defaults are sized for CPU: a few hundred optimiser steps of a ~0.3 M-parameter 1-D CNN.
+    Defaults are sized for CPU: a few hundred optimiser steps of a 1-D CNN of 0.1-0.3 M parameters
+    (most of them in the dense layer after the trunk, so the count grows with the number of channels).
     """
 
     analyte: str = Field(..., min_length=1, description="label variable of the primary task, e.g. 'Cu'")
@@ -242,6 +243,7 @@ class TrainingConfig(StrictModel):
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads while training (None: torch default)")
     checkpoint_dir: str | None = None
     progress_bar: bool = True
+
 
 # --- evaluation ---
 

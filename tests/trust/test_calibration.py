@@ -94,7 +94,9 @@ def test_fitted_calibration_round_trips_through_trust_json(trust_setup, tmp_path
     loaded = load_trust(tmp_path)
     assert loaded.to_dict() == cal.to_dict()
     assert loaded.threshold == cal.threshold > 0
-    assert cal.validation_flag_rate == pytest.approx(0.05, abs=0.005)
+    assert cal.extra["threshold_method"] == "cross-fitted by sample, 5 folds"
+    assert cal.extra["out_of_sample_flag_rate"] == pytest.approx(0.05, abs=0.005)
+    assert cal.validation_flag_rate <= 0.06  # in-sample scores are optimistic, so at most about the target
     assert cal.n_validation_spectra == 480 and cal.n_validation_samples == 12
     assert not list(tmp_path.glob(".*tmp"))  # atomic write left no temporary file
 
@@ -160,11 +162,27 @@ def test_config_controls_rate_and_combination(trust_setup, cu_lines):
         model.predict(val["intensity"].values),
         dataset_line_features(val, cu_lines),
         cu_lines,
-        config=TrustConfig(target_false_flag_rate=0.1, combine="max"),
+        config=TrustConfig(target_false_flag_rate=0.1, combine="rms"),
     )
-    assert cal.combine == "max" and cal.target_false_flag_rate == 0.1
+    assert cal.combine == "rms" and cal.target_false_flag_rate == 0.1
+    # no sample groups given: the threshold is the in-sample quantile
+    assert cal.extra["threshold_method"].startswith("in-sample")
     assert cal.validation_flag_rate == pytest.approx(0.1, abs=0.005)
     with pytest.raises(ValueError):
         TrustConfig(target_false_flag_rate=0.0)
     with pytest.raises(ValueError):
         TrustConfig(unknown_field=1)
+
+
+def test_sample_folds_never_split_a_sample():
+    from libs_pipeline.trust.calibration import sample_folds
+
+    groups = np.repeat(["a", "b", "c", "d", "e", "f", "g"], 3)
+    folds = sample_folds(groups, 5)
+    assert len(folds) == 5
+    assert sorted(np.concatenate(folds).tolist()) == list(range(21))
+    for fold in folds:
+        for sid in set(groups[fold]):
+            assert set(np.flatnonzero(groups == sid)) <= set(fold.tolist())
+    assert sample_folds(groups[:9], 5) == []  # 3 samples: too few to cross-fit
+    assert len(sample_folds(groups, 10)) == 7
