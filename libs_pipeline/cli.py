@@ -514,3 +514,49 @@ def models_history(name: str, root: str = _ROOT_OPTION) -> None:
 
 
 # --- demo ---
+
+
+@app.command("demo")
+def demo_command(
+    out: Path = typer.Option(Path("demo-output"), "--out", help="folder for the store, raw files, models and reports"),
+    samples: int = typer.Option(30, "--samples", min=4, help="reference samples of the virtual campaign"),
+    shots: int = typer.Option(20, "--shots", min=2, help="laser shots per reference sample"),
+    per_sample: int = typer.Option(200, "--per-sample", min=0, help="synthetic spectra per training sample"),
+    max_steps: int = typer.Option(1500, "--max-steps", min=1, help="training steps of the challenger"),
+    seed: int = typer.Option(0, "--seed", min=0),
+) -> None:
+    """The main job end to end on the virtual instrument: simulate, ingest, synthesise, train, evaluate,
+    register/promote, predict with trust flags; prints where everything is."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from flows.demo import demo
+
+    console = Console()
+    summary = demo(out=str(out), n_samples=samples, n_shots=shots, per_sample=per_sample, max_steps=max_steps, seed=seed)
+    data, recal = summary["dataset"], summary["recalibration"]
+    console.rule("libs-pipeline demo")
+    console.print(f"dataset [bold]{data['name']}[/] version [bold]{data['version']}[/]: {data['uri']}")
+    realism = summary.get("synthetic") or {}
+    console.print(f"synthetic store {realism.get('uri')}: realism report "
+                  f"{'PASSED' if realism.get('realism_passed') else 'FAILED'} {realism.get('realism_failures') or ''}")
+    console.print(f"recalibration: {recal['status']} - {recal['reason']}; champion {recal['champion_after']}")
+    table = Table(title=f"held-out samples {', '.join(recal.get('heldout_samples') or [])}")
+    for column in ("method", "RMSEP", "MAE", "bias", "R2", "flag rate"):
+        table.add_column(column)
+    for method, m in (summary.get("metrics") or {}).items():
+        table.add_row(method, *(f"{m.get(k, float('nan')):.4g}" if isinstance(m.get(k), (int, float)) else "-"
+                                for k in ("rmsep", "mae", "bias", "r2", "flag_rate")))
+    console.print(table)
+    trust = Table(title="trust on fresh batches (per sample: flagged shots / shots)")
+    for column in ("batch", "spectra flagged", "samples flagged", "table"):
+        trust.add_column(column)
+    for label, p in summary["predictions"].items():
+        trust.add_row(label, f"{p['spectra_flagged']}/{p['n_spectra']}", f"{p['samples_flagged']}/{p['n_samples']}",
+                      p["samples_table"])
+    console.print(trust)
+    console.print(f"evaluation report: {summary['evaluation_report']}")
+    console.print(f"recalibration report: {recal['report_dir']}")
+    console.print(f"summary: {Path(summary['out']) / 'demo_summary.json'}  ({summary['seconds']} s)")
+    console.print("See it in the Prefect UI: `prefect server start`, then "
+                  "`PREFECT_API_URL=http://127.0.0.1:4200/api make demo` and open http://127.0.0.1:4200")
