@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(help="libs-pipeline: trustworthy LIBS calibration models.", no_args_is_help=True)
@@ -14,7 +16,6 @@ def main() -> None:
 
 # --- simulate (physics) ---
 
-from pathlib import Path  # noqa: E402  (kept inside this section to avoid editing shared imports)
 
 
 @app.command("simulate")
