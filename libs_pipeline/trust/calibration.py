@@ -450,6 +450,10 @@ def fit_trust_calibration(
     with ``spectral`` enable the wavelength and shape parts). ``val_predictions``: the model's outputs on
     the validation spectra; ``plasma_tasks`` (default: every output that is neither the analyte nor an area)
     get plasma-state parts. The validation samples must not have been used to train the model.
+
+    Threshold: the (1 - target rate) quantile of validation scores. With ``val_groups`` (>= 4 samples) the
+    scores are cross-fitted by sample (each fold scored with scales fitted on the other folds), so the
+    rate holds for new samples, not only for the validation ones; the scales kept are fitted on all.
     """
     from libs_pipeline.trust.scores import combine_parts, trust_parts
 

@@ -13,7 +13,6 @@ from libs_pipeline.trust.calibration import (
     TRUST_FILE,
     LineCalibration,
     ResidualScale,
-    TrustCalibration,
     calibrate_threshold,
     fit_trust_calibration,
     line_label,
