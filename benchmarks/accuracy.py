@@ -32,6 +32,7 @@ from libs_pipeline.evaluation.split import split_samples
 from libs_pipeline.features.lines import default_lines
 from libs_pipeline.models import train_model
 from libs_pipeline.spectra.dataset import make_spectra_dataset, sample_ids, sample_labels, select_samples
+from libs_pipeline.spectra.store import open_spectra
 from libs_pipeline.synth.generate import generate_synthetic
 
 OREAS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "oreas_na"
@@ -181,8 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
         work = Path(tmp)
         if args.dataset == "virtual":
             if args.campaign:
-                ds = xr.open_zarr(args.campaign).load()
-                ds["sample_id"] = ds["sample_id"].astype(str)
+                ds = open_spectra(args.campaign).load()
                 facts = {"campaign": args.campaign}
             else:
                 ds, facts = simulate_virtual(args.seed, args.n_samples)

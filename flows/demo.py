@@ -37,7 +37,7 @@ def simulate_task(config: CampaignConfig, seed: int, out_dir: str, scenario: str
 @flow(name="demo", log_prints=True)
 def demo(
     out: str = "demo-output",
-    n_samples: int = 30,
+    n_samples: int = 40,
     n_shots: int = 20,
     n_channels: int = 4096,
     batch_samples: int = 6,
@@ -62,7 +62,7 @@ def demo(
     outcome = recalibrate(RecalibrationConfig(
         root=store, dataset=DATASET, seed=seed,
         synthesis={"per_sample": per_sample, "chunk_size": 1024},
-        training={"max_steps": max_steps, "eval_every": 25, "patience": 12, "num_threads": 1, "progress_bar": False},
+        training={"max_steps": max_steps, "val_fraction": 0.3, "eval_every": 25, "patience": 12, "num_threads": 1, "progress_bar": False},
     ))
     champion_dir = outcome["champion_path"]
     report = evaluate(dataset_uri=f"{store}#{DATASET}@{ingested['version']}", root=store, model_dir=champion_dir,

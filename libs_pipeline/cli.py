@@ -520,7 +520,7 @@ def models_history(name: str, root: str = _ROOT_OPTION) -> None:
 @app.command("demo")
 def demo_command(
     out: Path = typer.Option(Path("demo-output"), "--out", help="folder for the store, raw files, models and reports"),
-    samples: int = typer.Option(30, "--samples", min=4, help="reference samples of the virtual campaign"),
+    samples: int = typer.Option(40, "--samples", min=8, help="reference samples of the virtual campaign"),
     shots: int = typer.Option(20, "--shots", min=2, help="laser shots per reference sample"),
     per_sample: int = typer.Option(200, "--per-sample", min=0, help="synthetic spectra per training sample"),
     max_steps: int = typer.Option(1500, "--max-steps", min=1, help="training steps of the challenger"),
@@ -528,6 +528,7 @@ def demo_command(
 ) -> None:
     """The main job end to end on the virtual instrument: simulate, ingest, synthesise, train, evaluate,
     register/promote, predict with trust flags; prints where everything is."""
+    import pandas as pd
     from rich.console import Console
     from rich.table import Table
 
@@ -550,12 +551,14 @@ def demo_command(
                                 for k in ("rmsep", "mae", "bias", "r2", "flag_rate")))
     console.print(table)
     trust = Table(title="trust on fresh batches (per sample: flagged shots / shots)")
-    for column in ("batch", "spectra flagged", "samples flagged", "table"):
+    for column in ("batch", "spectra flagged", "samples flagged", "first reason"):
         trust.add_column(column)
     for label, p in summary["predictions"].items():
+        reasons = pd.read_csv(p["samples_table"])["reason"].dropna()
         trust.add_row(label, f"{p['spectra_flagged']}/{p['n_spectra']}", f"{p['samples_flagged']}/{p['n_samples']}",
-                      p["samples_table"])
+                      str(reasons.iloc[0]) if len(reasons) else "-")
     console.print(trust)
+    console.print(f"prediction tables: {Path(summary['out']) / 'predictions'}")
     console.print(f"evaluation report: {summary['evaluation_report']}")
     console.print(f"recalibration report: {recal['report_dir']}")
     console.print(f"summary: {Path(summary['out']) / 'demo_summary.json'}  ({summary['seconds']} s)")

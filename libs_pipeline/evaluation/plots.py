@@ -47,6 +47,44 @@ def _series(predictions: Mapping[str, np.ndarray], y_true: np.ndarray, sample_id
         yield i, method, t, p, table, (i - (k - 1) / 2.0) * step
 
 
+def _methods_figure(
+    predictions: Mapping[str, np.ndarray],
+    y_true: np.ndarray,
+    sample_ids: Sequence[object],
+    path: str | Path,
+    units: str,
+    title: str,
+    dpi: int,
+    residual: bool,
+) -> Path:
+    """Every method's spectra (dots) and sample means +- std (markers) against the certified value: the
+    prediction with the 1:1 line, or (``residual``) prediction - certified with the zero line."""
+    fig = Figure(figsize=(6.5, 4.5) if residual else (6.0, 5.5))
+    ax = fig.add_subplot()
+    lo, hi = np.inf, -np.inf
+    for i, method, t, p, table, dx in _series(predictions, y_true, sample_ids):
+        color = f"C{i % 10}"
+        y_spectra = p - t if residual else p
+        y_samples = table["y_pred"] - table["y_true"] if residual else table["y_pred"]
+        ax.scatter(t, y_spectra, s=6, alpha=0.25, color=color, linewidths=0)
+        ax.errorbar(
+            table["y_true"] + dx, y_samples, yerr=table["y_pred_std"].fillna(0.0), fmt=_MARKERS[i % len(_MARKERS)],
+            color=color, capsize=3, label=method,
+        )
+        lo, hi = min(lo, t.min(), p.min()), max(hi, t.max(), p.max())
+    if residual:
+        ax.axhline(0.0, color="0.3", lw=1, ls="--")
+    else:
+        pad = 0.05 * (hi - lo if hi > lo else 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.3", lw=1, ls="--", label="1:1")
+    ax.set_xlabel(f"certified{_label(units)}")
+    ax.set_ylabel(f"{'residual' if residual else 'predicted'}{_label(units)}")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
 def parity_plot(
     predictions: Mapping[str, np.ndarray],
     y_true: np.ndarray,
@@ -57,25 +95,7 @@ def parity_plot(
     dpi: int = 110,
 ) -> Path:
     """Predicted vs certified concentration for every method, with the 1:1 line; returns ``path``."""
-    fig = Figure(figsize=(6.0, 5.5))
-    ax = fig.add_subplot()
-    lo, hi = np.inf, -np.inf
-    for i, method, t, p, table, dx in _series(predictions, y_true, sample_ids):
-        color = f"C{i % 10}"
-        ax.scatter(t, p, s=6, alpha=0.25, color=color, linewidths=0)
-        ax.errorbar(
-            table["y_true"] + dx, table["y_pred"], yerr=table["y_pred_std"].fillna(0.0), fmt=_MARKERS[i % len(_MARKERS)],
-            color=color, capsize=3, label=method,
-        )
-        lo, hi = min(lo, t.min(), p.min()), max(hi, t.max(), p.max())
-    pad = 0.05 * (hi - lo if hi > lo else 1.0)
-    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.3", lw=1, ls="--", label="1:1")
-    ax.set_xlabel(f"certified{_label(units)}")
-    ax.set_ylabel(f"predicted{_label(units)}")
-    ax.set_title(title)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    return _save(fig, path, dpi)
+    return _methods_figure(predictions, y_true, sample_ids, path, units, title, dpi, residual=False)
 
 
 def residual_plot(
@@ -88,19 +108,4 @@ def residual_plot(
     dpi: int = 110,
 ) -> Path:
     """Prediction - certified value against certified concentration, every method; returns ``path``."""
-    fig = Figure(figsize=(6.5, 4.5))
-    ax = fig.add_subplot()
-    for i, method, t, p, table, dx in _series(predictions, y_true, sample_ids):
-        color = f"C{i % 10}"
-        ax.scatter(t, p - t, s=6, alpha=0.25, color=color, linewidths=0)
-        ax.errorbar(
-            table["y_true"] + dx, table["y_pred"] - table["y_true"], yerr=table["y_pred_std"].fillna(0.0),
-            fmt=_MARKERS[i % len(_MARKERS)], color=color, capsize=3, label=method,
-        )
-    ax.axhline(0.0, color="0.3", lw=1, ls="--")
-    ax.set_xlabel(f"certified{_label(units)}")
-    ax.set_ylabel(f"residual{_label(units)}")
-    ax.set_title(title)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    return _save(fig, path, dpi)
+    return _methods_figure(predictions, y_true, sample_ids, path, units, title, dpi, residual=True)

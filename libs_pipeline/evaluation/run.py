@@ -27,7 +27,7 @@ from libs_pipeline.evaluation.split import split_samples
 from libs_pipeline.features.line_features import dataset_line_features, feature_column
 from libs_pipeline.features.lines import LineWindow, resolve_lines
 from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text, publish_directory, temporary_sibling
-from libs_pipeline.spectra.dataset import label_names, sample_ids, select_samples
+from libs_pipeline.spectra.dataset import resolve_analyte, sample_ids, select_samples
 from libs_pipeline.spectra.store import open_spectra
 
 UNIVARIATE = "univariate"
@@ -57,22 +57,6 @@ def default_run_name(now: dt.datetime | None = None) -> str:
     """``evaluate-YYYYmmddTHHMMSSZ`` (UTC)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     return f"evaluate-{now.strftime('%Y%m%dT%H%M%SZ')}"
-
-
-def open_dataset(uri: str) -> xr.Dataset:
-    """Open a spectra dataset lazily: store URI / .zarr / .nc (see ``spectra.store.open_spectra``)."""
-    return open_spectra(uri)
-
-
-def _analyte(ds: xr.Dataset, analyte: str | None, uri: str) -> tuple[str, str]:
-    labels = label_names(ds)
-    if analyte is None:
-        if not labels:
-            raise ValueError(f"dataset {uri}: no label variable (attrs role='label'); nothing to evaluate")
-        analyte = labels[0]
-    if analyte not in ds:
-        raise ValueError(f"dataset {uri}: no label variable {analyte!r} (labels: {labels})")
-    return analyte, str(ds[analyte].attrs.get("units", ""))
 
 
 def _labelled(ds: xr.Dataset, analyte: str) -> xr.Dataset:
@@ -146,8 +130,8 @@ def model_predictions(model_dir: str | Path, test: xr.Dataset, analyte: str) -> 
 
 def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
     """Evaluate baselines (and the neural model if ``config.model_dir``) on held-out samples; write the report."""
-    ds = open_dataset(config.dataset_uri)
-    analyte, units = _analyte(ds, config.analyte, config.dataset_uri)
+    ds = open_spectra(config.dataset_uri)
+    analyte, units = resolve_analyte(ds, config.analyte, f"dataset {config.dataset_uri}")
     ds = _labelled(ds, analyte)
     if ds.sizes["spectrum"] == 0:
         raise ValueError(f"dataset {config.dataset_uri}: no spectrum has a known {analyte!r} label")

@@ -75,17 +75,8 @@ def _noise_sigma(raw: np.ndarray) -> np.ndarray:
     return np.maximum(sigma, np.finfo(np.float64).tiny)
 
 
-def remove_baseline(
-    intensity: np.ndarray,
-    wavelength: np.ndarray,
-    window_nm: float = 4.0,
-    noise_smooth_nm: float | None = 0.3,
-    smooth_nm: float | None = None,
-    refine_iterations: int = 3,
-    clip_sigma: float = 2.5,
-) -> np.ndarray:
-    """``intensity - estimate_baseline(...)`` as float32 (same shape as ``intensity``)."""
-    baseline = estimate_baseline(
-        intensity, wavelength, window_nm, noise_smooth_nm, smooth_nm, refine_iterations, clip_sigma
-    )
+def remove_baseline(intensity: np.ndarray, wavelength: np.ndarray, **options: float | int | None) -> np.ndarray:
+    """``intensity - estimate_baseline(intensity, wavelength, **options)`` as float32 (same shape as ``intensity``);
+    ``options`` are the keyword arguments of ``estimate_baseline``."""
+    baseline = estimate_baseline(intensity, wavelength, **options)
     return (np.asarray(intensity, dtype=np.float32) - baseline).astype(np.float32)

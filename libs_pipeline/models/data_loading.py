@@ -22,6 +22,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from libs_pipeline.models.normalisation import SpectrumNormaliser, TargetScaler, spectrum_totals
 from libs_pipeline.models.tasks import TaskSet
+from libs_pipeline.spectra.dataset import label_names
+from libs_pipeline.spectra.store import open_spectra
 
 log = logging.getLogger(__name__)
 
@@ -30,29 +32,16 @@ SourceLike = str | Path | xr.Dataset
 
 
 def open_source(source: SourceLike, position: int = 0) -> tuple[str, xr.Dataset]:
-    """(name, lazily opened dataset) for a path / URI / Dataset; a clear error when it cannot be read."""
+    """(name, lazily opened dataset) for a path / URI / Dataset (``spectra.store.open_spectra``); clear errors."""
     if isinstance(source, xr.Dataset):
         return f"<dataset #{position}>", source
     uri = str(source)
     try:
-        from libs_pipeline.spectra.store import open_spectra  # the ingest helper's opener (store URIs too)
-    except ImportError:
-        open_spectra = None
-    try:
-        if open_spectra is not None:
-            ds = open_spectra(uri)
-        elif uri.endswith(".nc"):
-            ds = xr.open_dataset(uri, engine="h5netcdf", chunks={})
-        else:
-            ds = xr.open_zarr(uri)
+        return uri, open_spectra(uri)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"training source {uri}: not found ({exc})") from exc
     except Exception as exc:
         raise ValueError(f"training source {uri}: cannot be opened as a spectra dataset: {exc}") from exc
-    for var in ("intensity", "sample_id"):
-        if var not in ds:
-            raise ValueError(f"training source {uri}: no variable {var!r} (not in the canonical spectra layout)")
-    return uri, ds
 
 
 def chunk_rows(ds: xr.Dataset) -> int:
@@ -160,7 +149,7 @@ def split_by_sample(labels: Mapping[str, float], val_fraction: float, seed: int)
 
 def _sample_labels(name: str, ds: xr.Dataset, analyte: str, mask: np.ndarray) -> dict[str, float]:
     if analyte not in ds:
-        labels = [str(k) for k, v in ds.data_vars.items() if v.attrs.get("role") == "label"]
+        labels = label_names(ds)
         raise ValueError(f"training source {name}: no label variable {analyte!r} (labels present: {labels})")
     values = np.asarray(ds[analyte].values, dtype=np.float64)
     sids = np.asarray(ds["sample_id"].values).astype(str)
@@ -354,7 +343,7 @@ def source_fingerprint(name: str, ds: xr.Dataset) -> dict:
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(ds["wavelength"].values, dtype=np.float64).tobytes())
     h.update("\x00".join(np.asarray(ds["sample_id"].values).astype(str)).encode())
-    labels = sorted(str(k) for k, v in ds.data_vars.items() if v.attrs.get("role") == "label")
+    labels = sorted(label_names(ds))
     for label in labels:
         h.update(np.ascontiguousarray(ds[label].values, dtype=np.float64).tobytes())
     h.update(str(tuple(ds["intensity"].shape)).encode())

@@ -63,36 +63,11 @@ def _padded(wavelength: np.ndarray, pad_nm: float) -> tuple[np.ndarray, slice]:
     return np.concatenate([lo, wavelength, hi]), slice(n_lo, n_lo + wavelength.size)
 
 
-def line_spectrum(
-    fractions: Mapping[str, float],
-    temperature_K: float,
-    electron_density_per_m3: float,
-    length_m: float,
-    wavelength_vac_nm: np.ndarray,
-    sigma_nm: float,
-    gamma_nm: float,
-) -> np.ndarray:
-    """Instrument-broadened line emission (libskit units) at the given vacuum wavelengths: one libskit call."""
-    wavelength = np.asarray(wavelength_vac_nm, dtype=np.float64)
-    if wavelength.ndim != 1 or wavelength.size < 2 or not np.all(np.diff(wavelength) > 0):
-        raise ValueError("wavelength grid must be 1-D, strictly increasing, with at least 2 channels")
-    model = libskit.LTEModel(dict(fractions), float(temperature_K), float(electron_density_per_m3), float(length_m))
-    grid, inner = _padded(wavelength, 10.0 * (sigma_nm + gamma_nm) + 0.5)
-    spectrum = np.asarray(libskit.GenericSpectrometer(float(sigma_nm), float(gamma_nm)).calculate_spectrum(grid, model))
-    return np.clip(spectrum[inner], 0.0, None)
-
-
-def continuum_spectrum(
-    fractions: Mapping[str, float],
-    temperature_K: float,
-    electron_density_per_m3: float,
-    length_m: float,
-    wavelength_vac_nm: np.ndarray,
-) -> np.ndarray:
-    """Free-free + free-bound continuum (libskit, hydrogenic), optically thin: emission coefficient x length."""
-    model = libskit.LTEModel(dict(fractions), float(temperature_K), float(electron_density_per_m3), float(length_m))
-    ff, fb = model.calculate_continuum_emission(np.asarray(wavelength_vac_nm, dtype=np.float64))
-    return (np.asarray(ff) + np.asarray(fb)) * float(length_m)
+def _lte_model(
+    fractions: Mapping[str, float], temperature_K: float, electron_density_per_m3: float, length_m: float
+) -> libskit.LTEModel:
+    """libskit's LTE plasma of one composition (mass fractions) and state."""
+    return libskit.LTEModel(dict(fractions), float(temperature_K), float(electron_density_per_m3), float(length_m))
 
 
 def emission_spectrum(
@@ -103,16 +78,21 @@ def emission_spectrum(
     wavelength_vac_nm: np.ndarray,
     sigma_nm: float,
     gamma_nm: float,
-    continuum_scale: float,
+    continuum_scale: float = 0.0,
 ) -> np.ndarray:
-    """Lines plus ``continuum_scale`` x continuum: the direct (non-interpolated) noise-free plasma signal."""
-    spectrum = line_spectrum(
-        fractions, temperature_K, electron_density_per_m3, length_m, wavelength_vac_nm, sigma_nm, gamma_nm
-    )
+    """The direct (non-interpolated) noise-free plasma signal at the given vacuum wavelengths (libskit units):
+    instrument-broadened lines plus ``continuum_scale`` x the optically thin free-free + free-bound continuum
+    (0 = lines only)."""
+    wavelength = np.asarray(wavelength_vac_nm, dtype=np.float64)
+    if wavelength.ndim != 1 or wavelength.size < 2 or not np.all(np.diff(wavelength) > 0):
+        raise ValueError("wavelength grid must be 1-D, strictly increasing, with at least 2 channels")
+    model = _lte_model(fractions, temperature_K, electron_density_per_m3, length_m)
+    grid, inner = _padded(wavelength, 10.0 * (sigma_nm + gamma_nm) + 0.5)
+    spectrum = np.asarray(libskit.GenericSpectrometer(float(sigma_nm), float(gamma_nm)).calculate_spectrum(grid, model))
+    spectrum = np.clip(spectrum[inner], 0.0, None)
     if continuum_scale > 0.0:
-        spectrum = spectrum + continuum_scale * continuum_spectrum(
-            fractions, temperature_K, electron_density_per_m3, length_m, wavelength_vac_nm
-        )
+        ff, fb = model.calculate_continuum_emission(wavelength)
+        spectrum = spectrum + continuum_scale * ((np.asarray(ff) + np.asarray(fb)) * float(length_m))
     return spectrum
 
 
@@ -125,7 +105,7 @@ def emission_lines(
 ) -> pd.DataFrame:
     """libskit's line list in an air-wavelength range: ion, element, wavelength_air_nm, peak, fwhm_nm (strongest first)."""
     lo, hi = air_to_vacuum(np.asarray(wavelength_air_nm, dtype=np.float64))
-    model = libskit.LTEModel(dict(fractions), float(temperature_K), float(electron_density_per_m3), float(length_m))
+    model = _lte_model(fractions, temperature_K, electron_density_per_m3, length_m)
     lines = model.get_lines(np.linspace(lo, hi, 64))
     table = pd.DataFrame(lines, columns=["ion", "wavelength_vac_nm", "peak", "fwhm_nm", "accuracy"])
     table = table[(table["wavelength_vac_nm"] >= lo) & (table["wavelength_vac_nm"] <= hi)]

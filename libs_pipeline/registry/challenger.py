@@ -20,7 +20,7 @@ import xarray as xr
 from libs_pipeline.config import RecalibrationConfig, TrainingConfig, TrustConfig
 from libs_pipeline.registry.recalibration import heldout_samples
 from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text
-from libs_pipeline.spectra.dataset import label_names, sample_ids, select_samples
+from libs_pipeline.spectra.dataset import resolve_analyte, sample_ids, select_samples
 from libs_pipeline.spectra.store import SpectraStore
 
 #: The training part of a spectra version is stored as its own dataset, ``<dataset><TRAIN_SUFFIX>``.
@@ -64,18 +64,6 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     metrics_path: str | None = None
     predictions_path: str | None = None
-
-
-def resolve_analyte(ds: xr.Dataset, analyte: str | None, where: str) -> tuple[str, str]:
-    """The analyte label (default: the first label variable) and its units; clear error if absent."""
-    labels = label_names(ds)
-    if analyte is None:
-        if not labels:
-            raise ValueError(f"{where}: no label variable (attrs role='label'); nothing to calibrate")
-        analyte = labels[0]
-    if analyte not in ds:
-        raise ValueError(f"{where}: no label variable {analyte!r} (labels: {labels})")
-    return analyte, str(ds[analyte].attrs.get("units", ""))
 
 
 def labelled_samples(ds: xr.Dataset, analyte: str) -> list[str]:
@@ -310,7 +298,6 @@ __all__ = [
     "compare_on_heldout",
     "data_validation_report",
     "labelled_samples",
-    "resolve_analyte",
     "calibrate_trust",
     "training_config",
     "write_training_split",

@@ -57,6 +57,18 @@ def label_names(ds: xr.Dataset) -> list[str]:
     return [str(k) for k, v in ds.data_vars.items() if v.attrs.get("role") == LABEL_ROLE]
 
 
+def resolve_analyte(ds: xr.Dataset, analyte: str | None, where: str) -> tuple[str, str]:
+    """The analyte label (default: the first label variable) and its units; ``where`` names the data in errors."""
+    labels = label_names(ds)
+    if analyte is None:
+        if not labels:
+            raise ValueError(f"{where}: no label variable (attrs role='label') to take the analyte from")
+        analyte = labels[0]
+    if analyte not in ds:
+        raise ValueError(f"{where}: no label variable {analyte!r} (labels: {labels})")
+    return analyte, str(ds[analyte].attrs.get("units", ""))
+
+
 def sample_ids(ds: xr.Dataset) -> list[str]:
     """Unique sample ids in order of first appearance."""
     values = ds["sample_id"].values

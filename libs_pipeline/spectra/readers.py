@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from libs_pipeline.spectra.findings import FileRejected, Finding
+from libs_pipeline.spectra.store import open_zarr_spectra
 
 SHOT_COLUMNS = "shot_columns"
 SPECTRUM_ROWS = "spectrum_rows"
@@ -270,12 +270,7 @@ def read_spectrum_rows(data: bytes, file: str, max_findings: int = 20) -> Spectr
 def read_dataset_file(path: Path, file: str) -> SpectraBlock:
     """Format (c): the project's own .zarr / .nc in the canonical layout (labels come from the manifest)."""
     try:
-        if path.is_dir():
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Failed to open Zarr store with consolidated metadata")
-                ds = xr.open_zarr(path, consolidated=None)
-        else:
-            ds = xr.open_dataset(path)
+        ds = open_zarr_spectra(path) if path.is_dir() else xr.open_dataset(path)
         with ds:
             ds = ds.load()
     except Exception as exc:  # any failure to open means the bytes are not a dataset

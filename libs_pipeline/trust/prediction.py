@@ -17,6 +17,7 @@ import xarray as xr
 from libs_pipeline.config import TrustConfig
 from libs_pipeline.features.lines import LineWindow
 from libs_pipeline.spectra.atomic import atomic_write_bytes
+from libs_pipeline.spectra.store import open_spectra
 from libs_pipeline.trust.calibration import TrustCalibration, fit_trust_calibration
 from libs_pipeline.trust.measurements import SpectralReference, measure_spectra
 from libs_pipeline.trust.scores import sample_trust, trust_scores
@@ -237,14 +238,6 @@ def load_model_with_trust(model_dir: str | Path) -> tuple[TrainedModel, TrustCal
     return load_model(model_dir), load_trust(model_dir)
 
 
-
-def open_spectra_source(uri: str | Path) -> xr.Dataset:
-    """Open spectra from a .zarr / .nc path or a store URI ``<root>#<name>@<version>`` (lazily)."""
-    from libs_pipeline.spectra.store import open_spectra
-
-    return open_spectra(str(uri))
-
-
 @dataclass
 class PredictionRun:
     """What ``run_prediction`` produced: the tables, where they were written, and which model made them."""
@@ -271,7 +264,7 @@ def run_prediction(
         raise ValueError(f"{out}: table suffix must be one of {TABLE_SUFFIXES}, got {Path(out).suffix or '(none)'!r}")
     model_dir = resolve_model_dir(model, registry_root, name)
     trained, calibration = load_model_with_trust(model_dir)
-    ds = spectra if isinstance(spectra, xr.Dataset) else open_spectra_source(spectra)
+    ds = spectra if isinstance(spectra, xr.Dataset) else open_spectra(str(spectra))
     tables = predict_with_trust(trained, calibration, ds, mc_samples=mc_samples, seed=seed, resample=resample)
     paths = write_prediction_tables(tables, out) if out is not None else (None, None)
     return PredictionRun(tables=tables, model_dir=model_dir, spectra_path=paths[0], samples_path=paths[1])

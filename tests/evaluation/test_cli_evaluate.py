@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 from typer.testing import CliRunner
 
 from libs_pipeline.cli import app
-from libs_pipeline.testing import toy_campaign
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture(scope="module")
-def toy_zarr(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cli") / "toy.zarr"
-    with warnings.catch_warnings():  # zarr v3: fixed-length string dtype notice
-        warnings.simplefilter("ignore")
-        toy_campaign().to_zarr(path)
-    return str(path)
 
 
 def test_evaluate_command(toy_zarr, tmp_path):

@@ -6,26 +6,24 @@ import json
 import subprocess
 import sys
 import types
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from libs_pipeline.config import EvaluationConfig
-from libs_pipeline.evaluation.run import default_run_name, open_dataset, run_evaluation
+from libs_pipeline.evaluation.run import default_run_name, run_evaluation
+from libs_pipeline.spectra.store import open_spectra
 from libs_pipeline.testing import toy_campaign
+from tests.conftest import write_zarr
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 @pytest.fixture(scope="module")
 def toy_zarr(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "toy.zarr"
-    with warnings.catch_warnings():  # zarr v3: fixed-length string dtype notice
-        warnings.simplefilter("ignore")
-        toy_campaign(n_samples=8, n_shots=6).to_zarr(path)
-    return str(path)
+    """8 samples x 6 shots (more samples than the shared toy store: room for explicit test samples)."""
+    return write_zarr(toy_campaign(n_samples=8, n_shots=6), tmp_path_factory.mktemp("data") / "toy.zarr")
 
 
 def _config(toy_zarr, root, **kw):
@@ -103,7 +101,7 @@ def _fake_models_module(monkeypatch, wavelength):
 
 
 def test_neural_model_is_evaluated_when_given(toy_zarr, tmp_path, monkeypatch):
-    wl = open_dataset(toy_zarr)["wavelength"].values
+    wl = open_spectra(toy_zarr)["wavelength"].values
     _fake_models_module(monkeypatch, wl)
     result = run_evaluation(_config(toy_zarr, tmp_path, model_dir=str(tmp_path / "model")))
     assert list(result.table.index) == ["univariate", "pls", "neural"]
@@ -172,7 +170,7 @@ def test_real_neural_model_end_to_end(toy_zarr, tmp_path):
     from libs_pipeline.spectra.dataset import select_samples
 
     test_samples = ["S02", "S05"]
-    ds = open_dataset(toy_zarr).load()
+    ds = open_spectra(toy_zarr).load()
     train = select_samples(ds, [s for s in np.unique(ds["sample_id"].values) if s not in test_samples])
     config = TrainingConfig(analyte="Cu", augmentation=False, max_steps=30, eval_every=10, val_fraction=0.0,
                             progress_bar=False, device="cpu")

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
 
-from libs_pipeline.testing import toy_campaign
-
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture(scope="module")
-def toy_zarr(tmp_path_factory):
-    path = tmp_path_factory.mktemp("flow-data") / "toy.zarr"
-    with warnings.catch_warnings():  # zarr v3: fixed-length string dtype notice
-        warnings.simplefilter("ignore")
-        toy_campaign().to_zarr(path)
-    return str(path)
 
 
 def _artifact(key):

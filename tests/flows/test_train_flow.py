@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import yaml
@@ -12,14 +10,10 @@ from libs_pipeline.models import load_model
 
 
 @pytest.fixture
-def train_config(tmp_path, toy_ds):
-    data = tmp_path / "toy.zarr"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        toy_ds.chunk({"spectrum": 16}).to_zarr(data, mode="w", consolidated=False)
+def train_config(tmp_path, toy_zarr):
     config = {
         "analyte": "Cu",
-        "measured_uris": [str(data)],
+        "measured_uris": [toy_zarr],
         "augmentation": False,
         "output_dir": str(tmp_path / "models"),
         "max_steps": 10,

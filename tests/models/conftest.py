@@ -1,23 +1,11 @@
-"""Fixtures for the model tests: a toy campaign saved as zarr and a small synthetic store made from it."""
+"""Fixtures for the model tests: a small synthetic store made from the toy campaign, a fast config, one torch thread."""
 
 from __future__ import annotations
-
-import warnings
 
 import pytest
 
 from libs_pipeline.config import TrainingConfig
 from libs_pipeline.synth.generate import generate_synthetic
-
-
-@pytest.fixture(scope="session")
-def toy_zarr(tmp_path_factory, toy_ds):
-    """The toy campaign written as a zarr store chunked by 16 spectra (path)."""
-    path = tmp_path_factory.mktemp("toy") / "toy.zarr"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # zarr v3: fixed-length unicode has no spec yet
-        toy_ds.chunk({"spectrum": 16}).to_zarr(path, mode="w", consolidated=False)
-    return str(path)
 
 
 @pytest.fixture(scope="session")

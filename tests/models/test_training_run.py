@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import pytest
 from typer.testing import CliRunner
@@ -11,14 +10,13 @@ from typer.testing import CliRunner
 from libs_pipeline.cli import app
 from libs_pipeline.models import load_model
 from libs_pipeline.models.training_run import load_training_config, training_sources
+from tests.conftest import write_zarr
 
 
 def _write_config(tmp_path, toy_ds, **extra):
     data = tmp_path / "toy.zarr"
     if not data.exists():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            toy_ds.chunk({"spectrum": 16}).to_zarr(data, mode="w", consolidated=False)
+        write_zarr(toy_ds, data, chunk_spectra=16)
     config = {
         "analyte": "Cu", "measured_uris": [str(data)], "augmentation": False, "output_dir": str(tmp_path / "out"),
         "max_steps": 6, "eval_every": 3, "batch_size": 16, "stem_channels": 4, "block_channels": [4, 4],

@@ -18,7 +18,6 @@ from libs_pipeline.physics.plasma import (
     known_elements,
     lagrange_weights,
     libskit_resolution,
-    line_spectrum,
 )
 
 AL_LINES_AIR = (308.215, 309.271, 394.401, 396.152)
@@ -42,7 +41,7 @@ def test_cu_line_areas_increase_monotonically_with_cu(cu_region):
     air, vac = cu_region
     levels = [0.05, 0.2, 1.0, 3.0, 6.0]
     with libskit_resolution(2.0):
-        spectra = [line_spectrum(al_alloy(c), T0, NE0, L, vac, 0.1, 0.01) for c in levels]
+        spectra = [emission_spectrum(al_alloy(c), T0, NE0, L, vac, 0.1, 0.01) for c in levels]
     for lo, hi in CU_WINDOWS_AIR:
         inside = (air >= lo) & (air <= hi)
         areas = [s[inside].sum() for s in spectra]
@@ -53,7 +52,7 @@ def test_cu_line_areas_increase_monotonically_with_cu(cu_region):
 def test_al_lines_dominate_an_aluminium_matrix():
     air = np.linspace(250.0, 420.0, 2000)
     with libskit_resolution(2.0):
-        spectrum = line_spectrum(al_alloy(1.0), T0, NE0, L, air_to_vacuum(air), 0.1, 0.01)
+        spectrum = emission_spectrum(al_alloy(1.0), T0, NE0, L, air_to_vacuum(air), 0.1, 0.01)
     peaks, _ = find_peaks(spectrum)
     top = air[peaks[np.argsort(spectrum[peaks])[::-1][:3]]]
     for wl in top:
@@ -77,15 +76,15 @@ def test_line_spectrum_has_no_edge_loss():
     """Padding: a channel's value must not depend on where the grid happens to end."""
     air = np.linspace(305.0, 315.0, 300)
     with libskit_resolution(2.0):
-        full = line_spectrum(al_alloy(1.0), T0, NE0, L, air_to_vacuum(air), 0.1, 0.01)
-        cut = line_spectrum(al_alloy(1.0), T0, NE0, L, air_to_vacuum(air[125:]), 0.1, 0.01)
+        full = emission_spectrum(al_alloy(1.0), T0, NE0, L, air_to_vacuum(air), 0.1, 0.01)
+        cut = emission_spectrum(al_alloy(1.0), T0, NE0, L, air_to_vacuum(air[125:]), 0.1, 0.01)
     # the grid now starts 0.1 nm from Al I 309.27 (whose wings reach it): values must agree
     np.testing.assert_allclose(cut[:20], full[125:145], rtol=1e-2)  # fine-grid placement differs: ~3e-3
 
 
 def test_line_spectrum_rejects_bad_grid():
     with pytest.raises(ValueError, match="strictly increasing"):
-        line_spectrum(al_alloy(1.0), T0, NE0, L, np.array([300.0, 299.0, 301.0]), 0.1, 0.01)
+        emission_spectrum(al_alloy(1.0), T0, NE0, L, np.array([300.0, 299.0, 301.0]), 0.1, 0.01)
 
 
 def test_libskit_resolution_is_restored_even_on_error():
