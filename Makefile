@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.libs-pipeline-installed
 DEMO_DIR ?= demo-output
+# no usage telemetry from the local Prefect server (there is no internet here anyway)
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: demo test install clean-demo
 

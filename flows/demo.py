@@ -64,9 +64,11 @@ def demo(
         synthesis={"per_sample": per_sample, "chunk_size": 1024},
         training={"max_steps": max_steps, "val_fraction": 0.3, "eval_every": 25, "patience": 12, "num_threads": 1, "progress_bar": False},
     ))
-    champion_dir = outcome["champion_path"]
-    report = evaluate(dataset_uri=f"{store}#{DATASET}@{ingested['version']}", root=store, model_dir=champion_dir,
-                      test_samples=outcome.get("heldout_samples"), seed=seed)
+    heldout = outcome.get("heldout_samples")
+    if not heldout:
+        raise RuntimeError(f"recalibration ({outcome.get('status')}) names no held-out samples to evaluate on")
+    report = evaluate(dataset_uri=f"{store}#{DATASET}@{ingested['version']}", root=store,
+                      model_dir=outcome["champion_path"], test_samples=heldout, seed=seed)
 
     batch = reference.model_copy(update={"name": "fresh-batch", "n_samples": batch_samples, "n_shots": batch_shots})
     predictions = {}

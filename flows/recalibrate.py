@@ -206,6 +206,7 @@ def recalibrate(config: RecalibrationConfig) -> dict:
         if not retrain.retrain:
             recorded = {k: v for k, v in (champion["manifest"].get("metrics") or {}).items() if k != "training"}
             outcome.update(status="skipped", reason=f"skipped: {retrain.reason}",
+                           heldout_samples=(champion["manifest"].get("data") or {}).get("heldout_samples"),
                            metrics={CHAMPION: recorded} if "rmsep" in recorded else {}, roles={CHAMPION: CHAMPION})
             step = "publish-recalibration"
             return _finish(outcome, data_report, started)

@@ -122,6 +122,7 @@ def test_first_run_promotes_second_run_skips(tmp_path):
 
     second = recalibrate(config)
     assert second["status"] == "skipped" and "nothing changed" in second["reason"]
+    assert second["heldout_samples"] == first["heldout_samples"]  # the champion's own held-out samples
     assert registry.resolve("toy", "champion") == champion
     assert registry.versions("toy") == [champion]
     assert "skipped" in run_artifacts(second["flow_run_id"])["toy-recalibration-summary"].data
