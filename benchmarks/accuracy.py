@@ -46,9 +46,9 @@ NEURAL = {
 BASE_TRAINING = {
     "progress_bar": False,
     "device": "cpu",
-    "max_steps": 300,
+    "max_steps": 1500,  # the demo's recipe (flows/demo.py); early stopping ends most runs well before
     "eval_every": 25,
-    "patience": 4,
+    "patience": 12,
     "batch_size": 32,
     "val_fraction": 0.2,
     "num_threads": 1,  # the benchmark host has 2 shared cores: one thread avoids OpenMP spin-wait slowdowns
