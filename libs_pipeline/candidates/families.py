@@ -76,6 +76,34 @@ class FittedCandidate:
         return {"candidate": self.name, **self.details}
 
 
+@dataclass
+class FittedMean:
+    """Predicts the mean certified value of the training samples (each sample weighted once)."""
+
+    value: float
+    train_samples: list[str]
+
+    def predict_dataset(self, ds: xr.Dataset) -> np.ndarray:
+        return np.full(ds.sizes["spectrum"], self.value)
+
+    def describe(self) -> dict[str, Any]:
+        return {"candidate": "mean", "mean": self.value}
+
+
+@dataclass
+class MeanCandidate:
+    """The no-skill reference (null control): any model worth serving must beat it."""
+
+    name: str = "mean"
+
+    def fit(self, train: xr.Dataset, analyte: str) -> FittedMean:
+        train = _labelled(train, analyte)
+        y = np.asarray(train[analyte].values, dtype=np.float64)
+        sids = np.asarray(train["sample_id"].values).astype(str)
+        samples = sample_ids(train)
+        return FittedMean(float(np.mean([y[sids == s].mean() for s in samples])), samples)
+
+
 def _xyg(train: xr.Dataset, analyte: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return (
         np.asarray(train["intensity"].values, dtype=np.float64),
@@ -203,6 +231,8 @@ __all__ = [
     "CANDIDATE_NAMES",
     "CNNCandidate",
     "FittedCandidate",
+    "FittedMean",
+    "MeanCandidate",
     "PLSCandidate",
     "UnivariateCandidate",
     "default_candidates",

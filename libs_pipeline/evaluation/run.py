@@ -8,6 +8,7 @@ folder, then renamed): ``report.md``, ``metrics.csv``, ``predictions.csv``, ``pa
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from libs_pipeline.baselines.univariate import UnivariateCalibration
 from libs_pipeline.config import EvaluationConfig
 from libs_pipeline.evaluation.metrics import evaluate_methods
 from libs_pipeline.evaluation.plots import parity_plot, residual_plot
+from libs_pipeline.evaluation.protocol import LeakError
 from libs_pipeline.evaluation.report import markdown_report
 from libs_pipeline.evaluation.split import split_samples
 from libs_pipeline.features.line_features import dataset_line_features, feature_column
@@ -106,6 +108,40 @@ def baseline_predictions(
     return preds, details
 
 
+MODEL_METRICS = "metrics.json"  # written by libs_pipeline.models.save_model
+
+
+def check_model_unseen(model_dir: str | Path, test_samples: Sequence[str]) -> None:
+    """Refuse (LeakError) a neural model whose train_samples or val_samples include a test sample.
+
+    Reads ``metrics.json`` of the model directory directly (no torch), so it runs before the model is loaded.
+    """
+    path = Path(model_dir) / MODEL_METRICS
+    if not path.is_file():
+        raise LeakError(
+            f"model_dir {model_dir}: no {MODEL_METRICS}, so the samples it was trained on are unknown and "
+            "cannot be checked against the test samples"
+        )
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    test = {str(s) for s in test_samples}
+    found = []
+    for key in ("train_samples", "val_samples"):
+        used = metrics.get(key) if isinstance(metrics, dict) else None
+        if not isinstance(used, list):
+            raise ValueError(f"{path}: field {key!r} is missing or not a list of sample ids")
+        overlap = sorted(test & {str(s) for s in used})
+        if overlap:
+            found.append(f"{overlap} in its {key}")
+    if found:
+        raise LeakError(
+            f"model {model_dir} saw test sample(s) during training: {'; '.join(found)}; "
+            "evaluate it on samples it never saw (or use nested leave-one-sample-out)"
+        )
+
+
 def model_predictions(model_dir: str | Path, test: xr.Dataset, analyte: str) -> np.ndarray:
     """The neural model's primary-task prediction per spectrum (``libs_pipeline.models`` imported only here)."""
     try:
@@ -139,6 +175,8 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
     samples = sample_ids(ds)
     labels = dict(zip(np.asarray(ds["sample_id"].values).astype(str), np.asarray(ds[analyte].values, float)))
     train_ids, test_ids = split_samples(samples, config.test_samples, config.test_fraction, config.seed, labels)
+    if config.model_dir is not None:
+        check_model_unseen(config.model_dir, test_ids)
     train, test = select_samples(ds, train_ids), select_samples(ds, test_ids)
     preds, details = baseline_predictions(
         train, test, analyte, lines, config.univariate_line, config.univariate_degree,

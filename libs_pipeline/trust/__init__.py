@@ -1,9 +1,11 @@
 """Trustworthiness: consistency scores, threshold calibration, out-of-distribution evaluation.
 
 Public API (no torch import here; ``prediction`` loads models lazily):
-``fit_trust_calibration``, ``TrustCalibration``, ``save_trust`` / ``load_trust`` (``trust.json`` in the model
-directory), ``measure_spectra``, ``SpectralReference``, ``trust_scores``, ``sample_trust``, ``auroc``,
-``flag_metrics``; model-level glue in ``libs_pipeline.trust.prediction`` (``calibrate_model_trust``,
+``fit_trust_calibration`` (held-out validation spectra), ``fit_trust_calibration_oof`` (out-of-fold
+predictions on the training spectra), ``TrustCalibration`` (``disabled_parts``: part -> why it is off),
+``save_trust`` / ``load_trust`` (``trust.json`` in the model directory), ``measure_spectra``,
+``SpectralReference``, ``trust_scores``, ``sample_trust``, ``auroc``, ``flag_metrics``; model-level glue in
+``libs_pipeline.trust.prediction`` (``calibrate_model_trust``, ``calibrate_trust_from_oof``,
 ``predict_with_trust``, ``run_prediction``).
 """
 
@@ -12,6 +14,7 @@ from libs_pipeline.trust.calibration import (
     TrustCalibration,
     calibrate_threshold,
     fit_trust_calibration,
+    fit_trust_calibration_oof,
     load_trust,
     save_trust,
 )
@@ -26,6 +29,7 @@ __all__ = [
     "auroc",
     "calibrate_threshold",
     "fit_trust_calibration",
+    "fit_trust_calibration_oof",
     "flag_metrics",
     "load_trust",
     "measure_spectra",

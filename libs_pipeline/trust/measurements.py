@@ -34,6 +34,21 @@ def _highpass(intensity: np.ndarray, width: int) -> np.ndarray:
     return x - uniform_filter1d(x, size=width, axis=1, mode="nearest")
 
 
+def _check_reference_settings(wavelength: np.ndarray, highpass_channels: int, max_lag: int) -> np.ndarray:
+    """The wavelength axis as float64, after checking the reference's filter width and lag range fit it."""
+    wl = np.asarray(wavelength, dtype=np.float64)
+    if max_lag < 1 or wl.size < 4 * max_lag + 2:
+        raise ValueError(f"need max_lag >= 1 and more than {4 * max_lag + 1} channels, got {wl.size}")
+    if highpass_channels < 3:
+        raise ValueError(f"highpass_channels must be >= 3, got {highpass_channels}")
+    return wl
+
+
+def highpass_sum(intensity: np.ndarray, width: int) -> np.ndarray:
+    """Sum over spectra of the high-passed, total-normalised spectra (what a spectral reference averages)."""
+    return _highpass(intensity, width).sum(axis=0)
+
+
 @dataclass
 class SpectralReference:
     """High-passed mean training spectrum; a new spectrum's offset (channels, sub-channel by a parabola through
@@ -53,22 +68,29 @@ class SpectralReference:
         max_lag: int = 10,
     ) -> SpectralReference:
         """From training spectra: an array (n, m) or an iterable of such blocks (streamed, never all loaded)."""
-        wl = np.asarray(wavelength, dtype=np.float64)
-        if max_lag < 1 or wl.size < 4 * max_lag + 2:
-            raise ValueError(f"need max_lag >= 1 and more than {4 * max_lag + 1} channels, got {wl.size}")
-        if highpass_channels < 3:
-            raise ValueError(f"highpass_channels must be >= 3, got {highpass_channels}")
+        wl = _check_reference_settings(wavelength, highpass_channels, max_lag)
         blocks = [intensity] if isinstance(intensity, np.ndarray) else intensity
         total, count = np.zeros(wl.size), 0
         for block in blocks:
             x = np.asarray(block)
             if x.ndim != 2 or x.shape[1] != wl.size:
                 raise ValueError(f"intensity block shape {x.shape} does not match {wl.size} wavelength channels")
-            total += _highpass(x, highpass_channels).sum(axis=0)
+            total += highpass_sum(x, highpass_channels)
             count += x.shape[0]
-        if count == 0:
+        return cls.from_sum(total, count, wl, highpass_channels, max_lag)
+
+    @classmethod
+    def from_sum(
+        cls, total: np.ndarray, count: int, wavelength: np.ndarray, highpass_channels: int = 31, max_lag: int = 10
+    ) -> SpectralReference:
+        """From ``highpass_sum`` totals of ``count`` spectra (sums of disjoint groups add, so a reference that
+        leaves one sample out is the total minus that sample's sum)."""
+        wl = _check_reference_settings(wavelength, highpass_channels, max_lag)
+        if count <= 0:
             raise ValueError("no training spectra for the spectral reference")
-        ref = total / count
+        ref = np.asarray(total, dtype=np.float64) / count
+        if ref.shape != wl.shape:
+            raise ValueError(f"reference sum has {ref.size} channels, the wavelength axis {wl.size}")
         if not np.any(ref):
             raise ValueError("reference spectrum is flat after high-pass filtering (no lines)")
         return cls(ref, float(np.median(np.diff(wl))), int(highpass_channels), int(max_lag))

@@ -2,10 +2,15 @@
 
 Glue between ``libs_pipeline.models`` (network outputs), ``libs_pipeline.features`` (measured line areas)
 and the trust scores; per spectrum and per sample, written as CSV or Parquet.
+
+Any servable model works, duck-typed: ``.analyte`` (str), ``.lines`` (LineWindow dicts), ``.wavelength``,
+``.predict(intensity) -> {task: array}`` with at least the analyte (a CNN adds ``<line>:area`` and plasma
+outputs) and optionally ``.predict_with_uncertainty`` (else the uncertainty is NaN).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,8 +23,14 @@ from libs_pipeline.config import TrustConfig
 from libs_pipeline.features.lines import LineWindow
 from libs_pipeline.spectra.atomic import atomic_write_bytes
 from libs_pipeline.spectra.store import open_spectra
-from libs_pipeline.trust.calibration import TrustCalibration, fit_trust_calibration
-from libs_pipeline.trust.measurements import SpectralReference, measure_spectra
+from libs_pipeline.trust.calibration import TrustCalibration, fit_trust_calibration, fit_trust_calibration_oof
+from libs_pipeline.trust.measurements import (
+    CORRELATION,
+    OFFSET_CHANNELS,
+    SpectralReference,
+    highpass_sum,
+    measure_spectra,
+)
 from libs_pipeline.trust.scores import sample_trust, trust_scores
 
 if TYPE_CHECKING:
@@ -38,7 +49,8 @@ class PredictionTables:
 
 
 def model_lines(model: TrainedModel) -> list[LineWindow]:
-    return [LineWindow.from_dict(d) for d in model.lines]
+    """The model's lines as LineWindow (given as LineWindow dicts or LineWindow objects)."""
+    return [d if isinstance(d, LineWindow) else LineWindow.from_dict(d) for d in model.lines]
 
 
 def model_grid_intensity(ds: xr.Dataset, model: TrainedModel, rows: slice | np.ndarray, resample: bool = False) -> np.ndarray:
@@ -79,7 +91,7 @@ def _predict_dataset(
     for rows in _chunks(ds.sizes["spectrum"]):
         x = model_grid_intensity(ds, model, rows, resample)
         preds.append(model.predict(x))
-        if mc_samples:
+        if mc_samples and hasattr(model, "predict_with_uncertainty"):
             stds.append(model.predict_with_uncertainty(x, n_samples=mc_samples, seed=seed)[1])
         measured.append(measure_spectra(x, model.wavelength, lines, reference))
     if not preds:
@@ -98,7 +110,8 @@ def calibrate_model_trust(
 ) -> TrustCalibration:
     """Fit the trust calibration of ``model``: line calibrations and the spectral reference on its measured
     training spectra; part scales and the threshold on ``validation`` (held-out in-distribution samples the
-    network did not train on)."""
+    network did not train on). Parts the validation data cannot calibrate are off (``disabled_parts``); for
+    small campaigns prefer ``calibrate_trust_from_oof``, which needs no held-out samples."""
     config = config or TrustConfig()
     analyte = model.analyte
     for ds, what in ((train, "train"), (validation, "validation")):
@@ -137,6 +150,105 @@ def calibrate_model_trust(
         config=config,
         spectral=reference,
     )
+
+
+def _sample_rows(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """Row indices of every sample, in order of first appearance."""
+    g = np.asarray(ds["sample_id"].values).astype(str)
+    return {sid: np.flatnonzero(g == sid) for sid in dict.fromkeys(g.tolist())}
+
+
+def measure_training_cross_fitted(
+    model: TrainedModel, train: xr.Dataset, config: TrustConfig, resample: bool = False
+) -> tuple[pd.DataFrame, SpectralReference | None, str | None]:
+    """Trust measurements of the training spectra (rows aligned with ``train``), the spectral reference of all
+    of them, and why it could not be fitted (else None).
+
+    With spectral parts on, each sample's wavelength offset and correlation are measured against the reference
+    of the other samples (cross-fitted: a spectrum is never compared with a reference that contains it); a
+    single training sample can only be compared with the reference of itself (in-sample, optimistic).
+    """
+    lines = model_lines(model)
+    wl = np.asarray(model.wavelength, dtype=np.float64)
+    by_sample = _sample_rows(train)
+    tables, sums = [], {}
+    for rows in by_sample.values():
+        x = model_grid_intensity(train, model, rows, resample)
+        tables.append(measure_spectra(x, wl, lines).set_axis(rows))
+    measured = pd.concat(tables).sort_index()
+    if not config.spectral_parts:
+        return measured.reset_index(drop=True), None, None
+    for sid, rows in by_sample.items():
+        sums[sid] = highpass_sum(model_grid_intensity(train, model, rows, resample), config.highpass_channels)
+    total, count = sum(sums.values()), train.sizes["spectrum"]
+    try:
+        reference = SpectralReference.from_sum(total, count, wl, config.highpass_channels, config.max_lag_channels)
+    except ValueError as exc:
+        return measured.reset_index(drop=True), None, f"spectral reference: {exc}"
+    offset = np.full(count, np.nan)
+    corr = np.full(count, np.nan)
+    for sid, rows in by_sample.items():
+        others = count - rows.size
+        ref = reference
+        if others > 0:
+            try:
+                ref = SpectralReference.from_sum(
+                    total - sums[sid], others, wl, config.highpass_channels, config.max_lag_channels
+                )
+            except ValueError:
+                continue  # the other samples alone have no lines: this sample's spectral values stay NaN
+        offset[rows], corr[rows] = ref.measure(model_grid_intensity(train, model, rows, resample))
+    measured[OFFSET_CHANNELS] = offset
+    measured[CORRELATION] = corr
+    return measured.reset_index(drop=True), reference, None
+
+
+def calibrate_trust_from_oof(
+    model: TrainedModel,
+    train: xr.Dataset,
+    oof_predictions: Mapping[str, np.ndarray],
+    config: TrustConfig | None = None,
+    resample: bool = False,
+) -> TrustCalibration:
+    """Trust calibration of ``model`` (any duck-typed servable model) from its training spectra alone.
+
+    ``train``: all labelled training spectra; ``oof_predictions[task]``: aligned with ``train``'s rows, each
+    sample's rows predicted by a model fitted without that sample (the caller computes them, e.g. leave one
+    sample out with ``evaluation.nested.loso_predictions``). Cross-fitted by sample: the predictions, the concentrations the line areas imply, the
+    spectral offset/correlation (reference without the row's sample) and the threshold scores (one sample per
+    fold up to ``TrustConfig.loso_max_samples`` samples). In-sample: the line calibrations, the spectral
+    reference and the part scales that are kept, all fitted on every training spectrum like the deployed model.
+    """
+    config = config or TrustConfig()
+    analyte = model.analyte
+    if analyte not in train:
+        raise ValueError(f"train spectra have no label variable {analyte!r}")
+    y = np.asarray(train[analyte].values, dtype=np.float64)
+    if not np.isfinite(y).all():
+        raise ValueError(
+            f"train spectra must all be labelled: {int((~np.isfinite(y)).sum())} of {y.size} have no finite {analyte!r}"
+        )
+    n = train.sizes["spectrum"]
+    for task, values in oof_predictions.items():
+        if np.asarray(values).reshape(-1).shape[0] != n:
+            raise ValueError(
+                f"oof_predictions[{task!r}] has {np.asarray(values).reshape(-1).shape[0]} rows, train has {n} spectra"
+            )
+    measured, reference, spectral_problem = measure_training_cross_fitted(model, train, config, resample)
+    calibration = fit_trust_calibration_oof(
+        analyte,
+        measured,
+        y,
+        oof_predictions,
+        model_lines(model),
+        np.asarray(train["sample_id"].values).astype(str),
+        units=train[analyte].attrs.get("units"),
+        config=config,
+        spectral=reference,
+    )
+    if spectral_problem:
+        calibration.disabled_parts.update({"wavelength": spectral_problem, "shape": spectral_problem})
+    return calibration
 
 
 def predict_with_trust(

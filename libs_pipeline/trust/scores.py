@@ -5,7 +5,8 @@ Parts (each a z-score learned on in-distribution validation data):
 by the measured area through the training calibration; ``intensity`` measured mean intensity vs the level
 the scale-free outputs imply; ``plasma:<task>`` the model's plasma outputs vs validation; ``wavelength``
 offset of the spectrum against the training reference; ``shape`` how unlike the reference its shape is.
-The score combines the parts (max |z| or RMS) and is flagged above the calibrated threshold.
+The score combines the enabled parts (max |z| or RMS) and is flagged above the calibrated threshold; parts
+in ``calibration.disabled_parts`` are neither computed nor required.
 """
 
 from __future__ import annotations
@@ -53,16 +54,19 @@ def trust_parts(
         _require(measured, MEAN_INTENSITY, "the consistency parts use areas per unit mean intensity")
     for line in calibration.lines:
         col = area_column(line)
-        measured_area = _require(measured, col, "line areas are measured with line_features")
-        if col not in predictions:
-            raise ValueError(f"predictions have no auxiliary task {col!r} (keys: {sorted(predictions)})")
-        predicted = np.asarray(predictions[col], dtype=np.float64).reshape(-1)
-        z[f"aux:{line}"] = calibration.aux_scales[line].standardise(measured_area - predicted, predicted)
-        implied = calibration.line_calibrations[line].predict(
-            consistency_area(measured, line, calibration.per_total_areas)
-        )
-        z[f"cons:{line}"] = calibration.consistency_scales[line].standardise(c_pred - implied, c_pred)
-        details[f"implied:{line}"] = implied
+        if line in calibration.aux_scales:
+            measured_area = _require(measured, col, "line areas are measured with line_features")
+            if col not in predictions:
+                raise ValueError(f"predictions have no auxiliary task {col!r} (keys: {sorted(predictions)})")
+            predicted = np.asarray(predictions[col], dtype=np.float64).reshape(-1)
+            z[f"aux:{line}"] = calibration.aux_scales[line].standardise(measured_area - predicted, predicted)
+        if line in calibration.consistency_scales:
+            _require(measured, col, "line areas are measured with line_features")
+            implied = calibration.line_calibrations[line].predict(
+                consistency_area(measured, line, calibration.per_total_areas)
+            )
+            z[f"cons:{line}"] = calibration.consistency_scales[line].standardise(c_pred - implied, c_pred)
+            details[f"implied:{line}"] = implied
     if calibration.intensity is not None:
         level = _require(measured, MEAN_INTENSITY, "the intensity part compares it with the expected level")
         model = calibration.intensity
@@ -92,9 +96,12 @@ def trust_parts(
 
 
 def combine_parts(parts: pd.DataFrame, part_names: Sequence[str], combine: str = "max") -> np.ndarray:
-    """max |z| (or RMS) over the parts; a non-finite part makes the score +inf (cannot be checked => flag)."""
+    """max |z| (or RMS) over the parts; a non-finite part makes the score +inf (cannot be checked => flag);
+    0 for every spectrum when no part is enabled."""
     if combine not in COMBINATIONS:
         raise ValueError(f"combine must be one of {COMBINATIONS}, got {combine!r}")
+    if not part_names:
+        return np.zeros(len(parts))
     z = parts[list(part_names)].to_numpy(dtype=np.float64)
     bad = ~np.isfinite(z).all(axis=1)
     zf = np.where(np.isfinite(z), z, 0.0)
@@ -114,7 +121,7 @@ def trust_scores(
     records = parts.to_dict(orient="records")
     reasons, tops = [], []
     for i, row in enumerate(records):
-        reason, top = explain({p: row[p] for p in names}, row, calibration)
+        reason, top = explain({p: row[p] for p in names}, row, calibration) if names else ("", "")
         reasons.append(reason if flag[i] else "")
         tops.append(top)
     head = pd.DataFrame({"score": score, "flag": flag, "reason": reasons, "top_part": tops}, index=parts.index)
@@ -153,7 +160,7 @@ def sample_trust(
         flag = fraction > calibration.sample_flag_fraction
         medians = {c: float(np.median(sub[c].to_numpy(dtype=np.float64))) for c in names + detail_cols}
         medians["prediction"] = float(np.mean(pred))
-        reason, top = explain({p: medians[p] for p in names}, medians, calibration)
+        reason, top = explain({p: medians[p] for p in names}, medians, calibration) if names else ("", "")
         row = {
             "sample_id": sid,
             "n_spectra": n,

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from libs_pipeline.config import EvaluationConfig
-from libs_pipeline.evaluation.run import default_run_name, run_evaluation
+from libs_pipeline.evaluation.protocol import LeakError
+from libs_pipeline.evaluation.run import check_model_unseen, default_run_name, run_evaluation
 from libs_pipeline.spectra.store import open_spectra
 from libs_pipeline.testing import toy_campaign
 from tests.conftest import write_zarr
@@ -100,10 +101,18 @@ def _fake_models_module(monkeypatch, wavelength):
     monkeypatch.setitem(sys.modules, "libs_pipeline.models", module)
 
 
+def _fake_model_dir(path, train_samples=(), val_samples=()):
+    """A model directory holding only metrics.json (what the leak check reads)."""
+    path.mkdir(parents=True)
+    metrics = {"train_samples": list(train_samples), "val_samples": list(val_samples)}
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    return str(path)
+
+
 def test_neural_model_is_evaluated_when_given(toy_zarr, tmp_path, monkeypatch):
     wl = open_spectra(toy_zarr)["wavelength"].values
     _fake_models_module(monkeypatch, wl)
-    result = run_evaluation(_config(toy_zarr, tmp_path, model_dir=str(tmp_path / "model")))
+    result = run_evaluation(_config(toy_zarr, tmp_path, model_dir=_fake_model_dir(tmp_path / "model")))
     assert list(result.table.index) == ["univariate", "pls", "neural"]
     preds = pd.read_csv(result.predictions_path)
     assert "neural" in preds.columns and np.isfinite(preds["neural"]).all()
@@ -112,8 +121,45 @@ def test_neural_model_is_evaluated_when_given(toy_zarr, tmp_path, monkeypatch):
 def test_neural_model_on_another_grid_is_rejected(toy_zarr, tmp_path, monkeypatch):
     _fake_models_module(monkeypatch, np.linspace(200.0, 300.0, 10))
     with pytest.raises(ValueError, match="10-channel grid that differs from the dataset's 512-channel grid"):
-        run_evaluation(_config(toy_zarr, tmp_path, model_dir="m"))
+        run_evaluation(_config(toy_zarr, tmp_path, model_dir=_fake_model_dir(tmp_path / "m")))
     assert not (tmp_path / "reports" / "r1").exists()
+
+
+def _loading_forbidden(monkeypatch):
+    module = types.ModuleType("libs_pipeline.models")
+
+    def load_model(directory):
+        raise AssertionError("the model was loaded before the leak check")
+
+    module.load_model = load_model
+    monkeypatch.setitem(sys.modules, "libs_pipeline.models", module)
+
+
+def test_neural_model_trained_on_test_samples_is_refused(toy_zarr, tmp_path, monkeypatch):
+    _loading_forbidden(monkeypatch)
+    model = _fake_model_dir(tmp_path / "model", train_samples=["S00", "S02", "S03"], val_samples=["S05", "S06"])
+    with pytest.raises(LeakError, match=r"saw test sample\(s\) during training: \['S02'\] in its train_samples; "
+                                        r"\['S05'\] in its val_samples"):
+        run_evaluation(_config(toy_zarr, tmp_path, test_samples=["S02", "S05"], model_dir=model))
+    assert not (tmp_path / "reports").exists()
+
+
+def test_neural_model_without_recorded_samples_is_refused(toy_zarr, tmp_path, monkeypatch):
+    _loading_forbidden(monkeypatch)
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(LeakError, match="no metrics.json, so the samples it was trained on are unknown"):
+        run_evaluation(_config(toy_zarr, tmp_path, model_dir=str(tmp_path / "bare")))
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "metrics.json").write_text(json.dumps({"train_samples": ["S00"]}))
+    with pytest.raises(ValueError, match="field 'val_samples' is missing or not a list"):
+        run_evaluation(_config(toy_zarr, tmp_path, model_dir=str(tmp_path / "odd")))
+
+
+def test_leak_check_reads_only_metrics_json(tmp_path):
+    model = _fake_model_dir(tmp_path / "model", train_samples=["A", "B"], val_samples=["C"])
+    check_model_unseen(model, ["D", "E"])  # disjoint: no error
+    with pytest.raises(LeakError, match=r"\['A', 'B'\] in its train_samples"):
+        check_model_unseen(model, ["B", "A"])
 
 
 @pytest.mark.slow
