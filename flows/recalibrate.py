@@ -28,7 +28,16 @@ from libs_pipeline.registry.recalibration import (
     summary_markdown,
     training_manifest,
 )
+from libs_pipeline.recalibration import (
+    best_on_heldout,
+    choose_protocol,
+    decide_loso_promotion,
+    labelled_spectra,
+    run_loso_recalibration,
+    serve_heldout_baseline,
+)
 from libs_pipeline.spectra.atomic import atomic_write_text
+from libs_pipeline.spectra.dataset import resolve_analyte
 from libs_pipeline.spectra.store import SpectraStore
 
 
@@ -118,7 +127,32 @@ def compare(split: dict, models: dict[str, str], report_dir: str) -> dict:
     """Challenger, champion and baselines on the same held-out samples; metrics per method and figure paths."""
     result = challenger.compare_on_heldout(TrainingSplit.from_dict(split), models, report_dir)
     return {"metrics": result.metrics, "figures": result.figures, "notes": result.notes,
-            "metrics_path": result.metrics_path}
+            "metrics_path": result.metrics_path, "baseline_dirs": result.baseline_dirs}
+
+
+@task(name="serve-baseline")
+def serve_baseline(split: dict, name: str, fitted_dir: str, staging_dir: str, config: RecalibrationConfig) -> dict:
+    """A baseline beat the multitask challenger on the held-out samples: stage it, trust-calibrated, instead."""
+    return serve_heldout_baseline(TrainingSplit.from_dict(split), name, fitted_dir, staging_dir, config.trust)
+
+
+@task(name="choose-protocol", **IO_RETRIES)
+def choose_comparison_protocol(config: RecalibrationConfig, version: str) -> dict:
+    """Holdout or leave-one-sample-out, from the number of labelled samples (refuses a version without labels)."""
+    store = SpectraStore(config.root)
+    ds = store.open(config.dataset, version)
+    where = f"spectra {config.dataset}@{version}"
+    analyte, _ = resolve_analyte(ds, config.analyte, where)
+    n_samples = len(challenger.labelled_samples(labelled_spectra(ds, analyte, where), analyte))
+    protocol, reason = choose_protocol(config.protocol, n_samples, config.heldout_fraction)
+    return {"name": protocol, "reason": reason, "n_samples": n_samples, "analyte": analyte}
+
+
+@task(name="compare-candidates-loso")
+def compare_candidates_loso(config: RecalibrationConfig, version: str, staging_dir: str, report_dir: str) -> dict:
+    """Every candidate family by leave-one-sample-out; the winner refitted, trust-calibrated, staged."""
+    logger = get_run_logger()
+    return run_loso_recalibration(config, version, staging_dir, report_dir, log=logger.info)
 
 
 @task(name="register-challenger", **IO_RETRIES)
@@ -211,6 +245,44 @@ def recalibrate(config: RecalibrationConfig) -> dict:
             step = "publish-recalibration"
             return _finish(outcome, data_report, started)
 
+        step = "choose-protocol"
+        protocol = choose_comparison_protocol(config, version)
+        outcome["protocol"] = protocol
+        logger.info("comparison protocol: %s (%s)", protocol["name"], protocol["reason"])
+        if protocol["name"] == "loso":
+            step = "compare-candidates-loso"
+            staging = Path(root) / "staging" / report_dir.name / "challenger"
+            loso = compare_candidates_loso(config, version, str(staging), str(report_dir))
+            metrics = {CHALLENGER: loso["challenger_metrics"], **loso["candidate_metrics"]}
+            roles = {CHALLENGER: f"challenger ({loso['selection']['winner']})"}
+            roles.update({n: "candidate" for n in loso["candidate_metrics"]})
+            outcome.update(metrics=metrics, figures=loso["figures"], roles=roles, heldout_samples=[],
+                           selection=loso["selection"], candidate_errors=loso["candidate_errors"],
+                           trust=loso["trust"],
+                           notes=[f"comparison: {protocol['reason']}", loso["selection"]["reason"],
+                                  "the winner's figure is the minimum over the families (selection-biased); "
+                                  "benchmarks/accuracy.py reports the nested leave-one-sample-out figure"])
+            decision = decide_loso_promotion(loso["challenger_metrics"], champion["manifest"] if champion else None,
+                                             loso["candidate_metrics"], config)
+            logger.info("decision: promote=%s (%s)", decision.promote, decision.reason)
+            step = "register-challenger"
+            manifest = training_manifest(
+                spectra={"name": config.dataset, "version": version},
+                heldout=[],
+                seeds={"synthesis": config.seed, "training": config.seed},
+                metrics={**loso["challenger_metrics"], "candidates": loso["candidate_metrics"],
+                         "selection": loso["selection"], "trust": loso["trust"],
+                         "served": loso["served_details"]},
+                trust_threshold=loso["trust"].get("threshold"),
+                config_hash=chash,
+                config=config.model_dump(mode="json"),
+            )
+            manifest["recalibration"] = {"decision": decision.to_dict(), "compared_with": before,
+                                         "report_dir": str(report_dir), "protocol": protocol,
+                                         "candidate_table": loso["candidate_table"]}
+            return _register_and_decide(root, outcome, manifest, decision, loso["model_dir"], staging, data_report,
+                                        started)
+
         step = "split-spectra"
         split = split_spectra(config, version)
         outcome["heldout_samples"] = split["heldout"]
@@ -233,6 +305,17 @@ def recalibrate(config: RecalibrationConfig) -> dict:
         compared = compare(split, models, str(report_dir))
         metrics = compared["metrics"]
         metrics[CHALLENGER]["synthetic_realism_passed"] = outcome["synthetic"]["realism_passed"]
+        metrics[CHALLENGER]["candidate"] = "multitask_aug" if synthetic_uri else "multitask"
+        served = best_on_heldout(metrics, CHALLENGER)
+        if served != CHALLENGER and served in compared["baseline_dirs"] and served in config.candidates:
+            step = "serve-baseline"
+            logger.info("%s beats the multitask challenger on the held-out samples: serving it", served)
+            baseline = serve_baseline(split, served, compared["baseline_dirs"][served], str(staging), config)
+            metrics[CHALLENGER] = {**metrics[served], "flag_rate": baseline["flag_rate"], "candidate": served}
+            trained = {"model_dir": baseline["model_dir"], "trust_threshold": baseline["trust_threshold"],
+                       "training_metrics": baseline["training_metrics"]}
+            compared["notes"].append(f"{served} had a lower held-out RMSEP than the multitask network: the "
+                                     f"challenger is the {served} calibration fitted on the training samples")
         outcome.update(metrics=metrics, figures=compared["figures"], notes=compared["notes"],
                        roles={CHALLENGER: CHALLENGER, CHAMPION: CHAMPION})
         decision = decide_promotion(metrics[CHALLENGER], metrics.get(CHAMPION) if champion else None, config)
@@ -253,19 +336,8 @@ def recalibrate(config: RecalibrationConfig) -> dict:
         )
         manifest["recalibration"] = {"decision": decision.to_dict(), "compared_with": before,
                                      "report_dir": str(report_dir)}
-        registered = register(root, name, trained["model_dir"], manifest)
-        shutil.rmtree(staging.parent, ignore_errors=True)
-        outcome.update(challenger=registered["version"], challenger_path=registered["path"],
-                       decision=decision.to_dict())
-        if decision.promote:
-            step = "promote-champion"
-            promote(root, name, registered["version"], decision.reason)
-            outcome.update(status="promoted", champion_after=registered["version"],
-                           champion_path=registered["path"], reason=f"promoted: {decision.reason}")
-        else:
-            outcome.update(status="kept-champion", reason=f"champion kept: {decision.reason}")
-        step = "publish-recalibration"
-        return _finish(outcome, data_report, started)
+        return _register_and_decide(root, outcome, manifest, decision, trained["model_dir"], staging, data_report,
+                                    started)
     except Exception as exc:
         shutil.rmtree(Path(root) / "staging" / report_dir.name, ignore_errors=True)
         outcome.update(status="failed", failed_step=step, error=f"{type(exc).__name__}: {exc}",
@@ -285,6 +357,22 @@ def recalibrate(config: RecalibrationConfig) -> dict:
         raise RecalibrationError(
             f"recalibration of {name!r} failed at step {step}: {type(exc).__name__}: {exc} ({champion_note})"
         ) from exc
+
+
+def _register_and_decide(root: str, outcome: dict, manifest: dict, decision, model_dir: str, staging: Path,
+                         data_report: str | None, started: float) -> dict:
+    """Register the staged challenger, promote it when the decision says so, publish; returns the outcome."""
+    name = outcome["model_name"]
+    registered = register(root, name, model_dir, manifest)
+    shutil.rmtree(staging.parent, ignore_errors=True)
+    outcome.update(challenger=registered["version"], challenger_path=registered["path"], decision=decision.to_dict())
+    if decision.promote:
+        promote(root, name, registered["version"], decision.reason)
+        outcome.update(status="promoted", champion_after=registered["version"],
+                       champion_path=registered["path"], reason=f"promoted: {decision.reason}")
+    else:
+        outcome.update(status="kept-champion", reason=f"champion kept: {decision.reason}")
+    return _finish(outcome, data_report, started)
 
 
 def _finish(outcome: dict, data_report: str | None, started: float) -> dict:

@@ -205,7 +205,28 @@ class TrainingConfig(StrictModel):
     augmentation: bool = Field(True, description="train on the synthetic spectra of the training samples too")
     lines: list[dict] | None = Field(None, description="LineWindow dicts of the auxiliary lines (default: default_lines)")
     # input / target transforms
-    normalisation: Literal["total", "log_total", "none"] = "total"
+    normalisation: Literal["total", "log_total", "background", "log_background", "none"] = Field(
+        "total",
+        description="divide each spectrum by its mean intensity (total), then log1p (log_total); or by the mean "
+        "of the analyte lines' background windows (background: local continuum; log_background: then log1p); "
+        "or raw counts (none)",
+    )
+    saturation: float | None = Field(
+        None, gt=0.0, description="detector saturation (counts): channels at/above saturation*(1-margin) in any "
+        "training spectrum are zeroed in the network input (training and prediction); None = no masking",
+    )
+    saturation_margin: float = Field(0.01, ge=0.0, lt=1.0, description="'near' saturation margin (fraction)")
+    roi: Literal["full", "analyte"] = Field(
+        "full", description="network input: the full spectrum, or the analyte lines' windows (window and "
+        "background, widened by roi_margin_nm) plus covariate_windows; input_windows overrides both",
+    )
+    roi_margin_nm: float = Field(1.0, ge=0.0, description="nm added on both sides of each analyte line's span (roi)")
+    covariate_windows: list[tuple[float, float]] = Field(
+        default_factory=list, description="extra (low, high) nm ranges read with roi='analyte' (e.g. matrix lines)"
+    )
+    input_windows: list[tuple[float, float]] | None = Field(
+        None, description="explicit (low, high) nm ranges the network reads (overrides roi); None = use roi"
+    )
     channel_scaling: Literal["global", "channel", "none"] = "global"
     log_primary: bool = Field(False, description="fit the concentration on log scale (positive labels only)")
     # loss
@@ -219,13 +240,23 @@ class TrainingConfig(StrictModel):
     # network
     stem_channels: int = Field(8, ge=1)
     block_channels: list[int] = Field(default_factory=lambda: [4, 8], min_length=1)
-    pool: int = Field(4, ge=1)
+    pool: int = Field(
+        4, ge=1, description="max-pool factor per stage; lowered for short (ROI) inputs so >= 8 positions remain"
+    )
     dense_units: int = Field(64, ge=1)
     head_units: int = Field(32, ge=0, description="hidden units per task head (0: a linear head)")
     primary_head: Literal["features", "auxiliary", "both"] = Field(
         "features",
         description="concentration from the shared features (paper), from a linear calibration on the network's "
         "own auxiliary predictions, or the sum of both",
+    )
+    linear_skip: bool = Field(
+        False, description="add a linear map of the input to every task output (linear extrapolation in the counts)"
+    )
+    calibration_fit: Literal["gradient", "least_squares"] = Field(
+        "gradient",
+        description="primary_head 'auxiliary': the calibration on the predicted line areas is trained with the "
+        "network (gradient) or, after training, refitted by least squares on the training spectra",
     )
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     # optimisation
@@ -243,6 +274,11 @@ class TrainingConfig(StrictModel):
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads while training (None: torch default)")
     checkpoint_dir: str | None = None
     progress_bar: bool = True
+    # pretraining (phase 1 on e.g. physics-matched simulated spectra, then fine-tuning on the training sources)
+    pretrain_uris: list[str] = Field(
+        default_factory=list, description="spectra for a pretraining phase (same grid, analyte label); [] = none"
+    )
+    pretrain_steps: int = Field(0, ge=0, description="optimiser steps of the pretraining phase (0 = none)")
 
 
 # --- evaluation ---
@@ -293,6 +329,16 @@ class TrustConfig(StrictModel):
         5, ge=0, description="threshold from scores cross-fitted over this many sample folds (0: in-sample quantile)"
     )
     mc_samples: int = Field(20, ge=2, description="MC-dropout passes for the predictive uncertainty")
+    min_part_spectra: int = Field(
+        10, ge=5, description="a part needs this many spectra with finite values (else it is switched off)"
+    )
+    min_part_samples: int = Field(2, ge=1, description="a part needs spectra from this many samples (else off)")
+    min_threshold_scores: int = Field(
+        20, ge=5, description="the threshold needs this many finite scores (else every part is off, nothing flagged)"
+    )
+    loso_max_samples: int = Field(
+        10, ge=0, description="up to this many samples the threshold folds leave one sample out each"
+    )
 
 
 # --- recalibration (registry / flows) ---
@@ -300,6 +346,9 @@ class TrustConfig(StrictModel):
 from pydantic import field_validator  # noqa: E402  (kept inside this section to avoid editing shared imports)
 
 DEFAULT_SYNTHETIC_PER_SAMPLE = 200
+CandidateName = Literal["univariate", "pls", "single_task", "multitask", "multitask_aug", "multitask_physics"]
+#: Families recalibration compares by default (see libs_pipeline.candidates).
+DEFAULT_CANDIDATES = ("univariate", "pls", "multitask", "multitask_aug")
 #: SynthesisConfig fields the recalibration flow sets itself (not allowed in RecalibrationConfig.synthesis).
 RECALIBRATION_SYNTHESIS_RESERVED = ("dataset_uri", "out_uri", "seed", "dask_address")
 
@@ -339,6 +388,18 @@ class RecalibrationConfig(StrictModel):
         description="SynthesisConfig fields for the synthesize subflow; per_sample 0 = train without augmentation",
     )
     training: dict = Field(default_factory=dict, description="TrainingConfig overrides (max_steps, batch_size, ...)")
+    protocol: Literal["auto", "holdout", "loso"] = Field(
+        "auto",
+        description="how candidates are compared: holdout (samples held out by a stable hash), loso (leave-one-"
+        "sample-out over every labelled sample, for small campaigns), auto (loso when a held-out split would be too "
+        "small to mean anything: see evaluation.nested.use_nested_protocol)",
+    )
+    candidates: list[CandidateName] = Field(
+        default_factory=lambda: list(DEFAULT_CANDIDATES),
+        min_length=1,
+        description="model families trained and compared; the best honest one is served (loso protocol: all of "
+        "them; holdout protocol: the multitask challenger plus the baselines named here)",
+    )
     trust: TrustConfig = Field(default_factory=TrustConfig)
     promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
     dask_address: str | None = Field(None, description="scheduler address for synthesis (None: local)")

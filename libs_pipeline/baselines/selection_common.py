@@ -67,11 +67,15 @@ def saturated_channels(X: np.ndarray, limit: float | None) -> np.ndarray:
 
 
 def line_unusable(wl: np.ndarray, line: LineWindow, saturated: np.ndarray) -> str | None:
-    """Why ``line`` cannot be used (off the grid, or a window/background channel saturated), or None."""
+    """Why ``line`` cannot be used (off the grid, too few channels, or a window/background channel saturated),
+    or None."""
     lo, hi = line.span_nm
     if lo < wl[0] or hi > wl[-1]:
         return f"outside the grid: {line.name!r} spans {lo}-{hi} nm, the grid {wl[0]:.2f}-{wl[-1]:.2f} nm"
-    idx = line_channels(wl, [line])
+    try:
+        idx = line_channels(wl, [line])
+    except ValueError as exc:  # a window narrower than the grid's channels
+        return f"not measurable on this grid: {exc}"
     bad = idx[saturated[idx]]
     if bad.size == 0:
         return None

@@ -64,6 +64,7 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     metrics_path: str | None = None
     predictions_path: str | None = None
+    baseline_dirs: dict[str, str] = field(default_factory=dict)  # baseline name -> its fitted model directory
 
 
 def labelled_samples(ds: xr.Dataset, analyte: str) -> list[str]:
@@ -154,7 +155,9 @@ def calibrate_trust(split: TrainingSplit, model_dir: str | Path, trust: TrustCon
 
 def _grid_problem(model_wavelength: np.ndarray, wavelength: np.ndarray) -> str | None:
     """Why spectra on ``wavelength`` cannot be fed to a model trained on ``model_wavelength`` (None = they can)."""
-    if model_wavelength.shape == wavelength.shape and np.allclose(model_wavelength, wavelength, rtol=0, atol=1e-6):
+    from libs_pipeline.spectra.grid import same_grid
+
+    if same_grid(model_wavelength, wavelength):
         return None
     if wavelength[0] > model_wavelength[0] or wavelength[-1] < model_wavelength[-1]:
         return (
@@ -179,9 +182,10 @@ def compare_on_heldout(
     """
     from libs_pipeline.evaluation.metrics import evaluate_methods
     from libs_pipeline.evaluation.plots import parity_plot, residual_plot
-    from libs_pipeline.models import load_model
+    from libs_pipeline.candidates import load_servable
+    from libs_pipeline.spectra.grid import intensity_on_grid
     from libs_pipeline.trust.calibration import TRUST_FILE, load_trust
-    from libs_pipeline.trust.prediction import model_grid_intensity, predict_with_trust
+    from libs_pipeline.trust.prediction import predict_with_trust
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,26 +199,29 @@ def compare_on_heldout(
     flag_rates: dict[str, float] = {}
     notes: list[str] = []
     for label, model_dir in models.items():
-        model = load_model(model_dir)
+        model = load_servable(model_dir)
         problem = _grid_problem(np.asarray(model.wavelength, dtype=np.float64), wavelength)
         if problem:
             notes.append(f"{label} ({model_dir}) cannot be applied to the held-out spectra: {problem}")
             continue
         if not (Path(model_dir) / TRUST_FILE).is_file():
             notes.append(f"{label} ({model_dir}) has no {TRUST_FILE}: no flag rate")
-            x = model_grid_intensity(test, model, slice(None), resample=True)
+            x = intensity_on_grid(test, model.wavelength, resample=True)
             preds[label] = np.asarray(model.predict(x)[model.analyte], dtype=np.float64).ravel()
             continue
         tables = predict_with_trust(model, load_trust(model_dir), test, mc_samples=0, resample=True)
         preds[label] = tables.spectra["concentration"].to_numpy(dtype=np.float64)
         flag_rates[label] = float(np.mean(tables.spectra["flag"].to_numpy(dtype=bool)))
+    baseline_dirs: dict[str, str] = {}
     if baselines:
-        from libs_pipeline.evaluation.run import baseline_predictions
-        from libs_pipeline.features.lines import resolve_lines
+        from libs_pipeline.candidates import PLSCandidate, UnivariateCandidate, save_servable
 
-        train = SpectraStore(split.root).open(split.train["name"], split.train["version"])
-        base, _ = baseline_predictions(train.load(), test, analyte, resolve_lines(analyte, lines))
-        preds.update(base)
+        train = SpectraStore(split.root).open(split.train["name"], split.train["version"]).load()
+        for candidate in (UnivariateCandidate(lines=lines), PLSCandidate(lines=lines)):
+            fitted = candidate.fit(train, analyte)
+            preds[candidate.name] = fitted.predict_dataset(test)
+            baseline_dirs[candidate.name] = str(save_servable(fitted.model, out / "baselines" / candidate.name,
+                                                              overwrite=True))
     table = evaluate_methods(preds, y_true, sids) if preds else pd.DataFrame(index=pd.Index([], name="method"))
     table["flag_rate"] = [flag_rates.get(m, math.nan) for m in table.index]
     for label in models:
@@ -246,6 +253,7 @@ def compare_on_heldout(
     return Comparison(
         table=table, metrics=metrics, figures=figures, notes=notes,
         metrics_path=str(out / "metrics.csv"), predictions_path=str(out / "predictions.csv"),
+        baseline_dirs=baseline_dirs,
     )
 
 

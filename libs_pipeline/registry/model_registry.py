@@ -30,8 +30,9 @@ HISTORY_FILE = "history.jsonl"
 LOCK_FILE = ".lock"
 MANIFEST_FORMAT = 1
 
-#: Files every model version must contain (what ``libs_pipeline.models.save_model`` writes).
-DEFAULT_REQUIRED_FILES = ("weights.pt", "normalisation.json", "config.json")
+#: A model version must contain one of these file sets: a CNN (what ``libs_pipeline.models.save_model``
+#: writes) or a baseline calibration (``libs_pipeline.candidates.save_baseline``).
+DEFAULT_REQUIRED_FILES = (("weights.pt", "normalisation.json", "config.json"), ("baseline.json",))
 #: Keys the caller's manifest must provide.
 REQUIRED_MANIFEST_KEYS = ("data", "seeds", "metrics")
 #: Keys the registry writes itself; a caller's manifest may not set them.
@@ -109,10 +110,10 @@ def _model_files(directory: Path) -> list[str]:
 class ModelRegistry:
     """Immutable model versions and atomically updated aliases under ``<root>/models/`` (local paths only)."""
 
-    def __init__(self, root: str | Path, required_files: tuple[str, ...] = DEFAULT_REQUIRED_FILES):
+    def __init__(self, root: str | Path, required_files: tuple[tuple[str, ...], ...] = DEFAULT_REQUIRED_FILES):
         self.root = Path(root)
         self.models_dir = self.root / "models"
-        self.required_files = tuple(required_files)
+        self.required_files = tuple(tuple(group) for group in required_files)
 
     # ---- layout -------------------------------------------------------------------------------------
     def _model_dir(self, name: str) -> Path:
@@ -152,9 +153,13 @@ class ModelRegistry:
         files = _model_files(staged)
         if MANIFEST_FILE in files:
             raise RegistryError(f"{staged / MANIFEST_FILE}: name is reserved for the registry's manifest")
-        missing = [f for f in self.required_files if f not in files]
-        if missing:
-            raise RegistryError(f"staged model directory {staged} lacks required file(s): {', '.join(missing)}")
+        missing = [[f for f in group if f not in files] for group in self.required_files]
+        if all(missing):
+            wanted = " or ".join("(" + ", ".join(group) + ")" for group in self.required_files)
+            raise RegistryError(
+                f"staged model directory {staged} lacks required file(s): {', '.join(min(missing, key=len))} "
+                f"(a model version holds {wanted})"
+            )
         user = dict(manifest or {})
         absent = [k for k in REQUIRED_MANIFEST_KEYS if k not in user]
         if absent:

@@ -9,7 +9,9 @@ from pathlib import Path
 from libs_pipeline.registry.provenance import config_hash
 
 #: Config fields that change what gets trained (root, names, policy and cluster address do not).
-TRAINING_RELEVANT_FIELDS = ("analyte", "heldout_fraction", "split_seed", "seed", "synthesis", "training", "trust")
+TRAINING_RELEVANT_FIELDS = (
+    "analyte", "heldout_fraction", "split_seed", "seed", "synthesis", "training", "trust", "protocol", "candidates",
+)
 
 
 def _unit_hash(sample_id: str, seed: int) -> float:

@@ -343,11 +343,11 @@ def resolve_model_dir(model: str | Path, registry_root: str | Path | None = None
 
 
 def load_model_with_trust(model_dir: str | Path) -> tuple[TrainedModel, TrustCalibration]:
-    """The network and its ``trust.json`` from one model directory."""
-    from libs_pipeline.models import load_model
+    """The served model (network or baseline calibration) and its ``trust.json`` from one model directory."""
+    from libs_pipeline.candidates import load_servable
     from libs_pipeline.trust.calibration import load_trust
 
-    return load_model(model_dir), load_trust(model_dir)
+    return load_servable(model_dir), load_trust(model_dir)
 
 
 @dataclass

@@ -27,9 +27,11 @@ def make_store(root: Path, n_samples: int = 8, seed: int = 0) -> str:
 
 
 def tiny_config(root: Path, **update) -> RecalibrationConfig:
+    """The held-out path with the multitask challenger only (the leave-one-sample-out path has its own tests)."""
     base = {
         "root": str(root), "dataset": "toy", "synthesis": {"per_sample": 16, "chunk_size": 64, "n_workers": 1},
-        "training": TINY_TRAINING, "promotion": {"max_flag_rate": 1.0},
+        "training": TINY_TRAINING, "promotion": {"max_flag_rate": 1.0}, "protocol": "holdout",
+        "candidates": ["multitask_aug"],
     }
     return RecalibrationConfig(**{**base, **update})
 
@@ -245,7 +247,8 @@ def test_recalibrate_cli(tmp_path, monkeypatch, capsys):
     # flow runs: call the command function directly (CliRunner's swapped streams break Prefect's log handlers)
     fake_training(monkeypatch, {"challenger": {"rmsep": 0.3, "flag_rate": 0.02}})
     good = tmp_path / "good.yaml"
-    good.write_text("synthesis: {per_sample: 0}\ntraining: {augmentation: false}\n")
+    good.write_text("synthesis: {per_sample: 0}\ntraining: {augmentation: false}\nprotocol: holdout\n"
+                    "candidates: [multitask]\n")
     capsys.readouterr()
     recalibrate_command(dataset="toy", config=str(good), root=str(tmp_path))
     printed = capsys.readouterr().out
@@ -258,8 +261,69 @@ def test_recalibrate_cli(tmp_path, monkeypatch, capsys):
         raise RuntimeError("no")
 
     monkeypatch.setattr(training_run, "train_model", boom)
-    good.write_text("synthesis: {per_sample: 0}\ntraining: {augmentation: false}\nseed: 5\n")
+    good.write_text("synthesis: {per_sample: 0}\ntraining: {augmentation: false}\nseed: 5\nprotocol: holdout\n"
+                    "candidates: [multitask]\n")
     with pytest.raises(typer.Exit) as exit_info:
         recalibrate_command(dataset="toy", config=str(good), root=str(tmp_path))
     assert exit_info.value.exit_code == 1
     assert "failed at step train-challenger: RuntimeError: no" in capsys.readouterr().err
+
+
+def test_small_campaign_compares_families_by_loso_and_serves_the_best(tmp_path):
+    from flows.recalibrate import recalibrate
+
+    from libs_pipeline.candidates import load_servable
+    from libs_pipeline.trust.prediction import run_prediction
+
+    version = make_store(tmp_path)
+    config = RecalibrationConfig(root=str(tmp_path), dataset="toy", candidates=["univariate", "pls"])
+    first = recalibrate(config)
+    assert first["status"] == "promoted", first["reason"]
+    assert first["protocol"]["name"] == "loso" and "8 labelled samples" in first["protocol"]["reason"]
+    winner = first["selection"]["winner"]
+    assert winner in ("univariate", "pls") and set(first["metrics"]) == {"challenger", "univariate", "pls"}
+    assert first["metrics"]["challenger"]["rmsep"] == min(first["metrics"][n]["rmsep"] for n in ("univariate", "pls"))
+    registry = ModelRegistry(tmp_path)
+    manifest = registry.manifest("toy", "champion")
+    assert manifest["metrics"]["candidate"] == winner and manifest["data"]["spectra"]["version"] == version
+    assert "baseline.json" in manifest["files"] and "trust.json" in manifest["files"]
+    assert [r["candidate"] for r in manifest["recalibration"]["candidate_table"]] == ["univariate", "pls"]
+    report = Path(first["report_dir"])
+    assert {"candidates.csv", "candidates.json", "loso_predictions.csv", "parity.png"} <= {p.name for p in report.iterdir()}
+    assert load_servable(registry.path("toy", "champion")).kind == winner
+
+    run = run_prediction("champion", SpectraStore(tmp_path).uri("toy", version), registry_root=tmp_path, name="toy")
+    assert run.tables.samples["flag"].mean() <= 0.5 and run.tables.spectra["uncertainty"].isna().all()
+
+    second = recalibrate(config)
+    assert second["status"] == "skipped"
+
+
+def test_unlabelled_dataset_is_refused_with_a_clear_message(tmp_path):
+    import numpy as np
+
+    from flows.recalibrate import recalibrate
+
+    ds = toy_campaign(n_samples=4, n_shots=4, n_channels=256)
+    ds["Cu"] = ds["Cu"] * np.nan
+    SpectraStore(tmp_path).write_version("toy", ds, sources=[{"test": True}], reader="dataset")
+    state = recalibrate(RecalibrationConfig(root=str(tmp_path), dataset="toy"), return_state=True)
+    assert state.is_failed()
+    assert "failed at step choose-protocol: NoLabelsError" in state.message
+    assert "no spectrum has a certified 'Cu' value" in state.message
+
+
+@pytest.mark.slow
+def test_holdout_serves_a_baseline_that_beats_the_network(tmp_path):
+    from flows.recalibrate import recalibrate
+
+    make_store(tmp_path)
+    config = tiny_config(tmp_path, candidates=["multitask", "univariate", "pls"], **NO_SYNTHESIS)
+    out = recalibrate(config)
+    assert out["status"] == "promoted", out["reason"]
+    served = out["metrics"]["challenger"]["candidate"]
+    assert served in ("univariate", "pls")  # a 10-step network cannot beat a clean line calibration
+    assert out["metrics"]["challenger"]["rmsep"] == pytest.approx(out["metrics"][served]["rmsep"])
+    assert any("lower held-out RMSEP than the multitask network" in n for n in out["notes"])
+    path = ModelRegistry(tmp_path).path("toy", "champion")
+    assert (path / "baseline.json").is_file() and (path / "trust.json").is_file()

@@ -109,5 +109,11 @@ def test_trust_calibration_and_heldout_comparison(store, tmp_path):
     assert any("wide" in n and "cover only" in n for n in result.notes)
     assert any("plain" in n and "no trust.json" in n for n in result.notes)
     assert {p.name for p in (tmp_path / "report").iterdir()} == {
-        "parity.png", "residuals.png", "metrics.csv", "predictions.csv"
+        "parity.png", "residuals.png", "metrics.csv", "predictions.csv", "baselines"
     }
+    # the baselines fitted on the training split are saved as servable models (one may be served instead)
+    assert set(result.baseline_dirs) == {"univariate", "pls"}
+    from libs_pipeline.candidates import load_servable
+
+    for name, path in result.baseline_dirs.items():
+        assert load_servable(path).kind == name
