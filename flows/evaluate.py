@@ -1,4 +1,5 @@
-"""Evaluate flow: baselines (and optionally the neural model) on held-out samples -> report + Prefect artifacts.
+"""Evaluate flow: baselines (and optionally the neural model) on held-out samples, or nested leave-one-sample-out
+on small campaigns -> report + Prefect artifacts.
 
 Thin: ``libs_pipeline.evaluation.run.run_evaluation`` does the work; tasks pass only paths and names.
 """
@@ -60,8 +61,8 @@ def evaluate(
     seed: int = 0,
     run_name: str | None = None,
     lines: list[dict] | None = None,
-    univariate_degree: int = 1,
     pls_max_components: int = 10,
+    protocol: str = "auto",
 ) -> str:
     """Evaluate on held-out samples of ``dataset_uri``; writes ``<root>/reports/<run>/``; returns report.md's path."""
     if run_name is None:
@@ -70,7 +71,7 @@ def evaluate(
     config = EvaluationConfig(
         dataset_uri=dataset_uri, root=root, model_dir=model_dir, analyte=analyte, test_samples=test_samples,
         test_fraction=test_fraction, seed=seed, run_name=run_name, lines=lines,
-        univariate_degree=univariate_degree, pls_max_components=pls_max_components,
+        pls_max_components=pls_max_components, protocol=protocol,
     )
     report_dir = evaluate_task(config)
     publish_task(report_dir)

@@ -288,9 +288,11 @@ def evaluate_command(
     seed: int = typer.Option(0, "--seed", help="seed of the held-out draw"),
     run_name: str = typer.Option(None, "--run-name", help="report folder name (default: evaluate-<UTC time>)"),
     pls_max_components: int = typer.Option(10, "--pls-max-components"),
-    univariate_degree: int = typer.Option(1, "--univariate-degree", help="1 (linear) or 2 (quadratic)"),
+    protocol: str = typer.Option("auto", "--protocol", help="auto | holdout | nested (leave-one-sample-out; "
+                                 "auto: nested for small campaigns)"),
 ) -> None:
-    """Fit the univariate and PLS baselines on training samples, score held-out samples, write the report."""
+    """Score the baselines (and a model) on held-out samples, or every sample by nested leave-one-sample-out on
+    a small campaign; write the report."""
     from pydantic import ValidationError
 
     from libs_pipeline.config import EvaluationConfig
@@ -301,7 +303,7 @@ def evaluate_command(
         config = EvaluationConfig(
             dataset_uri=dataset_uri, root=root, model_dir=model_dir, analyte=analyte,
             test_samples=test_sample or None, test_fraction=test_fraction, seed=seed, run_name=run_name,
-            pls_max_components=pls_max_components, univariate_degree=univariate_degree,
+            pls_max_components=pls_max_components, protocol=protocol,
         )
         result = run_evaluation(config)
     except (ValidationError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:

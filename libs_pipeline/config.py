@@ -205,11 +205,10 @@ class TrainingConfig(StrictModel):
     augmentation: bool = Field(True, description="train on the synthetic spectra of the training samples too")
     lines: list[dict] | None = Field(None, description="LineWindow dicts of the auxiliary lines (default: default_lines)")
     # input / target transforms
-    normalisation: Literal["total", "log_total", "background", "log_background", "none"] = Field(
+    normalisation: Literal["total", "log_total", "background", "none"] = Field(
         "total",
         description="divide each spectrum by its mean intensity (total), then log1p (log_total); or by the mean "
-        "of the analyte lines' background windows (background: local continuum; log_background: then log1p); "
-        "or raw counts (none)",
+        "of the analyte lines' background windows (background: the local continuum); or raw counts (none)",
     )
     saturation: float | None = Field(
         None, gt=0.0, description="detector saturation (counts): channels at/above saturation*(1-margin) in any "
@@ -287,7 +286,8 @@ class TrainingConfig(StrictModel):
 class EvaluationConfig(StrictModel):
     """Parameters of ``libs_pipeline.evaluation.run.run_evaluation`` and the evaluate flow.
 
-    Report goes to ``<root>/reports/<run_name>/``; the split is by sample (given, or drawn by ``seed``).
+    Report goes to ``<root>/reports/<run_name>/``; the split is by sample (given, or drawn by ``seed``), or every
+    sample is predicted once by nested leave-one-sample-out on small campaigns.
     """
 
     dataset_uri: str = Field(..., min_length=1, description="spectra dataset (.zarr/.nc path or store URI)")
@@ -301,10 +301,16 @@ class EvaluationConfig(StrictModel):
     test_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="share of samples held out when not given")
     seed: int = Field(0, ge=0, description="seed of the held-out draw")
     lines: list[dict] | None = Field(None, description="LineWindow dicts (default: features.lines.default_lines)")
-    univariate_line: str | None = Field(None, description="line name for the univariate baseline (default: first)")
-    univariate_degree: Literal[1, 2] = 1
-    pls_max_components: int = Field(10, ge=1)
-    pls_cv_splits: int = Field(5, ge=2)
+    univariate_line: str | None = Field(
+        None, description="restrict the univariate baseline to this line (default: it chooses among all lines)"
+    )
+    pls_max_components: int = Field(10, ge=1, description="most PLS components the inner LOSO may choose")
+    protocol: Literal["auto", "holdout", "nested"] = Field(
+        "auto",
+        description="holdout (test samples), nested (leave-one-sample-out of the model families, every sample "
+        "predicted once), auto: nested when no test samples are given and a held-out split would be too small "
+        "(evaluation.protocol.use_nested_protocol)",
+    )
 
 
 # --- trust ---

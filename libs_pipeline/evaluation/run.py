@@ -1,4 +1,5 @@
-"""One evaluation run: split by sample, fit the baselines (and load the neural model), score, write the report.
+"""One evaluation run: split by sample (or nested leave-one-sample-out on small campaigns), fit the baselines
+(and load the neural model), score, write the report.
 
 ``run_evaluation(config)`` writes ``<root>/reports/<run>/`` atomically (built in a temporary sibling
 folder, then renamed): ``report.md``, ``metrics.csv``, ``predictions.csv``, ``parity.png``,
@@ -18,15 +19,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from libs_pipeline.baselines.pls import PLSCalibration
-from libs_pipeline.baselines.univariate import UnivariateCalibration
 from libs_pipeline.config import EvaluationConfig
 from libs_pipeline.evaluation.metrics import evaluate_methods
+from libs_pipeline.evaluation.nested import jsonable, nested_loso
 from libs_pipeline.evaluation.plots import parity_plot, residual_plot
-from libs_pipeline.evaluation.protocol import LeakError
+from libs_pipeline.evaluation.protocol import LeakError, use_nested_protocol
 from libs_pipeline.evaluation.report import markdown_report
 from libs_pipeline.evaluation.split import split_samples
-from libs_pipeline.features.line_features import dataset_line_features, feature_column
 from libs_pipeline.features.lines import LineWindow, resolve_lines
 from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text, publish_directory, temporary_sibling
 from libs_pipeline.spectra.dataset import resolve_analyte, sample_ids, select_samples
@@ -34,6 +33,7 @@ from libs_pipeline.spectra.store import open_spectra
 
 UNIVARIATE = "univariate"
 PLS = "pls"
+MEAN = "mean"
 NEURAL = "neural"
 
 
@@ -67,44 +67,34 @@ def _labelled(ds: xr.Dataset, analyte: str) -> xr.Dataset:
     return ds.isel(spectrum=keep)
 
 
-def _univariate_line(lines: Sequence[LineWindow], name: str | None) -> LineWindow:
-    if name is None:
-        return lines[0]
-    for line in lines:
-        if line.name == name:
-            return line
-    raise ValueError(f"univariate_line {name!r} is not one of the lines {[ln.name for ln in lines]}")
+def baseline_candidates(lines: Sequence[LineWindow], config: EvaluationConfig) -> dict:
+    """The baselines every evaluation scores (their choices made by inner LOSO on the training samples), and the
+    training-mean null control."""
+    from libs_pipeline.candidates import MeanCandidate, PLSCandidate, UnivariateCandidate
+
+    uni_lines = list(lines)
+    if config.univariate_line is not None:
+        uni_lines = [ln for ln in lines if ln.name == config.univariate_line]
+        if not uni_lines:
+            raise ValueError(
+                f"univariate_line {config.univariate_line!r} is not one of the lines {[ln.name for ln in lines]}"
+            )
+    return {
+        UNIVARIATE: UnivariateCandidate(lines=[ln.to_dict() for ln in uni_lines]),
+        PLS: PLSCandidate(lines=[ln.to_dict() for ln in lines], options={"max_components": config.pls_max_components}),
+        MEAN: MeanCandidate(),
+    }
 
 
 def baseline_predictions(
-    train: xr.Dataset,
-    test: xr.Dataset,
-    analyte: str,
-    lines: Sequence[LineWindow],
-    univariate_line: str | None = None,
-    univariate_degree: int = 1,
-    pls_max_components: int = 10,
-    pls_cv_splits: int = 5,
+    train: xr.Dataset, test: xr.Dataset, analyte: str, candidates: dict
 ) -> tuple[dict[str, np.ndarray], dict]:
-    """Per-spectrum test predictions of the univariate (shot-averaged fit) and PLS baselines, plus fit details."""
-    line = _univariate_line(lines, univariate_line)
-    column = feature_column(line, "area")
-    y_train = np.asarray(train[analyte].values, dtype=np.float64)
-    groups = np.asarray(train["sample_id"].values).astype(str)
-    area_train = dataset_line_features(train, [line])[column].to_numpy()
-    area_test = dataset_line_features(test, [line])[column].to_numpy()
-    uni = UnivariateCalibration(degree=univariate_degree).fit(area_train, y_train, groups=groups)
-    pls = PLSCalibration(max_components=pls_max_components, n_splits=pls_cv_splits).fit(
-        np.asarray(train["intensity"].values), y_train, groups
-    )
-    preds = {
-        UNIVARIATE: uni.predict(area_test),
-        PLS: pls.predict(np.asarray(test["intensity"].values)),
-    }
-    details = {
-        "univariate": {"line": line.name, "degree": univariate_degree, "coef_high_first": uni.coef_.tolist()},
-        "pls": {"n_components": pls.n_components_, "cv_rmse": pls.cv_rmse_.tolist()},
-    }
+    """Per-spectrum test predictions of each baseline fitted on ``train``, and the choices each made."""
+    preds, details = {}, {}
+    for name, candidate in candidates.items():
+        fitted = candidate.fit(train, analyte)
+        preds[name] = fitted.predict_dataset(test)
+        details[name] = fitted.describe()
     return preds, details
 
 
@@ -164,8 +154,15 @@ def model_predictions(model_dir: str | Path, test: xr.Dataset, analyte: str) -> 
     return np.asarray(out[key], dtype=np.float64).ravel()
 
 
+def _nested(config: EvaluationConfig, n_samples: int) -> bool:
+    if config.protocol != "auto":
+        return config.protocol == "nested"
+    return config.test_samples is None and use_nested_protocol(n_samples, config.test_fraction)
+
+
 def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
-    """Evaluate baselines (and the neural model if ``config.model_dir``) on held-out samples; write the report."""
+    """Evaluate the baselines (and the neural model if ``config.model_dir``) on held-out samples, or every sample
+    by nested leave-one-sample-out on a small campaign; write the report."""
     ds = open_spectra(config.dataset_uri)
     analyte, units = resolve_analyte(ds, config.analyte, f"dataset {config.dataset_uri}")
     ds = _labelled(ds, analyte)
@@ -173,17 +170,29 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
         raise ValueError(f"dataset {config.dataset_uri}: no spectrum has a known {analyte!r} label")
     lines = resolve_lines(analyte, config.lines)
     samples = sample_ids(ds)
-    labels = dict(zip(np.asarray(ds["sample_id"].values).astype(str), np.asarray(ds[analyte].values, float)))
-    train_ids, test_ids = split_samples(samples, config.test_samples, config.test_fraction, config.seed, labels)
-    if config.model_dir is not None:
-        check_model_unseen(config.model_dir, test_ids)
-    train, test = select_samples(ds, train_ids), select_samples(ds, test_ids)
-    preds, details = baseline_predictions(
-        train, test, analyte, lines, config.univariate_line, config.univariate_degree,
-        config.pls_max_components, config.pls_cv_splits,
-    )
-    if config.model_dir is not None:
-        preds[NEURAL] = model_predictions(config.model_dir, test, analyte)
+    candidates = baseline_candidates(lines, config)
+    if _nested(config, len(samples)):
+        if config.model_dir is not None:
+            raise ValueError(
+                f"{len(samples)} labelled samples: evaluation is by nested leave-one-sample-out of the model "
+                "families, which cannot score one fitted model; give --test-sample ids the model never saw "
+                "(protocol holdout) to evaluate it"
+            )
+        nested = nested_loso(ds, analyte, candidates, served=[UNIVARIATE, PLS])
+        preds = {name: r.predictions for name, r in nested.methods().items()}
+        test = ds
+        train_ids, test_ids = samples, samples
+        details = {"protocol": "nested leave-one-sample-out", "nested": nested.to_dict(seed=config.seed)}
+    else:
+        labels = dict(zip(np.asarray(ds["sample_id"].values).astype(str), np.asarray(ds[analyte].values, float)))
+        train_ids, test_ids = split_samples(samples, config.test_samples, config.test_fraction, config.seed, labels)
+        if config.model_dir is not None:
+            check_model_unseen(config.model_dir, test_ids)
+        train, test = select_samples(ds, train_ids), select_samples(ds, test_ids)
+        preds, fits = baseline_predictions(train, test, analyte, candidates)
+        details = {"protocol": "holdout", **fits}
+        if config.model_dir is not None:
+            preds[NEURAL] = model_predictions(config.model_dir, test, analyte)
     y_true = np.asarray(test[analyte].values, dtype=np.float64)
     test_sids = np.asarray(test["sample_id"].values).astype(str)
     table = evaluate_methods(preds, y_true, test_sids)
@@ -207,11 +216,15 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
         facts = {
             "dataset": config.dataset_uri,
             "analyte": f"{analyte} ({units})" if units else analyte,
+            "protocol": details["protocol"],
             "train samples": f"{len(train_ids)}: {', '.join(train_ids)}",
             "test samples": f"{len(test_ids)}: {', '.join(test_ids)}",
-            "univariate": f"{details['univariate']['line']}, degree {config.univariate_degree}, fit on shot means",
-            "PLS": f"{details['pls']['n_components']} component(s) by GroupKFold CV (max {config.pls_max_components})",
+            "baselines": "univariate (line, normalisation, calibration form) and PLS (region, normalisation, "
+                         f"components <= {config.pls_max_components}) chosen by inner leave-one-sample-out on the "
+                         "training samples; mean = the training mean (null control)",
         }
+        if "nested" in details:
+            facts["served"] = "univariate or PLS, chosen inside each fold by inner leave-one-sample-out"
         if config.model_dir is not None:
             facts["neural model"] = str(config.model_dir)
         text = markdown_report(
@@ -224,7 +237,7 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
             "train_samples": train_ids, "test_samples": test_ids, "details": details,
             "config": config.model_dump(mode="json"),
         }
-        atomic_write_json(tmp / "summary.json", summary)
+        atomic_write_json(tmp / "summary.json", jsonable(summary))
         if not publish_directory(tmp, final_dir):
             raise FileExistsError(f"report folder {final_dir} appeared while writing; choose another run_name")
     except BaseException:

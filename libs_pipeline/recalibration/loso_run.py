@@ -53,14 +53,24 @@ def run_loso_recalibration(
     training = {k: v for k, v in dict(config.training).items() if k != "augmentation"}
     candidates = default_candidates(config.candidates, training=training, per_sample=per_sample, seed=config.seed)
     comparison = compare_by_loso(ds, analyte, candidates, progress=log)
-    selection = choose_served(comparison)
+    out = Path(report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    realism, excluded = None, {}
+    augmented = [n for n, c in candidates.items() if getattr(c, "per_sample", 0) > 0]
+    if augmented:
+        from libs_pipeline.synth.realism_holdout import holdout_realism
+
+        report = holdout_realism(ds, analyte, seed=config.seed)  # out of sample: fit on half the shots
+        report.save(out)
+        realism = report.summary()
+        if not report.passed and config.promotion.require_realistic_synthetic:
+            why = "its synthetic spectra failed the out-of-sample realism check: " + "; ".join(report.failures[:3])
+            excluded = {n: why for n in augmented}
+    selection = choose_served(comparison, excluded=excluded)
     if log:
         log(f"served: {selection.reason}")
     served = fit_served(ds, analyte, selection.winner, candidates[selection.winner],
                         comparison.results[selection.winner], staging_dir, config.trust)
-
-    out = Path(report_dir)
-    out.mkdir(parents=True, exist_ok=True)
     table = comparison.table()
     atomic_write_text(out / "candidates.csv", table.to_csv())
     y_true = np.asarray(ds[analyte].values, dtype=np.float64)
@@ -89,6 +99,7 @@ def run_loso_recalibration(
         "n_spectra": int(ds.sizes["spectrum"]),
         "n_samples": len(comparison.samples),
         "heldout_samples": [],
+        "synthetic_realism_passed": (realism or {}).get("passed") if selection.winner in augmented else None,
     }
     per_candidate = {
         name: {
@@ -110,6 +121,7 @@ def run_loso_recalibration(
         "candidate_errors": dict(comparison.errors),
         "candidate_table": jsonable(table.reset_index().to_dict("records")),
         "trust": served.trust,
+        "synthetic_realism": realism,
         "served_details": served.details,
         "model_dir": str(served.model_dir),
         "figures": figures,

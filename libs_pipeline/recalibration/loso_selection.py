@@ -99,11 +99,18 @@ def compare_by_loso(
     return CandidateComparison(analyte, units, samples, results, errors, seconds)
 
 
-def choose_served(comparison: CandidateComparison, baselines: Sequence[str] = BASELINE_FAMILIES) -> Selection:
+def choose_served(
+    comparison: CandidateComparison,
+    baselines: Sequence[str] = BASELINE_FAMILIES,
+    excluded: Mapping[str, str] | None = None,
+) -> Selection:
     """The candidate with the lowest per-sample LOSO RMSEP (ties: the one listed first, baselines first in the
-    defaults); by construction never worse than the best baseline on the same samples."""
+    defaults); by construction never worse than the best baseline on the same samples. ``excluded``: candidates
+    that may not be served, with the reason (e.g. their synthetic spectra failed the realism check)."""
+    excluded = dict(excluded or {})
     metrics = comparison.metrics()
-    scored = {n: float(m["rmsep_sample"]) for n, m in metrics.items() if math.isfinite(m.get("rmsep_sample", math.nan))}
+    scored = {n: float(m["rmsep_sample"]) for n, m in metrics.items()
+              if math.isfinite(m.get("rmsep_sample", math.nan)) and n not in excluded}
     if not scored:
         failures = "; ".join(f"{n}: {e}" for n, e in comparison.errors.items()) or "no candidate ran"
         raise RuntimeError(f"no candidate could be evaluated by leave-one-sample-out ({failures})")
@@ -120,6 +127,8 @@ def choose_served(comparison: CandidateComparison, baselines: Sequence[str] = BA
         reason += f"; best baseline {best_base} {base[best_base]:.4g}{units}"
     if comparison.errors:
         reason += "; failed: " + ", ".join(comparison.errors)
+    if excluded:
+        reason += "; not eligible: " + "; ".join(f"{n} ({why})" for n, why in excluded.items())
     return Selection(winner, reason, scored[winner], best_base, base.get(best_base, math.nan) if best_base else math.nan)
 
 

@@ -25,5 +25,5 @@ def test_evaluate_command_errors(toy_zarr, tmp_path):
     runner = CliRunner()
     bad = runner.invoke(app, ["evaluate", toy_zarr, "--root", str(tmp_path), "--analyte", "Zn"])
     assert bad.exit_code == 1 and "error: " in bad.output and "no label variable 'Zn'" in bad.output
-    bad = runner.invoke(app, ["evaluate", toy_zarr, "--root", str(tmp_path), "--univariate-degree", "4"])
-    assert bad.exit_code == 1 and "univariate_degree" in bad.output
+    bad = runner.invoke(app, ["evaluate", toy_zarr, "--root", str(tmp_path), "--protocol", "kfold"])
+    assert bad.exit_code == 1 and "protocol" in bad.output

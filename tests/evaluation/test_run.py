@@ -28,7 +28,8 @@ def toy_zarr(tmp_path_factory):
 
 
 def _config(toy_zarr, root, **kw):
-    return EvaluationConfig(dataset_uri=toy_zarr, root=str(root), **{"run_name": "r1", **kw})
+    """The held-out protocol (the nested one has its own tests below)."""
+    return EvaluationConfig(dataset_uri=toy_zarr, root=str(root), **{"run_name": "r1", "protocol": "holdout", **kw})
 
 
 def test_run_writes_complete_report(toy_zarr, tmp_path):
@@ -40,23 +41,25 @@ def test_run_writes_complete_report(toy_zarr, tmp_path):
     ]
     assert [p.name for p in (tmp_path / "reports").iterdir()] == ["r1"]  # no temporary folder left
     assert result.test_samples == ["S02", "S05"] and len(result.train_samples) == 6
-    assert list(result.table.index) == ["univariate", "pls"]
+    assert list(result.table.index) == ["univariate", "pls", "mean"]
     metrics = pd.read_csv(folder / "metrics.csv", index_col="method")
     np.testing.assert_allclose(metrics["sample_rmsep"], result.table["sample_rmsep"])
     preds = pd.read_csv(folder / "predictions.csv")
-    assert list(preds.columns) == ["spectrum", "sample_id", "y_true", "univariate", "pls"]
+    assert list(preds.columns) == ["spectrum", "sample_id", "y_true", "univariate", "pls", "mean"]
     assert len(preds) == 12 and set(preds["sample_id"]) == {"S02", "S05"}
     # The toy Cu lines scale with the label: both baselines predict held-out samples well.
-    assert (result.table["sample_rel_rmse"] < 0.1).all()
+    assert (result.table.loc[["univariate", "pls"], "sample_rel_rmse"] < 0.1).all()
+    assert result.table.loc["mean", "sample_rel_rmse"] > 0.3  # the null control has no skill
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["analyte"] == "Cu" and summary["units"] == "wt%" and summary["details"]["pls"]["n_components"] >= 1
+    assert summary["analyte"] == "Cu" and summary["units"] == "wt%" and summary["details"]["pls"]["choice"]["n_components"] >= 1
+    assert summary["details"]["protocol"] == "holdout"
     text = (folder / "report.md").read_text()
     assert "| univariate |" in text and "| pls |" in text and "S02, S05" in text
 
 
 def test_seeded_split_keeps_extremes_and_is_reproducible(toy_zarr, tmp_path):
-    a = run_evaluation(_config(toy_zarr, tmp_path, run_name="a", seed=3))
-    b = run_evaluation(_config(toy_zarr, tmp_path, run_name="b", seed=3))
+    a = run_evaluation(_config(toy_zarr, tmp_path, run_name="a", seed=3, protocol="holdout"))
+    b = run_evaluation(_config(toy_zarr, tmp_path, run_name="b", seed=3, protocol="holdout"))
     assert a.test_samples == b.test_samples and "S00" not in a.test_samples and "S07" not in a.test_samples
     pd.testing.assert_frame_equal(a.table, b.table)
 
@@ -113,7 +116,7 @@ def test_neural_model_is_evaluated_when_given(toy_zarr, tmp_path, monkeypatch):
     wl = open_spectra(toy_zarr)["wavelength"].values
     _fake_models_module(monkeypatch, wl)
     result = run_evaluation(_config(toy_zarr, tmp_path, model_dir=_fake_model_dir(tmp_path / "model")))
-    assert list(result.table.index) == ["univariate", "pls", "neural"]
+    assert list(result.table.index) == ["univariate", "pls", "mean", "neural"]
     preds = pd.read_csv(result.predictions_path)
     assert "neural" in preds.columns and np.isfinite(preds["neural"]).all()
 
@@ -195,8 +198,8 @@ def test_missing_dataset(tmp_path):
 def test_config_validation():
     with pytest.raises(ValueError, match="run_name"):
         EvaluationConfig(dataset_uri="x.zarr", root="r", run_name="../escape")
-    with pytest.raises(ValueError, match="univariate_degree"):
-        EvaluationConfig(dataset_uri="x.zarr", root="r", univariate_degree=3)
+    with pytest.raises(ValueError, match="protocol"):
+        EvaluationConfig(dataset_uri="x.zarr", root="r", protocol="kfold")
     with pytest.raises(ValueError, match="Extra inputs are not permitted"):
         EvaluationConfig(dataset_uri="x.zarr", root="r", typo=1)
 
@@ -222,5 +225,26 @@ def test_real_neural_model_end_to_end(toy_zarr, tmp_path):
                             progress_bar=False, device="cpu")
     model_dir = save_model(train_model([train], config), tmp_path / "model")
     result = run_evaluation(_config(toy_zarr, tmp_path, test_samples=test_samples, model_dir=str(model_dir)))
-    assert list(result.table.index) == ["univariate", "pls", "neural"]
+    assert list(result.table.index) == ["univariate", "pls", "mean", "neural"]
     assert np.isfinite(result.table.loc["neural", "sample_rmsep"])
+
+
+def test_small_campaign_is_evaluated_by_nested_loso(toy_zarr, tmp_path):
+    config = EvaluationConfig(dataset_uri=toy_zarr, root=str(tmp_path), run_name="n1")  # 8 samples: auto -> nested
+    result = run_evaluation(config)
+    assert result.test_samples == result.train_samples and len(result.test_samples) == 8  # every sample once
+    assert list(result.table.index) == ["univariate", "pls", "mean", "served"]
+    summary = json.loads((result.report_dir / "summary.json").read_text())
+    nested = summary["details"]["nested"]
+    assert summary["details"]["protocol"] == "nested leave-one-sample-out"
+    assert set(nested["choices"]) == set(result.test_samples)
+    assert {c["winner"] for c in nested["choices"].values()} <= {"univariate", "pls"}
+    assert nested["methods"]["served"]["metrics"]["rmsep_sample_ci95"][0] is not None
+    assert result.table.loc["served", "sample_rmsep"] < 0.3 * result.table.loc["mean", "sample_rmsep"]
+    assert "nested leave-one-sample-out" in result.markdown
+
+
+def test_nested_protocol_cannot_score_one_fitted_model(toy_zarr, tmp_path):
+    config = EvaluationConfig(dataset_uri=toy_zarr, root=str(tmp_path), model_dir=str(tmp_path / "m"))
+    with pytest.raises(ValueError, match="cannot score one fitted model; give --test-sample ids"):
+        run_evaluation(config)
