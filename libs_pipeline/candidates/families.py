@@ -22,16 +22,31 @@ from libs_pipeline.spectra.grid import intensity_on_grid
 from libs_pipeline.synth.noise_model import detect_saturation
 
 #: Names recalibration and the benchmark know, in the order they are listed.
-CANDIDATE_NAMES = ("univariate", "pls", "single_task", "multitask", "multitask_aug", "multitask_physics")
+CANDIDATE_NAMES = ("univariate", "pls", "single_task", "multitask", "multitask_aug", "multitask_physics", "mean")
 
-#: The CNN's training budget on small campaigns: a fixed number of steps, no early stopping on one sample.
+#: The multitask CNN recipe for small campaigns (benchmarks/cnn_small_campaign.py): the analyte's line windows
+#: as input (region of interest), divided by their local background, saturated channels masked, concentration
+#: from a least-squares calibration on the network's own line-area outputs, a fixed budget of 300 steps
+#: (no early stopping on one validation sample). Chosen after LOSO experiments on the OREAS rocks: see the
+#: issue notes; the nested benchmark is the honest figure of the served model.
 SMALL_CAMPAIGN_TRAINING: dict[str, Any] = {
+    "roi": "analyte",
+    "normalisation": "background",
+    "primary_head": "auxiliary",
+    "calibration_fit": "least_squares",
     "max_steps": 300,
     "val_fraction": 0.0,
     "num_threads": 1,
     "progress_bar": False,
 }
-DEFAULT_SYNTHETIC_PER_SAMPLE = 100
+#: The single-task ablation keeps the recipe but, having no line-area heads, reads concentration directly.
+SINGLE_TASK_TRAINING: dict[str, Any] = {"multitask": False, "primary_head": "features", "calibration_fit": "gradient"}
+#: Noise model of the in-memory augmentation: the paper's (Poisson, gain, read noise, shot factor) without
+#: shape modes, which 5-10 shots cannot estimate out of sample (synth.realism_holdout on OREAS).
+SMALL_CAMPAIGN_SYNTHESIS: dict[str, Any] = {"max_shape_modes": 0}
+DEFAULT_SYNTHETIC_PER_SAMPLE = 200
+#: Networks per CNN candidate (a deep ensemble over seeds): one network's error on 6 rocks is a seed lottery.
+DEFAULT_ENSEMBLE = 3
 
 
 def saturation_level(ds: xr.Dataset) -> float | None:
@@ -177,8 +192,11 @@ class CNNCandidate:
     training: Mapping[str, Any] = field(default_factory=dict)
     per_sample: int = 0
     seed: int = 0
+    n_networks: int = DEFAULT_ENSEMBLE
+    synthesis: Mapping[str, Any] = field(default_factory=lambda: dict(SMALL_CAMPAIGN_SYNTHESIS))
 
     def fit(self, train: xr.Dataset, analyte: str) -> FittedCandidate:
+        from libs_pipeline.candidates.ensemble import EnsembleModel
         from libs_pipeline.config import TrainingConfig
         from libs_pipeline.models import train_model
         from libs_pipeline.synth.in_memory import synthesize_in_memory
@@ -186,15 +204,59 @@ class CNNCandidate:
         train = _labelled(train, analyte).load()
         sources: list[xr.Dataset] = [train]
         if self.per_sample > 0:
-            sources.append(synthesize_in_memory(train, self.per_sample, self.seed))
+            sources.append(synthesize_in_memory(train, self.per_sample, self.seed, **dict(self.synthesis)))
         options = {**SMALL_CAMPAIGN_TRAINING, **dict(self.training)}
         options.setdefault("saturation", saturation_level(train))
-        config = TrainingConfig(analyte=analyte, augmentation=self.per_sample > 0, seed=self.seed, **options)
-        model = train_model(sources, config)
+        members = []
+        for k in range(self.n_networks):
+            config = TrainingConfig(analyte=analyte, augmentation=self.per_sample > 0, seed=self.seed + k, **options)
+            members.append(train_model(sources, config))
         samples = sample_ids(train)
-        details = {"per_sample": self.per_sample, "steps": model.metrics.get("steps"),
-                   "training": config.model_dump(mode="json", exclude={"measured_uris", "synthetic_uris", "val_uris"})}
+        model = members[0] if len(members) == 1 else EnsembleModel(
+            members, {"train_samples": samples, "val_samples": [], "n_networks": len(members)})
+        details = {"per_sample": self.per_sample, "n_networks": len(members),
+                   "steps": [m.metrics.get("steps") for m in members],
+                   "training": members[0].config.model_dump(
+                       mode="json", exclude={"measured_uris", "synthetic_uris", "val_uris"})}
         return FittedCandidate(self.name, model, samples, details)
+
+
+@dataclass
+class PhysicsPretrainedCNN:
+    """Multitask CNN pretrained on virtual samples of the same matrix class, then fine-tuned on the measured
+    (+ Poisson-augmented) spectra. The virtual instrument is fitted to ``train`` only (width, response,
+    plasma state, continuum: ``physics.instrument_fit``) and simulates ``n_virtual`` samples with the analyte
+    drawn independently of the matrix, over and beyond the measured range."""
+
+    name: str = "multitask_physics"
+    training: Mapping[str, Any] = field(default_factory=dict)
+    per_sample: int = 0
+    seed: int = 0
+    n_virtual: int = 300
+    virtual_shots: int = 2
+    pretrain_steps: int = 300
+    matrix: str = "rock"
+
+    def fit(self, train: xr.Dataset, analyte: str) -> FittedCandidate:
+        import tempfile
+
+        from libs_pipeline.physics.instrument_fit import fit_instrument
+        from libs_pipeline.physics.matched_campaign import simulate_matched_campaign, write_matched_zarr
+
+        train = _labelled(train, analyte).load()
+        instrument = fit_instrument(train, analyte, matrix=self.matrix, saturation_counts=saturation_level(train))
+        virtual = simulate_matched_campaign(instrument, n_samples=self.n_virtual, n_shots=self.virtual_shots,
+                                            seed=self.seed)
+        with tempfile.TemporaryDirectory(prefix="libs-physics-") as tmp:
+            path = write_matched_zarr(virtual, f"{tmp}/virtual.zarr")
+            inner = CNNCandidate(self.name, {**dict(self.training), "pretrain_uris": [str(path)],
+                                             "pretrain_steps": self.pretrain_steps}, self.per_sample, self.seed)
+            fitted = inner.fit(train, analyte)
+        for member in getattr(fitted.model, "members", [fitted.model]):  # the temporary pretraining path is gone
+            member.config = member.config.model_copy(update={"pretrain_uris": []})
+        fitted.details.update(n_virtual=self.n_virtual, virtual_shots=self.virtual_shots,
+                              instrument_width_nm=getattr(instrument, "gaussian_sigma_nm", None))
+        return fitted
 
 
 def default_candidates(
@@ -204,8 +266,10 @@ def default_candidates(
     training: Mapping[str, Any] | None = None,
     per_sample: int = DEFAULT_SYNTHETIC_PER_SAMPLE,
     seed: int = 0,
+    matrix: str = "rock",
 ) -> dict[str, Any]:
-    """The named candidates with the project's small-campaign defaults (``training`` overrides the CNNs')."""
+    """The named candidates with the project's small-campaign defaults (``training`` overrides the CNNs';
+    ``matrix``: the composition recipe the physics-matched simulation varies, see ``physics.compositions``)."""
     unknown = [n for n in names if n not in CANDIDATE_NAMES]
     if unknown:
         raise ValueError(f"unknown candidate(s) {unknown}; known: {list(CANDIDATE_NAMES)}")
@@ -217,13 +281,15 @@ def default_candidates(
         elif name == "pls":
             made[name] = PLSCandidate(lines=lines)
         elif name == "single_task":
-            made[name] = CNNCandidate(name, {**training, "multitask": False}, 0, seed)
+            made[name] = CNNCandidate(name, {**SINGLE_TASK_TRAINING, **training}, 0, seed)
         elif name == "multitask":
             made[name] = CNNCandidate(name, training, 0, seed)
+        elif name == "mean":
+            made[name] = MeanCandidate()
         elif name == "multitask_aug":
             made[name] = CNNCandidate(name, training, per_sample, seed)
         elif name == "multitask_physics":
-            raise ValueError("candidate 'multitask_physics' needs a physics-matched pretraining set (not available)")
+            made[name] = PhysicsPretrainedCNN(name, training, per_sample, seed, matrix=matrix)
     return made
 
 
@@ -234,6 +300,7 @@ __all__ = [
     "FittedMean",
     "MeanCandidate",
     "PLSCandidate",
+    "PhysicsPretrainedCNN",
     "UnivariateCandidate",
     "default_candidates",
     "saturation_level",

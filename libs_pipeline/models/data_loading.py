@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import torch
 import xarray as xr
 from torch.utils.data import IterableDataset, get_worker_info
 
-from libs_pipeline.models.normalisation import SpectrumNormaliser, TargetScaler, spectrum_totals
+from libs_pipeline.models.normalisation import SpectrumNormaliser, TargetScaler, spectrum_divisors, spectrum_totals
 from libs_pipeline.models.tasks import TaskSet
 from libs_pipeline.spectra.dataset import label_names
 from libs_pipeline.spectra.store import open_spectra
@@ -244,28 +244,71 @@ def plan_split(
     return plan
 
 
-def compute_targets(sources: Sequence[SourceRows], tasks: TaskSet, wavelength: np.ndarray) -> Iterator[np.ndarray]:
-    """Fill each source's ``targets`` and ``totals`` chunk by chunk; yields each raw intensity block (for streaming fits)."""
+def compute_targets(
+    sources: Sequence[SourceRows],
+    tasks: TaskSet,
+    wavelength: np.ndarray,
+    divisor: Callable[[np.ndarray], np.ndarray] = spectrum_totals,
+) -> Iterator[np.ndarray]:
+    """Fill each source's ``targets`` and ``totals`` (the input normalisation's per-spectrum divisor) chunk by chunk;
+    yields each raw intensity block (for streaming fits)."""
     for src in sources:
         targets = np.empty((src.rows.size, len(tasks.names)))
         totals = np.empty(src.rows.size)
         for positions in src.blocks():
             block = src.read(positions)
             targets[positions] = tasks.targets(src.ds, src.rows[positions], block, wavelength)
-            totals[positions] = spectrum_totals(block)
+            totals[positions] = divisor(block)
             yield block
         src.targets, src.totals = targets, totals
 
 
+@dataclass(frozen=True)
+class InputOptions:
+    """How raw spectra become network inputs: normalisation, scaling, channel selection, saturation mask."""
+
+    method: str = "total"
+    scaling: str = "global"
+    channels: np.ndarray | None = None
+    reference: np.ndarray | None = None
+    saturation: float | None = None
+    saturation_margin: float = 0.01
+
+
 def fit_transforms(
-    plan: SplitPlan, tasks: TaskSet, method: str, scaling: str
+    plan: SplitPlan,
+    tasks: TaskSet,
+    method: str | InputOptions,
+    scaling: str = "global",
+    fallback: Sequence[SourceRows] = (),
 ) -> tuple[SpectrumNormaliser, TargetScaler]:
-    """One streaming pass over the training rows (targets + input statistics) and one over validation."""
-    normaliser = SpectrumNormaliser.fit(compute_targets(plan.train, tasks, plan.wavelength), method, scaling)
-    for _ in compute_targets(plan.val, tasks, plan.wavelength):
+    """One streaming pass over the training rows (targets + input statistics) and one over validation.
+
+    ``fallback`` rows (pretraining data) get their targets filled too; a task without any finite training
+    target (e.g. T_K, known only for simulated spectra) takes its scaling statistics from them.
+    """
+    opts = method if isinstance(method, InputOptions) else InputOptions(method, scaling)
+
+    def divisor(block: np.ndarray) -> np.ndarray:
+        return spectrum_divisors(block, opts.method, opts.reference)
+
+    normaliser = SpectrumNormaliser.fit(
+        compute_targets(plan.train, tasks, plan.wavelength, divisor), opts.method, opts.scaling,
+        opts.channels, opts.reference, opts.saturation, opts.saturation_margin,
+    )
+    for _ in compute_targets(plan.val, tasks, plan.wavelength, divisor):
         pass
     all_targets = np.concatenate([s.targets for s in plan.train])
     all_totals = np.concatenate([s.totals for s in plan.train])
+    if fallback:
+        for _ in compute_targets(fallback, tasks, plan.wavelength, divisor):
+            pass
+        missing = ~np.isfinite(all_targets).any(axis=0)
+        if missing.any():
+            extra = np.concatenate([s.targets for s in fallback])
+            extra[:, ~missing] = np.nan  # only the missing tasks borrow the pretraining statistics
+            all_targets = np.concatenate([all_targets, extra])
+            all_totals = np.concatenate([all_totals, np.concatenate([s.totals for s in fallback])])
     scaler = TargetScaler.fit(tasks.names, all_targets, tasks.log_tasks, tasks.per_total_tasks, all_totals)
     return normaliser, scaler
 

@@ -140,8 +140,14 @@ def load_model(directory: str | Path) -> TrainedModel:
         raise ModelLoadError(f"{directory}: inconsistent model description ({type(exc).__name__}: {exc})") from None
     if scaler.task_names != list(config.get("task_names", [])) or spec.n_tasks != len(scaler.task_names):
         raise ModelLoadError(f"{directory}: task names in {CONFIG} and {NORMALISATION} disagree")
-    if wavelength.size != spec.n_channels:
-        raise ModelLoadError(f"{directory}: wavelength grid has {wavelength.size} channels, network expects {spec.n_channels}")
+    n_inputs = normaliser.input_size(wavelength.size)
+    if n_inputs != spec.n_channels:
+        raise ModelLoadError(
+            f"{directory}: the input selection gives {n_inputs} of the grid's {wavelength.size} channels, "
+            f"network expects {spec.n_channels}"
+        )
+    if normaliser.channels is not None and normaliser.channels.size and normaliser.channels.max() >= wavelength.size:
+        raise ModelLoadError(f"{directory}: input channels reach beyond the {wavelength.size}-channel grid")
     network = MultitaskCNN(spec)
     if not isinstance(state, dict):
         raise ModelLoadError(f"{weights_path}: holds a {type(state).__name__}, not a state_dict")

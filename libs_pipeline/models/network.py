@@ -8,6 +8,8 @@ sequence. Each Inception block has parallel kernel-3 branches with dilations 1, 
 local background, which is how blends and baselines are separated) plus a max-pool/1x1 branch.
 The trunk ends by *flattening* (not global pooling) because position on the wavelength axis is the
 element's identity. Dropout in the trunk and heads gives MC-dropout predictive uncertainty.
+A region-of-interest input (tens to hundreds of channels) uses a smaller pooling factor (``fit_pool``);
+``linear_skip`` adds a linear map of the input to every output so predictions can extrapolate linearly.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class NetworkSpec:
     head_units: int = 32
     dropout: float = 0.1
     primary_head: str = "features"
+    linear_skip: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "block_channels", tuple(int(c) for c in self.block_channels))
@@ -116,6 +119,9 @@ class MultitaskCNN(nn.Module):
         # primary_head "auxiliary"/"both": the concentration is (also) a linear calibration on the
         # network's own auxiliary predictions (detached, so the auxiliary heads learn only their targets)
         self.calibration = nn.Linear(spec.n_tasks - 1, 1) if spec.primary_head != "features" else None
+        # linear_skip: a linear map of the input added to every task output ("wide and deep"): line areas are
+        # linear in the counts, so the outputs can extrapolate linearly beyond the few training samples
+        self.skip = nn.Linear(spec.n_channels, spec.n_tasks) if spec.linear_skip else None
 
     @staticmethod
     def _head(spec: NetworkSpec) -> nn.Sequential:
@@ -136,6 +142,9 @@ class MultitaskCNN(nn.Module):
             raise ValueError(f"input has {x.shape[-1]} channels; the network expects {self.spec.n_channels}")
         z = self.shared(self.trunk(x))
         out = [head(z) for head in self.heads]
+        if self.skip is not None:
+            linear = self.skip(x.flatten(1))
+            out = [o + linear[:, j : j + 1] for j, o in enumerate(out)]
         if self.calibration is not None:
             from_aux = self.calibration(torch.cat(out[1:], dim=1).detach())
             out[0] = from_aux if self.spec.primary_head == "auxiliary" else out[0] + from_aux
@@ -148,3 +157,15 @@ def enable_mc_dropout(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.Dropout):
             m.train()
+
+
+def fit_pool(n_channels: int, n_stages: int, pool: int, min_length: int = 8) -> int:
+    """Largest pooling factor <= ``pool`` that leaves >= ``min_length`` positions after ``n_stages`` poolings (>= 1).
+
+    Full spectra keep the configured factor; a short region-of-interest input (tens to hundreds of
+    channels) gets a smaller one instead of being pooled down to a single position.
+    """
+    for p in range(int(pool), 1, -1):
+        if n_channels // p**n_stages >= min_length:
+            return p
+    return 1

@@ -1,11 +1,14 @@
 """Input and target normalisation, fitted on training data only and saved with the model.
 
 Input: negative counts are clipped to 0, each spectrum is divided by its mean intensity ("total"
-normalisation: removes the 7-20 % shot-to-shot gain/ablation fluctuation), optionally log1p-compressed,
-then shifted/scaled by statistics of the training spectra (one global pair, or one per channel).
+normalisation: removes the 7-20 % shot-to-shot gain/ablation fluctuation) or by the mean of given
+reference channels ("background": the local continuum beside the analyte lines), optionally
+log1p-compressed ("log_total"); then only the selected input channels (region of
+interest) are kept, shifted/scaled by statistics of the training spectra (one global pair, or one per
+channel), and channels that were (near) saturated in any training spectrum are set to zero.
 Targets: each task is standardised (z-score) with NaN-aware training statistics. Line areas scale
-with the shot's total intensity, which the input normalisation removes, so they are modelled per
-unit total intensity (area / spectrum mean) and multiplied back by the spectrum's own total at prediction.
+with the shot's intensity, which the input normalisation removes, so they are modelled per unit
+divisor (area / the spectrum's divisor) and multiplied back by the spectrum's own divisor at prediction.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-NORMALISATIONS = ("total", "log_total", "none")
+NORMALISATIONS = ("total", "log_total", "background", "none")
+BACKGROUND_METHODS = ("background",)
 CHANNEL_SCALINGS = ("global", "channel", "none")
 _MIN_SCALE = 1e-6
 
@@ -27,7 +31,16 @@ def spectrum_totals(intensity: np.ndarray) -> np.ndarray:
     return np.clip(x, 0.0, None).mean(axis=1, dtype=np.float64)
 
 
-def normalise_spectra(intensity: np.ndarray, method: str) -> np.ndarray:
+def spectrum_divisors(intensity: np.ndarray, method: str, reference: np.ndarray | None = None) -> np.ndarray:
+    """Per-spectrum divisor (n,) of ``method``: the mean of the reference channels for "background", else the total."""
+    if method in BACKGROUND_METHODS:
+        if reference is None or len(reference) == 0:
+            raise ValueError("'background' normalisation needs reference channels (the lines' background windows)")
+        return spectrum_totals(np.asarray(intensity)[:, np.asarray(reference, dtype=np.int64)])
+    return spectrum_totals(intensity)
+
+
+def normalise_spectra(intensity: np.ndarray, method: str, reference: np.ndarray | None = None) -> np.ndarray:
     """The fixed (parameter-free) part of the input transform; returns float32 (n, m)."""
     if method not in NORMALISATIONS:
         raise ValueError(f"normalisation {method!r} is not one of {NORMALISATIONS}")
@@ -40,24 +53,39 @@ def normalise_spectra(intensity: np.ndarray, method: str) -> np.ndarray:
     if method == "none":
         return x
     x = np.clip(x, 0.0, None)
-    mean = x.mean(axis=1, keepdims=True)
-    if np.any(mean <= 0):
-        row = int(np.flatnonzero(mean[:, 0] <= 0)[0])
-        raise ValueError(f"spectrum row {row} has zero total intensity; cannot apply {method!r} normalisation")
-    x = x / mean
+    if method in BACKGROUND_METHODS:
+        divisor = spectrum_divisors(x, method, reference).astype(np.float32)[:, None]
+    else:
+        divisor = x.mean(axis=1, keepdims=True)  # float32 accumulation, as the original total normalisation
+    if np.any(divisor <= 0):
+        row = int(np.flatnonzero(divisor[:, 0] <= 0)[0])
+        what = "reference (background) intensity" if method in BACKGROUND_METHODS else "total intensity"
+        raise ValueError(f"spectrum row {row} has zero {what}; cannot apply {method!r} normalisation")
+    x = x / divisor
     if method == "log_total":
         x = np.log1p(x)
     return x.astype(np.float32, copy=False)
 
 
+def _index_array(values: Any) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, dtype=np.int64).reshape(-1)
+
+
 @dataclass
 class SpectrumNormaliser:
-    """Full-spectrum input transform: ``(normalise_spectra(x) - offset) / scale``."""
+    """Input transform: ``(normalise_spectra(x)[:, channels] - offset) / scale``, then ``masked`` inputs set to 0.
+
+    ``channels``: full-grid indices the network reads (None = all); ``masked``: positions within the
+    input that were saturated in training; ``reference``: full-grid indices of the "background" divisor.
+    """
 
     method: str = "total"
     scaling: str = "global"
     offset: np.ndarray = field(default_factory=lambda: np.zeros(1, np.float32))
     scale: np.ndarray = field(default_factory=lambda: np.ones(1, np.float32))
+    channels: np.ndarray | None = None
+    masked: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    reference: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.scaling not in CHANNEL_SCALINGS:
@@ -66,43 +94,87 @@ class SpectrumNormaliser:
             raise ValueError(f"normalisation {self.method!r} is not one of {NORMALISATIONS}")
         self.offset = np.asarray(self.offset, dtype=np.float32).reshape(-1)
         self.scale = np.asarray(self.scale, dtype=np.float32).reshape(-1)
+        self.channels = _index_array(self.channels)
+        self.masked = np.asarray(self.masked, dtype=np.int64).reshape(-1)
+        self.reference = _index_array(self.reference)
+        if self.method in BACKGROUND_METHODS and (self.reference is None or self.reference.size == 0):
+            raise ValueError("'background' normalisation needs reference channels (the lines' background windows)")
+
+    def input_size(self, n_grid: int) -> int:
+        """Number of network inputs for spectra of ``n_grid`` channels."""
+        return int(self.channels.size) if self.channels is not None else int(n_grid)
+
+    def divisors(self, intensity: np.ndarray) -> np.ndarray:
+        """Per-spectrum divisor (n,) of this normalisation (the unit of per-divisor targets such as line areas)."""
+        x = np.clip(np.asarray(intensity, dtype=np.float32), 0.0, None)
+        return spectrum_divisors(x, self.method, self.reference)
+
+    def _select(self, x: np.ndarray) -> np.ndarray:
+        if self.channels is None:
+            return x
+        if self.channels.size and self.channels.max() >= x.shape[1]:
+            raise ValueError(f"spectra have {x.shape[1]} channels; the input selection reaches channel {self.channels.max()}")
+        return x[:, self.channels]
 
     @classmethod
-    def fit(cls, blocks: Iterable[np.ndarray], method: str = "total", scaling: str = "global") -> SpectrumNormaliser:
-        """Fit offset/scale from raw intensity blocks (streamed; nothing is held but running sums)."""
-        total = total_sq = None
+    def fit(
+        cls,
+        blocks: Iterable[np.ndarray],
+        method: str = "total",
+        scaling: str = "global",
+        channels: Sequence[int] | None = None,
+        reference: Sequence[int] | None = None,
+        saturation: float | None = None,
+        saturation_margin: float = 0.01,
+    ) -> SpectrumNormaliser:
+        """Fit offset/scale (and the saturation mask) from raw intensity blocks (streamed: running sums only)."""
+        probe = cls(method, scaling, channels=channels, reference=reference)
+        total = total_sq = peak = None
         count = 0
         for block in blocks:
-            x = normalise_spectra(block, method).astype(np.float64)
+            raw = probe._select(np.asarray(block, dtype=np.float32))
+            x = probe._select(normalise_spectra(block, method, probe.reference)).astype(np.float64)
             if total is None:
-                total, total_sq = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+                total, total_sq, peak = np.zeros(x.shape[1]), np.zeros(x.shape[1]), np.full(x.shape[1], -np.inf)
             elif x.shape[1] != total.shape[0]:
                 raise ValueError(f"block has {x.shape[1]} channels, expected {total.shape[0]}")
             total += x.sum(axis=0)
             total_sq += (x * x).sum(axis=0)
+            peak = np.maximum(peak, raw.max(axis=0))
             count += x.shape[0]
         if total is None or count == 0:
             raise ValueError("cannot fit the input normalisation: no training spectra")
+        masked = np.zeros(total.shape[0], dtype=bool)
+        if saturation is not None:
+            masked = peak >= saturation * (1.0 - saturation_margin)
+        if masked.all():
+            raise ValueError(f"every input channel reaches saturation {saturation} in some training spectrum")
+        kept = ~masked
+        common = {"channels": probe.channels, "masked": np.flatnonzero(masked), "reference": probe.reference}
         if scaling == "none":
-            return cls(method, scaling)
+            return cls(method, scaling, **common)
         if scaling == "global":
-            n = count * total.shape[0]
-            mean = total.sum() / n
-            var = max(total_sq.sum() / n - mean * mean, 0.0)
-            return cls(method, scaling, np.array([mean]), np.array([max(np.sqrt(var), _MIN_SCALE)]))
+            n = count * int(kept.sum())
+            mean = total[kept].sum() / n
+            var = max(total_sq[kept].sum() / n - mean * mean, 0.0)
+            return cls(method, scaling, np.array([mean]), np.array([max(np.sqrt(var), _MIN_SCALE)]), **common)
         mean = total / count
         var = np.clip(total_sq / count - mean * mean, 0.0, None)
         # channels that never vary get the median spread, not 1e-6 (which would blow up noise at test time)
         std = np.sqrt(var)
-        floor = max(float(np.median(std)) * 1e-2, _MIN_SCALE)
-        return cls(method, scaling, mean, np.maximum(std, floor))
+        floor = max(float(np.median(std[kept])) * 1e-2, _MIN_SCALE)
+        mean[masked], std[masked] = 0.0, 1.0
+        return cls(method, scaling, mean, np.maximum(std, floor), **common)
 
     def transform(self, intensity: np.ndarray) -> np.ndarray:
-        """Raw counts (n, m) -> network input (n, m) float32."""
-        x = normalise_spectra(intensity, self.method)
+        """Raw counts (n, m) on the model grid -> network input (n, n_inputs) float32."""
+        x = self._select(normalise_spectra(intensity, self.method, self.reference))
         if self.scaling == "channel" and x.shape[1] != self.offset.shape[0]:
             raise ValueError(f"spectra have {x.shape[1]} channels; the normalisation was fitted on {self.offset.shape[0]}")
-        return ((x - self.offset) / self.scale).astype(np.float32, copy=False)
+        out = ((x - self.offset) / self.scale).astype(np.float32, copy=False)
+        if self.masked.size:
+            out[:, self.masked] = 0.0
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,12 +182,18 @@ class SpectrumNormaliser:
             "scaling": self.scaling,
             "offset": [float(v) for v in self.offset],
             "scale": [float(v) for v in self.scale],
+            "channels": None if self.channels is None else [int(v) for v in self.channels],
+            "masked": [int(v) for v in self.masked],
+            "reference": None if self.reference is None else [int(v) for v in self.reference],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpectrumNormaliser:
         try:
-            return cls(str(data["method"]), str(data["scaling"]), np.asarray(data["offset"]), np.asarray(data["scale"]))
+            return cls(
+                str(data["method"]), str(data["scaling"]), np.asarray(data["offset"]), np.asarray(data["scale"]),
+                channels=data.get("channels"), masked=data.get("masked", []), reference=data.get("reference"),
+            )
         except KeyError as exc:
             raise ValueError(f"input normalisation: missing key {exc.args[0]!r}") from None
 

@@ -24,16 +24,22 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from libs_pipeline.config import TrainingConfig
 from libs_pipeline.features.lines import LineWindow, resolve_lines
 from libs_pipeline.models.data_loading import (
+    InputOptions,
     SourceLike,
+    SourceRows,
     SpectraBatches,
     SplitPlan,
+    chunk_rows,
     fit_transforms,
+    open_source,
     plan_split,
     source_fingerprint,
+    synthetic_mask,
 )
+from libs_pipeline.models.inputs import background_channels, input_channels
 from libs_pipeline.models.losses import MultitaskLoss
-from libs_pipeline.models.network import MultitaskCNN, NetworkSpec, enable_mc_dropout
-from libs_pipeline.models.normalisation import SpectrumNormaliser, TargetScaler, spectrum_totals
+from libs_pipeline.models.network import MultitaskCNN, NetworkSpec, enable_mc_dropout, fit_pool
+from libs_pipeline.models.normalisation import SpectrumNormaliser, TargetScaler
 from libs_pipeline.models.tasks import build_taskset
 from libs_pipeline.spectra.atomic import atomic_write_bytes
 
@@ -77,7 +83,7 @@ class TrainedModel:
                 f"intensity shape {np.shape(intensity)} does not match the model's wavelength grid of "
                 f"{self.wavelength.size} channels ({self.wavelength[0]:.3f}-{self.wavelength[-1]:.3f} nm)"
             )
-        return self.normaliser.transform(x), spectrum_totals(x)
+        return self.normaliser.transform(x), self.normaliser.divisors(x)
 
     def _forward_scaled(self, x: np.ndarray) -> np.ndarray:
         device = next(self.network.parameters()).device
@@ -182,15 +188,182 @@ def train_model(
 
     Validation: ``val_sources`` if given, else ``config.val_fraction`` of the measured samples (by
     sample); early stopping on the validation RMSE of the primary task, best weights restored.
-    Without validation (val_fraction=0) it trains ``max_steps`` and keeps the final weights.
+    Without validation (val_fraction=0) it trains exactly ``max_steps`` and keeps the final weights.
+    Pretraining (``pretrain_uris``/``pretrain_steps``): phase 1 runs exactly ``pretrain_steps`` on those
+    spectra, then phase 2 (fresh optimiser) trains on ``train_sources``. Input normalisation, saturation
+    mask and target scaling are fitted on the phase-2 training rows (the data the model is applied to);
+    tasks without targets there (T_K, n_e from simulation) take their scaling from the pretraining rows.
     """
     with _torch_threads(config.num_threads):
-        return _train(train_sources, config, val_sources)
+        return _train(train_sources, config, val_sources)[0]
+
+
+def _optimiser(network: MultitaskCNN, loss_fn: MultitaskLoss, config: TrainingConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        [
+            {"params": network.parameters(), "weight_decay": config.weight_decay},
+            {"params": [loss_fn.log_vars], "weight_decay": 0.0, "lr": config.learning_rate * config.log_var_lr_factor},
+        ],
+        lr=config.learning_rate,
+    )
+
+
+@dataclass
+class _Phase:
+    """Outcome of one optimisation phase: steps, epochs, evaluation history, best (score, step, state), snapshots."""
+
+    steps: int
+    epochs: int
+    history: list[dict[str, Any]]
+    best: tuple
+    snapshots: dict[int, dict]
+
+
+def _optimise(
+    network: MultitaskCNN,
+    loss_fn: MultitaskLoss,
+    config: TrainingConfig,
+    train_batches: SpectraBatches,
+    val_batches: SpectraBatches | None,
+    max_steps: int,
+    task_names: list[str],
+    device: torch.device,
+    label: str,
+    checkpoint_dir: Path | None = None,
+    snapshot_steps: Sequence[int] = (),
+) -> _Phase:
+    """Run up to ``max_steps`` optimiser steps (early stopping only with ``val_batches``); snapshot weights at given steps."""
+    loader = torch.utils.data.DataLoader(train_batches, batch_size=None, num_workers=config.num_workers)
+    optimiser = _optimiser(network, loss_fn, config)
+    history: list[dict[str, Any]] = []
+    snapshots: dict[int, dict] = {}
+    wanted = set(int(s) for s in snapshot_steps)
+    best = (np.inf, 0, copy.deepcopy(network.state_dict()))
+    step, epoch, stale, running, running_tasks = 0, 0, 0, [], []
+    with _progress(config.progress_bar) as progress:
+        bar = progress.add_task(f"{label} ({len(task_names)} tasks)", total=max_steps)
+        while step < max_steps and stale < config.patience:
+            train_batches.set_epoch(epoch)
+            step_at_epoch_start = step
+            for x, y in loader:
+                network.train()
+                pred = network(x.to(device))
+                loss, per_task = loss_fn(pred, y.to(device))
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
+                optimiser.step()
+                step += 1
+                running.append(float(loss.detach()))
+                running_tasks.append(per_task.cpu().numpy())
+                progress.advance(bar)
+                if step in wanted:
+                    snapshots[step] = copy.deepcopy(network.state_dict())
+                if step % config.eval_every == 0 or step == max_steps:
+                    record: dict[str, Any] = {
+                        "step": step,
+                        "epoch": epoch,
+                        "train_loss": float(np.mean(running)),
+                        "train_task_loss": dict(zip(task_names, map(float, np.nanmean(running_tasks, axis=0)))),
+                    }
+                    running, running_tasks = [], []
+                    if val_batches is not None:
+                        val_rmse = _evaluate(network, val_batches, device, len(task_names))
+                        record["val_rmse_scaled"] = {
+                            t: (float(v) if np.isfinite(v) else None) for t, v in zip(task_names, val_rmse)
+                        }
+                        score = float(val_rmse[0])
+                        if score < best[0] - 1e-6:
+                            best, stale = (score, step, copy.deepcopy(network.state_dict())), 0
+                            if checkpoint_dir is not None:
+                                _save_checkpoint(checkpoint_dir, step, network, loss_fn)
+                        else:
+                            stale += 1
+                    elif checkpoint_dir is not None:
+                        _save_checkpoint(checkpoint_dir, step, network, loss_fn)
+                    history.append(record)
+                    progress.update(bar, description=f"{label} loss {record['train_loss']:.3f}")
+                if step >= max_steps or stale >= config.patience:
+                    break
+            if step == step_at_epoch_start:  # pragma: no cover - guarded by the n_train checks
+                raise RuntimeError("an epoch produced no training batch")
+            epoch += 1
+    return _Phase(step, epoch, history, best, snapshots)
+
+
+def _refit_calibration(
+    network: MultitaskCNN, plan: SplitPlan, normaliser: SpectrumNormaliser, scaler: TargetScaler
+) -> None:
+    """Least-squares refit of the primary calibration on the network's own auxiliary predictions (training rows).
+
+    The scaled concentration is regressed (with intercept) on the predicted auxiliary outputs, i.e. a
+    univariate-style calibration on learned line areas; the gradient-trained weights are replaced.
+    """
+    batches = SpectraBatches(plan.train, normaliser, scaler, PREDICT_BATCH, shuffle=False)
+    aux, target = [], []
+    with torch.no_grad():
+        for x, y in batches:
+            aux.append(network(x)[:, 1:].numpy().astype(np.float64))
+            target.append(y[:, 0].numpy().astype(np.float64))
+    a, t = np.concatenate(aux), np.concatenate(target)
+    ok = np.isfinite(t)
+    design = np.column_stack([a[ok], np.ones(int(ok.sum()))])
+    coef, *_ = np.linalg.lstsq(design, t[ok], rcond=None)
+    with torch.no_grad():
+        network.calibration.weight.copy_(torch.as_tensor(coef[None, :-1], dtype=torch.float32))
+        network.calibration.bias.copy_(torch.as_tensor(coef[-1:], dtype=torch.float32))
+
+
+def _pretrain_plan(config: TrainingConfig, wavelength: np.ndarray) -> SplitPlan | None:
+    """The pretraining rows (every spectrum of ``pretrain_uris`` with a finite analyte label, synthetic or not),
+    or None without pretraining."""
+    if bool(config.pretrain_uris) != (config.pretrain_steps > 0):
+        raise ValueError(
+            f"pretraining needs both pretrain_uris and pretrain_steps > 0 (got {len(config.pretrain_uris)} URI(s), "
+            f"{config.pretrain_steps} steps)"
+        )
+    if not config.pretrain_uris:
+        return None
+    rows = []
+    for i, uri in enumerate(config.pretrain_uris):
+        name, ds = open_source(uri, i)
+        wl = np.asarray(ds["wavelength"].values, dtype=np.float64)
+        if wl.shape != wavelength.shape or not np.allclose(wl, wavelength, rtol=0, atol=1e-6):
+            raise ValueError(
+                f"pretraining source {name}: wavelength grid ({wl.size} channels) differs from the training "
+                f"sources' ({wavelength.size} channels)"
+            )
+        if config.analyte not in ds:
+            raise ValueError(f"pretraining source {name}: no label variable {config.analyte!r}")
+        keep = np.flatnonzero(np.isfinite(np.asarray(ds[config.analyte].values, dtype=np.float64)))
+        sids = np.asarray(ds["sample_id"].values).astype(str)[keep]
+        rows.append(SourceRows(name, ds, keep, sids, synthetic_mask(ds)[keep], chunk_rows(ds)))
+    rows = [r for r in rows if r.rows.size]
+    plan = SplitPlan(rows, [], sorted({s for r in rows for s in r.sample_ids}), [], wavelength)
+    if plan.n_train < 2:
+        raise ValueError(f"pretraining needs at least 2 labelled spectra, the sources hold {plan.n_train}")
+    return plan
+
+
+def _input_options(config: TrainingConfig, wavelength: np.ndarray, lines: list[LineWindow]) -> InputOptions:
+    """Normalisation, channel selection (ROI) and saturation options of a run, resolved on its grid."""
+    reference = background_channels(wavelength, lines) if config.normalisation == "background" else None
+    return InputOptions(
+        method=config.normalisation,
+        scaling=config.channel_scaling,
+        channels=input_channels(config, wavelength, lines),
+        reference=reference,
+        saturation=config.saturation,
+        saturation_margin=config.saturation_margin,
+    )
 
 
 def _train(
-    train_sources: Sequence[SourceLike], config: TrainingConfig, val_sources: Sequence[SourceLike] | None
-) -> TrainedModel:
+    train_sources: Sequence[SourceLike],
+    config: TrainingConfig,
+    val_sources: Sequence[SourceLike] | None,
+    snapshot_steps: Sequence[int] = (),
+) -> tuple[TrainedModel, dict[int, dict]]:
     t0 = time.perf_counter()
     plan = plan_split(train_sources, config.analyte, config.val_fraction, config.seed, val_sources, config.augmentation)
     n_syn = int(sum(s.synthetic.sum() for s in plan.train))
@@ -201,30 +374,35 @@ def _train(
             "augmentation is on but the training sources hold no synthetic spectrum of a training sample "
             "(add a synthetic store, or set augmentation: false)"
         )
+    pre_plan = _pretrain_plan(config, plan.wavelength)
     lines = resolve_lines(config.analyte, config.lines)
     tasks = build_taskset(
         config.analyte,
         lines,
         config.multitask,
         config.plasma_tasks,
-        [s.ds for s in plan.train],
+        [s.ds for s in plan.train] + ([s.ds for s in pre_plan.train] if pre_plan else []),
         config.log_primary,
         areas_per_total=config.normalisation != "none",
     )
-    normaliser, scaler = fit_transforms(plan, tasks, config.normalisation, config.channel_scaling)
+    normaliser, scaler = fit_transforms(
+        plan, tasks, _input_options(config, plan.wavelength, lines), fallback=pre_plan.train if pre_plan else ()
+    )
 
     seeds = np.random.SeedSequence(config.seed).generate_state(2)
     device = select_device(config.device)
+    n_inputs = normaliser.input_size(plan.wavelength.size)
     spec = NetworkSpec(
-        n_channels=int(plan.wavelength.size),
+        n_channels=n_inputs,
         n_tasks=len(tasks.names),
         stem_channels=config.stem_channels,
         block_channels=tuple(config.block_channels),
-        pool=config.pool,
+        pool=fit_pool(n_inputs, 1 + len(config.block_channels), config.pool),
         dense_units=config.dense_units,
         head_units=config.head_units,
         dropout=config.dropout,
         primary_head=config.primary_head if config.multitask else "features",
+        linear_skip=config.linear_skip,
     )
     train_batches = SpectraBatches(
         plan.train, normaliser, scaler, config.batch_size, shuffle=True, seed=int(seeds[0]),
@@ -233,74 +411,37 @@ def _train(
     val_batches = (
         SpectraBatches(plan.val, normaliser, scaler, max(config.batch_size, 64), shuffle=False) if plan.val else None
     )
-    loader = torch.utils.data.DataLoader(train_batches, batch_size=None, num_workers=config.num_workers)
     checkpoint_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
 
-    history: list[dict[str, Any]] = []
+    pre_phase = None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seeds[1]))
         network = MultitaskCNN(spec).to(device)
         loss_fn = MultitaskLoss(
             tasks.names, config.task_weighting, config.fixed_weights, config.loss, config.huber_delta
         ).to(device)
-        optimiser = torch.optim.AdamW(
-            [
-                {"params": network.parameters(), "weight_decay": config.weight_decay},
-                {"params": [loss_fn.log_vars], "weight_decay": 0.0, "lr": config.learning_rate * config.log_var_lr_factor},
-            ],
-            lr=config.learning_rate,
+        if pre_plan is not None:
+            # phase 1: pretraining spectra, no validation, exactly pretrain_steps steps, fresh optimiser after
+            pre_batches = SpectraBatches(
+                pre_plan.train, normaliser, scaler, config.batch_size, shuffle=True,
+                seed=int(np.random.SeedSequence([config.seed, 1]).generate_state(1)[0]),
+                buffer_chunks=config.shuffle_buffer_chunks, min_last_batch=2,
+            )
+            pre_phase = _optimise(
+                network, loss_fn, config, pre_batches, None, config.pretrain_steps, tasks.names, device,
+                f"pretrain {config.analyte}",
+            )
+        phase = _optimise(
+            network, loss_fn, config, train_batches, val_batches, config.max_steps, tasks.names, device,
+            config.analyte, checkpoint_dir, snapshot_steps,
         )
-        best = (np.inf, 0, copy.deepcopy(network.state_dict()))
-        step, epoch, stale, running, running_tasks = 0, 0, 0, [], []
-        with _progress(config.progress_bar) as progress:
-            bar = progress.add_task(f"{config.analyte} ({len(tasks.names)} tasks)", total=config.max_steps)
-            while step < config.max_steps and stale < config.patience:
-                train_batches.set_epoch(epoch)
-                step_at_epoch_start = step
-                for x, y in loader:
-                    network.train()
-                    pred = network(x.to(device))
-                    loss, per_task = loss_fn(pred, y.to(device))
-                    optimiser.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
-                    optimiser.step()
-                    step += 1
-                    running.append(float(loss.detach()))
-                    running_tasks.append(per_task.cpu().numpy())
-                    progress.advance(bar)
-                    if step % config.eval_every == 0 or step == config.max_steps:
-                        record: dict[str, Any] = {
-                            "step": step,
-                            "epoch": epoch,
-                            "train_loss": float(np.mean(running)),
-                            "train_task_loss": dict(zip(tasks.names, map(float, np.mean(running_tasks, axis=0)))),
-                        }
-                        running, running_tasks = [], []
-                        if val_batches is not None:
-                            val_rmse = _evaluate(network, val_batches, device, len(tasks.names))
-                            record["val_rmse_scaled"] = {
-                                t: (float(v) if np.isfinite(v) else None) for t, v in zip(tasks.names, val_rmse)
-                            }
-                            score = float(val_rmse[0])
-                            if score < best[0] - 1e-6:
-                                best, stale = (score, step, copy.deepcopy(network.state_dict())), 0
-                                if checkpoint_dir is not None:
-                                    _save_checkpoint(checkpoint_dir, step, network, loss_fn)
-                            else:
-                                stale += 1
-                        elif checkpoint_dir is not None:
-                            _save_checkpoint(checkpoint_dir, step, network, loss_fn)
-                        history.append(record)
-                        progress.update(bar, description=f"{config.analyte} loss {record['train_loss']:.3f}")
-                    if step >= config.max_steps or stale >= config.patience:
-                        break
-                if step == step_at_epoch_start:  # pragma: no cover - guarded by the n_train check above
-                    raise RuntimeError("an epoch produced no training batch")
-                epoch += 1
     if val_batches is not None:
-        network.load_state_dict(best[2])
+        network.load_state_dict(phase.best[2])
     network = network.cpu().eval()
+    if config.calibration_fit == "least_squares":
+        if spec.primary_head != "auxiliary":
+            raise ValueError("calibration_fit 'least_squares' needs primary_head 'auxiliary' (and multitask)")
+        _refit_calibration(network, plan, normaliser, scaler)
 
     model = TrainedModel(
         network=network,
@@ -311,9 +452,18 @@ def _train(
         config=config,
         data_versions=_data_versions(plan),
     )
-    model.metrics = _final_metrics(model, plan, history, best, step, epoch, loss_fn, n_syn, time.perf_counter() - t0)
-    log.info("trained %s: %d steps (best %d), %.1f s", model.task_names, step, model.metrics["best_step"], model.metrics["seconds"])
-    return model
+    model.metrics = _final_metrics(
+        model, plan, phase.history, phase.best, phase.steps, phase.epochs, loss_fn, n_syn, time.perf_counter() - t0
+    )
+    model.metrics["input_channels"] = n_inputs
+    model.metrics["saturated_inputs"] = int(normaliser.masked.size)
+    model.metrics["pool"] = spec.pool
+    model.metrics["pretrain_steps"] = pre_phase.steps if pre_phase else 0
+    if pre_phase is not None:
+        model.metrics["pretrain_history"] = pre_phase.history
+        model.metrics["n_pretrain_spectra"] = pre_plan.n_train
+    log.info("trained %s: %d steps (best %d), %.1f s", model.task_names, phase.steps, model.metrics["best_step"], model.metrics["seconds"])
+    return model, phase.snapshots
 
 
 def _data_versions(plan: SplitPlan) -> list[dict]:

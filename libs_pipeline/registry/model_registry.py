@@ -31,8 +31,8 @@ LOCK_FILE = ".lock"
 MANIFEST_FORMAT = 1
 
 #: A model version must contain one of these file sets: a CNN (what ``libs_pipeline.models.save_model``
-#: writes) or a baseline calibration (``libs_pipeline.candidates.save_baseline``).
-DEFAULT_REQUIRED_FILES = (("weights.pt", "normalisation.json", "config.json"), ("baseline.json",))
+#: writes), a baseline calibration (``candidates.save_baseline``) or a CNN ensemble (``candidates.save_ensemble``).
+DEFAULT_REQUIRED_FILES = (("weights.pt", "normalisation.json", "config.json"), ("baseline.json",), ("ensemble.json",))
 #: Keys the caller's manifest must provide.
 REQUIRED_MANIFEST_KEYS = ("data", "seeds", "metrics")
 #: Keys the registry writes itself; a caller's manifest may not set them.

@@ -51,3 +51,17 @@ def test_mc_dropout_keeps_only_dropout_sampling():
     assert kinds == {"Dropout": True, "BatchNorm1d": False}
     x = torch.randn(3, 512)
     assert not torch.equal(net(x), net(x))
+
+
+def test_linear_skip_adds_a_linear_map_of_the_input_to_every_output():
+    torch.manual_seed(0)
+    spec = NetworkSpec(n_channels=40, n_tasks=2, stem_channels=4, block_channels=(4,), pool=2, linear_skip=True,
+                       dropout=0.0)
+    assert NetworkSpec.from_dict(spec.to_dict()) == spec
+    net = MultitaskCNN(spec).eval()
+    x = torch.randn(3, 40)
+    with torch.no_grad():
+        out = net(x)
+        skip, net.skip = net.skip, None
+        without = net(x)
+        assert torch.allclose(out - without, skip(x), atol=1e-5)

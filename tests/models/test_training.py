@@ -84,14 +84,17 @@ def test_training_leaves_the_global_torch_rng_alone(toy_ds, fast_config):
 def test_mc_dropout_uncertainty_is_seeded_and_positive(toy_ds, fast_config):
     model = train_model([toy_ds], fast_config.model_copy(update={"max_steps": 20, "dropout": 0.3}))
     x = toy_ds["intensity"].values[:7]
+    before = model.predict(x)["Cu"]
     mean, std = model.predict_with_uncertainty(x, n_samples=10, seed=4)
     mean2, std2 = model.predict_with_uncertainty(x, n_samples=10, seed=4)
     assert set(mean) == set(std) == set(model.task_names)
     assert all(std[t].shape == (7,) and np.all(std[t] > 0) for t in model.task_names)
     np.testing.assert_array_equal(std["Cu"], std2["Cu"])
     np.testing.assert_array_equal(mean["Cu"], mean2["Cu"])
-    # the deterministic prediction is unaffected by MC sampling (dropout switched back off)
-    np.testing.assert_array_equal(model.predict(x)["Cu"], model.predict(x)["Cu"])
+    # the deterministic prediction is the same before and after MC sampling (dropout switched back off),
+    # and differs from the MC mean (which averages dropout-perturbed passes)
+    np.testing.assert_array_equal(model.predict(x)["Cu"], before)
+    assert not np.array_equal(mean["Cu"], before)
     assert not any(m.training for m in model.network.modules())
     with pytest.raises(ValueError, match="n_samples must be >= 2"):
         model.predict_with_uncertainty(x, n_samples=1)
