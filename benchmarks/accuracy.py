@@ -35,6 +35,7 @@ from libs_pipeline.config import CampaignConfig, IngestOptions
 from libs_pipeline.evaluation.nested import jsonable, nested_loso
 from libs_pipeline.evaluation.small_campaign import small_campaign_metrics
 from libs_pipeline.evaluation.split import split_samples
+from libs_pipeline.recalibration import RealismEligibility
 from libs_pipeline.spectra.campaign_loading import load_campaign
 from libs_pipeline.spectra.dataset import sample_ids, sample_labels, select_samples
 
@@ -54,7 +55,9 @@ def _progress(done: int, total: int, message: str) -> None:
 def oreas(names: list[str], training: dict, per_sample: int, seed: int) -> dict:
     ds = load_campaign(OREAS_MANIFEST, name="oreas_na", options=IngestOptions(saturation_level=38000.0))
     candidates = default_candidates(names, training=training, per_sample=per_sample, seed=seed, matrix="rock")
-    result = nested_loso(ds, "Na", candidates, served=[n for n in SERVABLE if n in names], progress=_progress)
+    eligible = RealismEligibility(candidates, "Na", seed)  # recalibration's rule, per fold's training samples
+    result = nested_loso(ds, "Na", candidates, served=[n for n in SERVABLE if n in names], progress=_progress,
+                         eligible=eligible)
     metrics = result.metrics(seed=seed)
     per_sample_table = result.per_sample().set_index("sample_id")
     return {
@@ -65,6 +68,7 @@ def oreas(names: list[str], training: dict, per_sample: int, seed: int) -> dict:
         "per_sample": {c: {s: round(float(v), 2) for s, v in per_sample_table[c].items()} for c in per_sample_table},
         "metrics": metrics,
         "served_choices": {h: c.to_dict() for h, c in result.choices.items()},
+        "served_not_eligible": {",".join(k): v for k, v in eligible.cache.items() if v},
         "n_fits": result.n_fits,
     }
 
@@ -94,7 +98,9 @@ def virtual(names: list[str], training: dict, per_sample: int, seed: int, n_samp
             validation[name] = _sample_rmsep(candidate.fit(select_samples(ds, fit_ids), analyte),
                                              select_samples(ds, val_ids), analyte)
         preds[name] = candidate.fit(train, analyte).predict_dataset(test)
-    winner = min(validation, key=validation.get)
+    eligible = RealismEligibility(candidates, analyte, seed)  # recalibration's rule, on the training samples
+    allowed = {n: v for n, v in validation.items() if eligible(n, train)} or validation
+    winner = min(allowed, key=allowed.get)
     preds[SERVED] = preds[winner]
     y = np.asarray(test[analyte].values, dtype=np.float64)
     sids = np.asarray(test["sample_id"].values).astype(str)
@@ -108,7 +114,8 @@ def virtual(names: list[str], training: dict, per_sample: int, seed: int, n_samp
         "rmsep": {m: metrics[m]["rmsep_sample"] for m in metrics},
         "per_sample": {c: {s: round(float(v), 4) for s, v in per_sample_table[c].items()} for c in per_sample_table},
         "metrics": metrics,
-        "served_choice": {"winner": winner, "validation_rmsep": validation, "validation_samples": val_ids},
+        "served_choice": {"winner": winner, "validation_rmsep": validation, "validation_samples": val_ids,
+                          "not_eligible": sorted(set(validation) - set(allowed))},
         "split": {"train": train_ids, "test": test_ids},
     }
 

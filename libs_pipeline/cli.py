@@ -500,7 +500,14 @@ def recalibrate_command(
         typer.echo(f"error: {state.message}", err=True)
         raise typer.Exit(1)
     outcome = state.result()
-    typer.echo(f"{outcome['status']}: {outcome['reason']}")
+    typer.echo(outcome["reason"])
+    if outcome.get("protocol"):
+        typer.echo(f"comparison: {outcome['protocol']['reason']}")
+    def num(value: object) -> str:
+        return f"{value:.4g}" if isinstance(value, (int, float)) and value == value else "n/a"
+
+    for method, m in (outcome.get("metrics") or {}).items():
+        typer.echo(f"  {method:<24} RMSEP {num(m.get('rmsep'))}  flag rate {num(m.get('flag_rate'))}")
     typer.echo(f"champion: {outcome.get('champion_after')}; report: {outcome['report_dir']}")
 
 

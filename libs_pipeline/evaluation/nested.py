@@ -33,6 +33,7 @@ from libs_pipeline.spectra.dataset import label_names, sample_ids, select_sample
 SERVED = "served"
 TIE_RTOL = 1e-9  # inner RMSEPs this close are a tie (floating-point noise), won by the first listed
 Progress = Callable[[int, int, str], None]
+Eligibility = Callable[[str, xr.Dataset], bool]
 
 
 @dataclass
@@ -323,13 +324,15 @@ def inner_rmsep(fitter: _Fitter, name: str, held_out: str) -> float:
 
 def nested_loso(
     ds: xr.Dataset, analyte: str, candidates: Mapping[str, Candidate], served: Sequence[str] | None = None,
-    progress: Progress | None = None, samples: Sequence[str] | None = None,
+    progress: Progress | None = None, samples: Sequence[str] | None = None, eligible: Eligibility | None = None,
 ) -> NestedResult:
     """Outer LOSO of every candidate plus the served model chosen by inner LOSO among ``served`` (default: all).
 
     Ties in inner RMSEP (within relative ``TIE_RTOL``) go to the candidate listed first in ``served``.
     Needs at least 3 samples when anything is served (the inner LOSO needs 2). ``samples`` and ``progress``
-    as in ``loso_predictions``.
+    as in ``loso_predictions``. ``eligible(name, training_spectra)`` may rule a candidate out of one fold's
+    choice from that fold's training samples only (as recalibration rules out an augmented family whose
+    synthetic spectra fail the realism check); a fold where none is eligible keeps them all.
     """
     if not candidates:
         raise ValueError("candidates: need at least one candidate")
@@ -353,9 +356,13 @@ def nested_loso(
         served_preds = np.full(ds.sizes["spectrum"], np.nan)
         served_folds = {}
         for h in order:
-            table = {n: inner_rmsep(fitter, n, h) for n in served_names}
-            winner = served_names[0]
-            for n in served_names[1:]:
+            names_h = served_names
+            if eligible is not None:
+                inner_ds = select_samples(labelled, [s for s in order if s != h])
+                names_h = [n for n in served_names if eligible(n, inner_ds)] or served_names
+            table = {n: inner_rmsep(fitter, n, h) for n in names_h}
+            winner = names_h[0]
+            for n in names_h[1:]:
                 if table[n] < table[winner] and not math.isclose(table[n], table[winner], rel_tol=TIE_RTOL):
                     winner = n
             choices[h] = FoldChoice(held_out=h, winner=winner, inner_rmsep=table,

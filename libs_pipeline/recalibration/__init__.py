@@ -7,6 +7,7 @@
 from libs_pipeline.recalibration.decisions import champion_family, choose_protocol, decide_loso_promotion
 from libs_pipeline.recalibration.holdout_baseline import SERVABLE_BASELINES, best_on_heldout, serve_heldout_baseline
 from libs_pipeline.recalibration.loso_run import NoLabelsError, labelled_spectra, run_loso_recalibration
+from libs_pipeline.recalibration.realism_gate import RealismEligibility, augmented_families, realism_exclusions
 from libs_pipeline.recalibration.loso_selection import (
     CandidateComparison,
     Selection,
@@ -17,6 +18,9 @@ from libs_pipeline.recalibration.loso_selection import (
 )
 
 __all__ = [
+    "RealismEligibility",
+    "augmented_families",
+    "realism_exclusions",
     "CandidateComparison",
     "NoLabelsError",
     "Selection",

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from libs_pipeline.candidates import default_candidates
 from libs_pipeline.config import DEFAULT_SYNTHETIC_PER_SAMPLE, RecalibrationConfig
 from libs_pipeline.evaluation.nested import jsonable
 from libs_pipeline.evaluation.plots import parity_plot, residual_plot
 from libs_pipeline.recalibration.loso_selection import choose_served, compare_by_loso, fit_served
+from libs_pipeline.recalibration.realism_gate import augmented_families, realism_exclusions
 from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text
 from libs_pipeline.spectra.dataset import resolve_analyte
 from libs_pipeline.spectra.store import SpectraStore
@@ -55,17 +57,9 @@ def run_loso_recalibration(
     comparison = compare_by_loso(ds, analyte, candidates, progress=log)
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
-    realism, excluded = None, {}
-    augmented = [n for n, c in candidates.items() if getattr(c, "per_sample", 0) > 0]
-    if augmented:
-        from libs_pipeline.synth.realism_holdout import holdout_realism
-
-        report = holdout_realism(ds, analyte, seed=config.seed)  # out of sample: fit on half the shots
-        report.save(out)
-        realism = report.summary()
-        if not report.passed and config.promotion.require_realistic_synthetic:
-            why = "its synthetic spectra failed the out-of-sample realism check: " + "; ".join(report.failures[:3])
-            excluded = {n: why for n in augmented}
+    realism, excluded = realism_exclusions(candidates, ds, analyte, config.seed, out)  # reported in any case
+    if not config.promotion.require_realistic_synthetic:
+        excluded = {}
     selection = choose_served(comparison, excluded=excluded)
     if log:
         log(f"served: {selection.reason}")
@@ -77,8 +71,6 @@ def run_loso_recalibration(
     sids = np.asarray(ds["sample_id"].values).astype(str)
     preds = {n: r.predictions for n, r in comparison.results.items()}
     frame = {"sample_id": sids, "y_true": y_true, **preds}
-    import pandas as pd
-
     atomic_write_text(out / "loso_predictions.csv", pd.DataFrame(frame).to_csv(index=False))
     title = f"{analyte}: leave-one-sample-out over {len(comparison.samples)} samples"
     figures = {
@@ -99,7 +91,8 @@ def run_loso_recalibration(
         "n_spectra": int(ds.sizes["spectrum"]),
         "n_samples": len(comparison.samples),
         "heldout_samples": [],
-        "synthetic_realism_passed": (realism or {}).get("passed") if selection.winner in augmented else None,
+        "synthetic_realism_passed": (realism or {}).get("passed")
+        if selection.winner in augmented_families(candidates) else None,
     }
     per_candidate = {
         name: {

@@ -131,6 +131,16 @@ def summary_markdown(outcome: dict) -> str:
         lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
     for note in outcome.get("notes") or []:
         lines += ["", f"> {note}"]
+    selection = outcome.get("selection") or {}
+    if selection:
+        lines += ["", f"**Served family: {selection.get('winner')}** — {selection.get('reason')}"]
+    for name, error in (outcome.get("candidate_errors") or {}).items():
+        lines += ["", f"- candidate `{name}` could not be evaluated: {error}"]
+    trust = outcome.get("trust") or {}
+    if trust:
+        lines += ["", f"Trust: threshold {_fmt(trust.get('threshold'))} ({trust.get('method')}); parts in use: "
+                  f"{', '.join(trust.get('parts') or []) or 'none (nothing is flagged)'}"]
+        lines += [f"- `{part}` off: {why}" for part, why in (trust.get("disabled_parts") or {}).items()]
     figures = outcome.get("figures") or {}
     if figures:
         lines += [""] + [f"![{k}]({Path(v).resolve().as_uri()})" for k, v in figures.items()]
