@@ -22,7 +22,7 @@ from sklearn.cross_decomposition import PLSRegression
 from libs_pipeline.baselines.internal_standards import default_internal_standards
 from libs_pipeline.baselines.pls import truncated_predictions
 from libs_pipeline.baselines.selection_common import (
-    SELECTION_RULES,
+    check_common_options,
     check_fit_inputs,
     check_predict_input,
     choose_candidate,
@@ -90,13 +90,8 @@ class SelectedPLS:
         saturation_margin: float = 0.01,
         selection: str = "paired_se",
     ) -> None:
-        if selection not in SELECTION_RULES:
-            raise ValueError(f"selection must be one of {SELECTION_RULES}, got {selection!r}")
+        self.lines = check_common_options(lines, selection)
         self.selection = selection
-        self.lines = list(lines)
-        if not self.lines:
-            raise ValueError("lines: need at least one analyte LineWindow")
-        check_unique_names(self.lines)
         self.regions = _check_choices("regions", regions, PLS_REGIONS)
         self.normalisations = _check_choices("normalisations", normalisations, PLS_NORMALISATIONS)
         self.internal_standards = (

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from libs_pipeline.features.line_features import line_channels, validate_wavelength
-from libs_pipeline.features.lines import LineWindow
+from libs_pipeline.features.lines import LineWindow, check_unique_names
 
 
 def check_fit_inputs(
@@ -137,3 +137,14 @@ def choose_candidate(errors: Sequence[np.ndarray | None], complexity: Sequence[t
     if not eligible:
         return base
     return min(eligible, key=lambda i: (float(sq[i].mean()), tuple(complexity[i])))
+
+
+def check_common_options(lines: Sequence[LineWindow], selection: str) -> list[LineWindow]:
+    """The analyte lines as a list, after the checks both selected baselines share (lines, selection rule)."""
+    if selection not in SELECTION_RULES:
+        raise ValueError(f"selection must be one of {SELECTION_RULES}, got {selection!r}")
+    lines = list(lines)
+    if not lines:
+        raise ValueError("lines: need at least one analyte LineWindow")
+    check_unique_names(lines)
+    return lines

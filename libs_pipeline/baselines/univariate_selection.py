@@ -23,7 +23,7 @@ import pandas as pd
 from libs_pipeline.baselines.calibration_forms import FORMS, check_forms, fit_curve, predict_curve
 from libs_pipeline.baselines.internal_standards import default_internal_standards
 from libs_pipeline.baselines.selection_common import (
-    SELECTION_RULES,
+    check_common_options,
     check_fit_inputs,
     check_predict_input,
     choose_candidate,
@@ -109,13 +109,8 @@ class SelectedUnivariate:
         saturation_margin: float = 0.01,
         selection: str = "paired_se",
     ) -> None:
-        if selection not in SELECTION_RULES:
-            raise ValueError(f"selection must be one of {SELECTION_RULES}, got {selection!r}")
+        self.lines = check_common_options(lines, selection)
         self.selection = selection
-        self.lines = list(lines)
-        if not self.lines:
-            raise ValueError("lines: need at least one analyte LineWindow")
-        check_unique_names(self.lines)
         self.normalisations = _check_choices("normalisations", normalisations, UNIVARIATE_NORMALISATIONS)
         self.forms = check_forms(tuple(forms))
         self.internal_standards = (

@@ -7,7 +7,6 @@ and ``metrics.json`` (training samples and the choices made), written atomically
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from libs_pipeline.baselines import SelectedPLS, SelectedUnivariate
-from libs_pipeline.spectra.atomic import publish_directory, temporary_sibling
+from libs_pipeline.spectra.atomic import write_directory
 
 BASELINE_FILE = "baseline.json"
 METRICS_FILE = "metrics.json"
@@ -93,23 +92,12 @@ def _json_text(obj: Any) -> str:
 
 def save_baseline(model: BaselineModel, directory: str | Path, overwrite: bool = False) -> Path:
     """Write the model directory atomically (temporary sibling, then rename)."""
-    directory = Path(directory)
-    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
-        raise FileExistsError(f"model directory {directory} already exists and is not empty (overwrite=False)")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(directory)
-    tmp.mkdir()
-    try:
+
+    def write(tmp: Path) -> None:
         (tmp / BASELINE_FILE).write_text(_json_text(model.to_dict()), encoding="utf-8")
         (tmp / METRICS_FILE).write_text(_json_text(model.metrics), encoding="utf-8")
-        if directory.exists():
-            shutil.rmtree(directory)
-        if not publish_directory(tmp, directory):
-            raise FileExistsError(f"model directory {directory} appeared while saving")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+
+    return write_directory(directory, write, overwrite)
 
 
 def load_baseline(directory: str | Path) -> BaselineModel:

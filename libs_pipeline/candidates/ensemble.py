@@ -9,14 +9,13 @@ and one CNN model directory per member (``member-<i>/``, as ``libs_pipeline.mode
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from libs_pipeline.spectra.atomic import publish_directory, temporary_sibling
+from libs_pipeline.spectra.atomic import write_directory
 
 ENSEMBLE_FILE = "ensemble.json"
 FORMAT = "libs-pipeline-ensemble"
@@ -78,27 +77,15 @@ def save_ensemble(model: EnsembleModel, directory: str | Path, overwrite: bool =
     """Write ``ensemble.json`` and every member atomically (temporary sibling, then rename)."""
     from libs_pipeline.models import save_model
 
-    directory = Path(directory)
-    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
-        raise FileExistsError(f"model directory {directory} already exists and is not empty (overwrite=False)")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(directory)
-    tmp.mkdir()
-    try:
+    def write(tmp: Path) -> None:
         names = []
         for i, member in enumerate(model.members):
             names.append(f"member-{i}")
             save_model(member, tmp / names[-1])
         (tmp / ENSEMBLE_FILE).write_text(json.dumps({"format": FORMAT, "members": names}, indent=2) + "\n")
         (tmp / "metrics.json").write_text(json.dumps(model.metrics, indent=2, default=str) + "\n")
-        if directory.exists():
-            shutil.rmtree(directory)
-        if not publish_directory(tmp, directory):
-            raise FileExistsError(f"model directory {directory} appeared while saving")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+
+    return write_directory(directory, write, overwrite)
 
 
 def load_ensemble(directory: str | Path) -> EnsembleModel:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from libs_pipeline.config import TrainingConfig
 from libs_pipeline.models.network import MultitaskCNN, NetworkSpec
 from libs_pipeline.models.normalisation import SpectrumNormaliser, TargetScaler
 from libs_pipeline.models.training import TrainedModel
-from libs_pipeline.spectra.atomic import publish_directory, temporary_sibling
+from libs_pipeline.spectra.atomic import write_directory
 
 FORMAT = "libs-pipeline-model"
 FORMAT_VERSION = 1
@@ -49,10 +48,6 @@ def _sha256(data: bytes) -> str:
 def save_model(model: TrainedModel, directory: str | Path, overwrite: bool = False) -> Path:
     """Write the model directory atomically; an existing non-empty directory is replaced only if ``overwrite``."""
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise FileExistsError(f"{directory} exists and is not a directory")
-    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
-        raise FileExistsError(f"model directory {directory} already exists and is not empty (overwrite=False)")
     buf = io.BytesIO()
     torch.save(model.network.state_dict(), buf)
     weights = buf.getvalue()
@@ -75,22 +70,11 @@ def save_model(model: TrainedModel, directory: str | Path, overwrite: bool = Fal
         METRICS: _json_bytes(model.metrics),
         DATA_VERSIONS: _json_bytes(model.data_versions),
     }
-    tmp = temporary_sibling(directory)
-    tmp.mkdir()
-    try:
+    def write(tmp: Path) -> None:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
-        old = None
-        if directory.exists():
-            old = temporary_sibling(directory)
-            directory.rename(old)
-        if not publish_directory(tmp, directory):
-            raise FileExistsError(f"model directory {directory} appeared while saving")
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_directory(directory, write, overwrite)
     return directory
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -52,3 +53,29 @@ def publish_directory(tmp_dir: str | Path, final_dir: str | Path) -> bool:
             return False
         raise
     return True
+
+
+def write_directory(directory: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Build a directory atomically: ``write(tmp)`` fills a temporary sibling, which then replaces ``directory``
+    (an existing non-empty one only if ``overwrite``); on any error nothing is left behind."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise FileExistsError(f"{directory} exists and is not a directory")
+    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
+        raise FileExistsError(f"model directory {directory} already exists and is not empty (overwrite=False)")
+    tmp = temporary_sibling(directory)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        old = None
+        if directory.exists():
+            old = temporary_sibling(directory)
+            directory.rename(old)
+        if not publish_directory(tmp, directory):
+            raise FileExistsError(f"model directory {directory} appeared while saving")
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory

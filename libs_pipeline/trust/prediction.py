@@ -22,6 +22,7 @@ import xarray as xr
 from libs_pipeline.config import TrustConfig
 from libs_pipeline.features.lines import LineWindow
 from libs_pipeline.spectra.atomic import atomic_write_bytes
+from libs_pipeline.spectra.grid import intensity_on_grid
 from libs_pipeline.spectra.store import open_spectra
 from libs_pipeline.trust.calibration import TrustCalibration, fit_trust_calibration, fit_trust_calibration_oof
 from libs_pipeline.trust.measurements import (
@@ -55,21 +56,7 @@ def model_lines(model: TrainedModel) -> list[LineWindow]:
 
 def model_grid_intensity(ds: xr.Dataset, model: TrainedModel, rows: slice | np.ndarray, resample: bool = False) -> np.ndarray:
     """Intensity of ``rows`` on the model's wavelength grid: equal grids pass, others only with ``resample``."""
-    wl = np.asarray(ds["wavelength"].values, dtype=np.float64)
-    x = np.asarray(ds["intensity"].isel(spectrum=rows).values, dtype=np.float32)
-    target = np.asarray(model.wavelength, dtype=np.float64)
-    if wl.shape == target.shape and np.allclose(wl, target, rtol=0, atol=1e-6):
-        return x
-    if not resample:
-        raise ValueError(
-            f"spectra wavelength grid ({wl.size} channels, {wl[0]:.3f}-{wl[-1]:.3f} nm) differs from the model's "
-            f"({target.size} channels, {target[0]:.3f}-{target[-1]:.3f} nm); pass resample=True to interpolate"
-        )
-    if wl[0] > target[0] or wl[-1] < target[-1]:
-        raise ValueError(
-            f"cannot resample: spectra cover {wl[0]:.3f}-{wl[-1]:.3f} nm, the model needs {target[0]:.3f}-{target[-1]:.3f} nm"
-        )
-    return np.stack([np.interp(target, wl, row) for row in x]).astype(np.float32)
+    return intensity_on_grid(ds, model.wavelength, rows, resample)
 
 
 def _chunks(n: int, size: int = CHUNK_SPECTRA):
