@@ -35,7 +35,7 @@ from libs_pipeline.config import CampaignConfig, IngestOptions
 from libs_pipeline.evaluation.nested import jsonable, nested_loso
 from libs_pipeline.evaluation.small_campaign import small_campaign_metrics
 from libs_pipeline.evaluation.split import split_samples
-from libs_pipeline.recalibration import RealismEligibility
+from libs_pipeline.recalibration import RealismEligibility, choose_family
 from libs_pipeline.spectra.campaign_loading import load_campaign
 from libs_pipeline.spectra.dataset import sample_ids, sample_labels, select_samples
 
@@ -57,7 +57,7 @@ def oreas(names: list[str], training: dict, per_sample: int, seed: int) -> dict:
     candidates = default_candidates(names, training=training, per_sample=per_sample, seed=seed, matrix="rock")
     eligible = RealismEligibility(candidates, "Na", seed)  # recalibration's rule, per fold's training samples
     result = nested_loso(ds, "Na", candidates, served=[n for n in SERVABLE if n in names], progress=_progress,
-                         eligible=eligible)
+                         eligible=eligible, choose=choose_family)
     metrics = result.metrics(seed=seed)
     per_sample_table = result.per_sample().set_index("sample_id")
     return {
@@ -73,10 +73,12 @@ def oreas(names: list[str], training: dict, per_sample: int, seed: int) -> dict:
     }
 
 
-def _sample_rmsep(fitted, ds: xr.Dataset, analyte: str) -> float:
-    pred = fitted.predict_dataset(ds)
-    return float(small_campaign_metrics(np.asarray(ds[analyte].values, float), pred,
-                                        np.asarray(ds["sample_id"].values).astype(str))["sample_rmsep"])
+def _sample_errors(fitted, ds: xr.Dataset, analyte: str) -> np.ndarray:
+    """Per-sample errors (mean shot prediction - label) of a fitted candidate on ``ds``."""
+    frame = pd.DataFrame({"sample_id": np.asarray(ds["sample_id"].values).astype(str),
+                          "y": np.asarray(ds[analyte].values, float), "p": fitted.predict_dataset(ds)})
+    table = frame.groupby("sample_id", sort=False).mean()
+    return (table["p"] - table["y"]).to_numpy()
 
 
 def virtual(names: list[str], training: dict, per_sample: int, seed: int, n_samples: int, fraction: float) -> dict:
@@ -95,12 +97,13 @@ def virtual(names: list[str], training: dict, per_sample: int, seed: int, n_samp
     for name, candidate in candidates.items():
         print(f"virtual: {name}", file=sys.stderr, flush=True)
         if name in SERVABLE:
-            validation[name] = _sample_rmsep(candidate.fit(select_samples(ds, fit_ids), analyte),
-                                             select_samples(ds, val_ids), analyte)
+            validation[name] = _sample_errors(candidate.fit(select_samples(ds, fit_ids), analyte),
+                                              select_samples(ds, val_ids), analyte)
         preds[name] = candidate.fit(train, analyte).predict_dataset(test)
-    eligible = RealismEligibility(candidates, analyte, seed)  # recalibration's rule, on the training samples
-    allowed = {n: v for n, v in validation.items() if eligible(n, train)} or validation
-    winner = min(allowed, key=allowed.get)
+    eligible = RealismEligibility(candidates, analyte, seed)  # recalibration's rules, on the training samples
+    allowed = [n for n in validation if eligible(n, train)] or list(validation)
+    winner = choose_family(allowed, validation)
+    validation = {n: float(np.sqrt(np.mean(e**2))) for n, e in validation.items()}
     preds[SERVED] = preds[winner]
     y = np.asarray(test[analyte].values, dtype=np.float64)
     sids = np.asarray(test["sample_id"].values).astype(str)

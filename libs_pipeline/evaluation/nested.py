@@ -34,6 +34,7 @@ SERVED = "served"
 TIE_RTOL = 1e-9  # inner RMSEPs this close are a tie (floating-point noise), won by the first listed
 Progress = Callable[[int, int, str], None]
 Eligibility = Callable[[str, xr.Dataset], bool]
+Chooser = Callable[[Sequence[str], Mapping[str, np.ndarray]], str]
 
 
 @dataclass
@@ -310,8 +311,8 @@ def loso_predictions(
     return fitter.outer(name, ds, rows)
 
 
-def inner_rmsep(fitter: _Fitter, name: str, held_out: str) -> float:
-    """Per-sample RMSEP of candidate ``name`` by LOSO over the samples other than ``held_out``."""
+def inner_errors(fitter: _Fitter, name: str, held_out: str) -> np.ndarray:
+    """Per-sample errors (mean shot prediction - label) of ``name`` by LOSO over the samples other than ``held_out``."""
     errors = []
     for i in fitter.samples:
         if i == held_out:
@@ -319,12 +320,23 @@ def inner_rmsep(fitter: _Fitter, name: str, held_out: str) -> float:
         pred = fitter.prediction(name, frozenset([held_out, i]), i)
         truth = float(fitter.ds[fitter.analyte].values[fitter.sids == i][0])
         errors.append(float(pred.mean()) - truth)
-    return float(np.sqrt(np.mean(np.square(errors))))
+    return np.asarray(errors, dtype=np.float64)
+
+
+def lowest_rmsep(names: Sequence[str], errors: Mapping[str, np.ndarray]) -> str:
+    """The default served choice: lowest RMSEP; ties (within ``TIE_RTOL``) go to the name listed first."""
+    rmsep = {n: float(np.sqrt(np.mean(np.square(errors[n])))) for n in names}
+    winner = names[0]
+    for n in names[1:]:
+        if rmsep[n] < rmsep[winner] and not math.isclose(rmsep[n], rmsep[winner], rel_tol=TIE_RTOL):
+            winner = n
+    return winner
 
 
 def nested_loso(
     ds: xr.Dataset, analyte: str, candidates: Mapping[str, Candidate], served: Sequence[str] | None = None,
     progress: Progress | None = None, samples: Sequence[str] | None = None, eligible: Eligibility | None = None,
+    choose: Chooser | None = None,
 ) -> NestedResult:
     """Outer LOSO of every candidate plus the served model chosen by inner LOSO among ``served`` (default: all).
 
@@ -333,6 +345,8 @@ def nested_loso(
     as in ``loso_predictions``. ``eligible(name, training_spectra)`` may rule a candidate out of one fold's
     choice from that fold's training samples only (as recalibration rules out an augmented family whose
     synthetic spectra fail the realism check); a fold where none is eligible keeps them all.
+    ``choose(names, inner_errors)`` picks the fold's winner from the per-sample inner errors (default:
+    ``lowest_rmsep``; recalibration's rule is ``recalibration.choose_family``).
     """
     if not candidates:
         raise ValueError("candidates: need at least one candidate")
@@ -360,11 +374,9 @@ def nested_loso(
             if eligible is not None:
                 inner_ds = select_samples(labelled, [s for s in order if s != h])
                 names_h = [n for n in served_names if eligible(n, inner_ds)] or served_names
-            table = {n: inner_rmsep(fitter, n, h) for n in names_h}
-            winner = names_h[0]
-            for n in names_h[1:]:
-                if table[n] < table[winner] and not math.isclose(table[n], table[winner], rel_tol=TIE_RTOL):
-                    winner = n
+            errors = {n: inner_errors(fitter, n, h) for n in names_h}
+            table = {n: float(np.sqrt(np.mean(np.square(e)))) for n, e in errors.items()}
+            winner = (choose or lowest_rmsep)(names_h, errors)
             choices[h] = FoldChoice(held_out=h, winner=winner, inner_rmsep=table,
                                     inner_samples=[s for s in order if s != h])
             mask = outer[winner].spectrum_sample_ids == h

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from libs_pipeline.baselines.selection_common import choose_candidate
 from libs_pipeline.candidates import save_servable
 from libs_pipeline.config import TrustConfig
 from libs_pipeline.evaluation.nested import LosoResult, jsonable, loso_predictions
@@ -99,14 +100,32 @@ def compare_by_loso(
     return CandidateComparison(analyte, units, samples, results, errors, seconds)
 
 
+def choose_family(names: Sequence[str], errors: Mapping[str, np.ndarray]) -> str:
+    """The family to serve from per-sample out-of-fold errors on the same samples; ``names`` simplest first.
+
+    The paired-standard-error rule of the baselines (``baselines.selection_common.choose_candidate``): the
+    simplest family is served unless another has a mean squared error lower by more than one standard error of
+    the paired per-sample difference; among those, the lowest RMSEP. With 6-10 samples the plain minimum
+    follows noise (nested on OREAS: 1 002 ppm with the minimum, univariate alone 943).
+    """
+    order = list(names)
+    pick = choose_candidate([errors[n] for n in order], [(i,) for i in range(len(order))], "paired_se")
+    return order[pick]
+
+
+def _per_sample_errors(result: LosoResult) -> np.ndarray:
+    table = result.per_sample()
+    return table["y_pred"].to_numpy(dtype=np.float64) - table["y_true"].to_numpy(dtype=np.float64)
+
+
 def choose_served(
     comparison: CandidateComparison,
     baselines: Sequence[str] = BASELINE_FAMILIES,
     excluded: Mapping[str, str] | None = None,
 ) -> Selection:
-    """The candidate with the lowest per-sample LOSO RMSEP (ties: the one listed first, baselines first in the
-    defaults); by construction never worse than the best baseline on the same samples. ``excluded``: candidates
-    that may not be served, with the reason (e.g. their synthetic spectra failed the realism check)."""
+    """The family ``choose_family`` picks from the LOSO results (candidates in the order given: simplest first);
+    the reason names the ranking and the best baseline. ``excluded``: families that may not be served, with the
+    reason (e.g. their synthetic spectra failed the realism check)."""
     excluded = dict(excluded or {})
     metrics = comparison.metrics()
     scored = {n: float(m["rmsep_sample"]) for n, m in metrics.items()
@@ -114,15 +133,18 @@ def choose_served(
     if not scored:
         failures = "; ".join(f"{n}: {e}" for n, e in comparison.errors.items()) or "no candidate ran"
         raise RuntimeError(f"no candidate could be evaluated by leave-one-sample-out ({failures})")
-    winner = min(scored, key=lambda n: (scored[n], list(scored).index(n)))
+    winner = choose_family(list(scored), {n: _per_sample_errors(comparison.results[n]) for n in scored})
     base = {n: v for n, v in scored.items() if n in baselines}
     best_base = min(base, key=base.get) if base else None
     units = f" {comparison.units}" if comparison.units else ""
     ranking = ", ".join(f"{n} {v:.4g}" for n, v in sorted(scored.items(), key=lambda kv: kv[1]))
-    reason = (
-        f"{winner} has the lowest per-sample leave-one-sample-out RMSEP ({scored[winner]:.4g}{units}) over "
-        f"{len(comparison.samples)} samples; ranking: {ranking}"
-    )
+    best = min(scored, key=scored.get)
+    if winner == best:
+        why = f"{winner} has the lowest per-sample leave-one-sample-out RMSEP ({scored[winner]:.4g}{units})"
+    else:
+        why = (f"{winner} ({scored[winner]:.4g}{units}) is simpler than {best} ({scored[best]:.4g}{units}), "
+               "which does not beat it by more than a paired standard error")
+    reason = f"{why} over {len(comparison.samples)} samples; ranking: {ranking}"
     if best_base is not None and best_base != winner:
         reason += f"; best baseline {best_base} {base[best_base]:.4g}{units}"
     if comparison.errors:
@@ -179,4 +201,6 @@ def fit_served(
     return ServedModel(Path(directory), name, float(calibration.threshold), trust, fitted.describe())
 
 
-__all__ = ["CandidateComparison", "Selection", "ServedModel", "choose_served", "compare_by_loso", "fit_served"]
+__all__ = [
+    "CandidateComparison", "Selection", "ServedModel", "choose_family", "choose_served", "compare_by_loso", "fit_served",
+]
