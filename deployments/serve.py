@@ -78,7 +78,7 @@ def build_deployments(
             for s in (d.get("schedules") or [])
         ]
         params = override_parameters(d.get("parameters") or {}, root, dataset)
-        if dataset is not None and flow.name == "predict" and "name" in params:
+        if dataset is not None and flow.name in ("predict", "predict-drop-folder") and "name" in params:
             params["name"] = dataset
         selected.append(
             flow.to_deployment(

@@ -1,6 +1,8 @@
 """Ingest flow: campaign manifest -> validated, versioned spectra; publishes the validation report.
 
 Thin: ``libs_pipeline.spectra.ingest.ingest_campaign`` does the work; tasks pass only paths and version ids.
+Final state: Completed when every file landed, Completed named ``Partial`` (visible in the UI) when some
+files were rejected, Failed when every new file was rejected.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.states import Completed
 
 from libs_pipeline.config import IngestOptions
 from libs_pipeline.spectra.ingest import ingest_campaign
@@ -47,7 +50,7 @@ def publish_task(report_path: str) -> list[str]:
     """Publish the validation report (table) and the run summary (markdown) as Prefect artifacts."""
     path = Path(report_path)
     report = json.loads(path.read_text(encoding="utf-8"))
-    keys = ("severity", "file", "line", "column", "coordinate", "rule", "reason")
+    keys = ("severity", "file", "rule", "count", "line", "column", "coordinate", "last_line", "reason")
     rows = [{k: f.get(k) for k in keys} for f in [*report["rejections"], *report["warnings"]]]
     if not rows:
         rows = [{k: None for k in keys} | {"severity": "ok", "reason": "no findings"}]
@@ -72,11 +75,15 @@ def ingest(
     options: IngestOptions | None = None,
     fail_if_rejected: bool = True,
 ) -> dict:
-    """Ingest a campaign manifest into ``store``; the run fails (after publishing) when nothing new could land."""
+    """Ingest a campaign manifest into ``store``; the run fails (after publishing) when nothing new could land,
+    and ends in a Completed state named 'Partial' when some files were rejected."""
     outcome = ingest_task(manifest, store, name, options or IngestOptions())
     publish_task(outcome["report_path"])
     if fail_if_rejected and outcome["status"] == "rejected":
         raise IngestRejectedError(
             f"{outcome['name']}: every new file was rejected; see {outcome['quarantine_report']}"
         )
+    if outcome["status"] == "partial":
+        return Completed(name="Partial", message=f"some files were rejected; see {outcome['quarantine_report']}",
+                         data=outcome)
     return outcome

@@ -56,58 +56,89 @@ def simulate(
 
 # --- ingest (spectra) ---
 
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_CODES_HELP = (
+    "Exit codes: 0 every file landed (or was already ingested); 3 partial: some files were rejected "
+    "(quarantined), the rest landed; 1 every new file was rejected, nothing landed; 2 bad options."
+)
 
-@app.command("ingest")
-def ingest_command(
-    manifest: str = typer.Argument(..., help="campaign manifest (.yaml or .csv)"),
-    store: str = typer.Option(..., "--store", envvar="LIBS_PIPELINE_ROOT", help="store root folder"),
-    name: str = typer.Option(None, "--name", help="dataset name (default: manifest name or file stem)"),
-    resample: bool = typer.Option(False, "--resample", help="interpolate files on another grid onto the dataset grid"),
-    max_file_mb: float = typer.Option(200.0, "--max-file-mb", help="reject files larger than this"),
-    dark_tolerance: float = typer.Option(100.0, "--dark-tolerance", help="reject intensities below -X counts"),
-    saturation_level: float = typer.Option(None, "--saturation-level", help="warn about channels near this level"),
-) -> None:
-    """Validate and ingest a campaign into a new version of a spectra dataset; exit 1 when every file was rejected."""
+
+def _ingest_options(**kwargs):
+    """IngestOptions from command-line values; a bad value exits 2 with pydantic's message."""
     from pydantic import ValidationError
-    from rich.console import Console
-    from rich.table import Table
-
-    from rich.text import Text
 
     from libs_pipeline.config import IngestOptions
-    from libs_pipeline.spectra.ingest import ingest_campaign
 
     try:
-        options = IngestOptions(
-            resample=resample, max_file_mb=max_file_mb, dark_tolerance=dark_tolerance, saturation_level=saturation_level
-        )
+        return IngestOptions(**{k: v for k, v in kwargs.items() if v is not None})
     except ValidationError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    result = ingest_campaign(manifest, store, name=name, options=options)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _print_ingest(result) -> None:
+    """The ingest outcome for people: counts, each accepted file's layout, one line per (file, rule) finding."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     console = Console(width=200, markup=False, highlight=False)
     console.print(f"version {result.version or '(none)'}  status {result.status}  dataset {result.name}")
     console.print(
         f"{result.n_spectra} spectra ({result.n_new_spectra} new); files: {len(result.accepted)} accepted, "
         f"{len(result.skipped)} already ingested, {len(result.rejected_files)} rejected; {len(result.warnings)} warning(s)"
     )
-    if result.rejected:
-        table = Table("file", "line", "col", "rule", "reason", title="rejected")
-        for r in result.rejected:
-            table.add_row(*[Text(x) for x in (
-                r.file, "" if r.line is None else str(r.line), "" if r.column is None else str(r.column),
-                r.rule, r.reason + (f" (at {r.coordinate})" if r.coordinate else ""))])
+    for f in result.files:
+        console.print(f"  {f['file']}: {f.get('layout')} ({f.get('layout_source')}); "
+                      + "; ".join(str(f[k]) for k in ("encoding", "number_format", "compression") if f.get(k)))
+    for title, findings in (("rejected", result.rejected), ("warnings", result.warnings)):
+        if not findings:
+            continue
+        table = Table("file", "rule", "count", "first at", "last at", "reason", title=title)
+        for r in findings:
+            table.add_row(*[Text(x) for x in (r.file, r.rule, str(r.count), r.first_at(), r.last_at(), r.reason)])
         console.print(table)
-    if result.warnings:
-        by_rule: dict[str, int] = {}
-        for w in result.warnings:
-            by_rule[w.rule] = by_rule.get(w.rule, 0) + 1
-        console.print("warnings: " + ", ".join(f"{k} x{v}" for k, v in sorted(by_rule.items())))
     if result.quarantine_report:
         console.print(f"quarantine: {result.quarantine_report}")
     console.print(f"report: {result.report_path}")
-    if result.status == "rejected":
-        raise typer.Exit(1)
+
+
+def _ingest_exit_code(result) -> int:
+    return {"rejected": EXIT_REJECTED, "partial": EXIT_PARTIAL}.get(result.status, EXIT_OK)
+
+
+_OVERLAP_HELP = "overlapping spectrometer segments: average | keep_first | keep_second | reject"
+_BAD_SHOT_HELP = "dead/flat/fully saturated shots: warn (keep) | drop | reject (the file)"
+
+
+@app.command("ingest", epilog=EXIT_CODES_HELP)
+def ingest_command(
+    manifest: str = typer.Argument(..., help="campaign manifest (.yaml or .csv); labels are optional (unknown samples)"),
+    store: str = typer.Option(..., "--store", envvar="LIBS_PIPELINE_ROOT", help="store root folder"),
+    name: str = typer.Option(None, "--name", help="dataset name (default: manifest name or file stem)"),
+    resample: bool = typer.Option(False, "--resample", help="interpolate files on another grid onto the dataset grid"),
+    max_file_mb: float = typer.Option(200.0, "--max-file-mb", help="reject files (decompressed) larger than this"),
+    dark_tolerance: float = typer.Option(100.0, "--dark-tolerance", help="reject intensities below -X counts"),
+    saturation_level: float = typer.Option(None, "--saturation-level", help="warn about channels near this level"),
+    overlap_policy: str = typer.Option("average", "--overlap-policy", help=_OVERLAP_HELP),
+    bad_shot_policy: str = typer.Option("warn", "--bad-shot-policy", help=_BAD_SHOT_HELP),
+    lock_timeout: float = typer.Option(600.0, "--lock-timeout", help="seconds to wait for another ingest of the dataset"),
+) -> None:
+    """Validate and ingest a campaign into a new version of a spectra dataset (exit codes below)."""
+    from libs_pipeline.spectra.ingest import ingest_campaign
+
+    options = _ingest_options(
+        resample=resample, max_file_mb=max_file_mb, dark_tolerance=dark_tolerance, saturation_level=saturation_level,
+        overlap_policy=overlap_policy, bad_shot_policy=bad_shot_policy, lock_timeout_s=lock_timeout,
+    )
+    result = ingest_campaign(manifest, store, name=name, options=options)
+    _print_ingest(result)
+    code = _ingest_exit_code(result)
+    if code:
+        raise typer.Exit(code)
 
 
 spectra_app = typer.Typer(help="Versioned spectra datasets: list and show.", no_args_is_help=True)
@@ -315,26 +346,73 @@ def evaluate_command(
 # --- predict (trust) ---
 
 
-@app.command("predict")
+PREDICT_EXIT_CODES_HELP = (
+    "Exit codes: 0 predictions written for every input; 3 partial: some raw files were rejected at ingest "
+    "(quarantined), the others were predicted; 1 nothing could be predicted (every file rejected, model or "
+    "spectra not found); 2 corrupt model or bad options."
+)
+
+
+def _is_dataset_ref(value: str) -> bool:
+    """A .zarr/.nc path or a store URI ``<root>#<name>@<version>`` (not raw files to ingest first)."""
+    return "#" in value or Path(value).suffix.lower() in (".zarr", ".nc", ".nc4")
+
+
+@app.command("predict", epilog=PREDICT_EXIT_CODES_HELP)
 def predict(
-    spectra: str = typer.Argument(..., help="spectra to predict: .zarr / .nc path or store URI <root>#<name>@<version>"),
+    spectra: list[str] = typer.Argument(..., help="a .zarr/.nc path or store URI <root>#<name>@<version>; or raw "
+                                        "files / a folder of them / a campaign manifest (ingested into --store first)"),
     model: str = typer.Option(..., "--model", help="model directory, or a version id / alias with --registry and --name"),
     registry: str = typer.Option(None, "--registry", help="store root holding the model registry (models/ under it)"),
     name: str = typer.Option(None, "--name", help="registered model name"),
-    out: str = typer.Option(None, "--out", help="per-spectrum table (.csv or .parquet); per-sample table beside it"),
+    out: str = typer.Option(None, "--out", help="per-spectrum table (.csv or .parquet); per-sample table beside it "
+                            "(raw input default: <store>/predictions/<run>/predictions.csv)"),
+    store: str = typer.Option(None, "--store", envvar="LIBS_PIPELINE_ROOT",
+                              help="store the raw files are ingested into (default: --registry)"),
+    dataset: str = typer.Option(None, "--dataset", help="dataset the raw files are ingested into (default "
+                                "'unknown-samples', or the manifest's name)"),
     mc_samples: int = typer.Option(20, "--mc-samples", min=2, help="MC-dropout passes for the predictive uncertainty"),
     seed: int = typer.Option(0, "--seed", help="seed of the MC-dropout passes"),
-    resample: bool = typer.Option(False, "--resample", help="interpolate spectra onto the model's wavelength grid"),
+    resample: bool = typer.Option(False, "--resample", help="interpolate spectra onto the model's (and dataset's) grid"),
+    bad_shot_policy: str = typer.Option("warn", "--bad-shot-policy", help=_BAD_SHOT_HELP),
 ) -> None:
-    """Concentration, predictive uncertainty, trust score, flag and reason per spectrum and per sample."""
+    """Concentration, predictive uncertainty, trust score, flag and reason per spectrum and per sample.
+
+    Raw files (of unknown samples) are ingested first, so every predicted spectrum is archived and versioned.
+    """
     from rich.console import Console
     from rich.table import Table
 
     from libs_pipeline.registry import CorruptModelError, RegistryError
     from libs_pipeline.trust.prediction import run_prediction
 
+    code = EXIT_OK
+    if len(spectra) == 1 and _is_dataset_ref(spectra[0]):
+        source = spectra[0]
+    else:
+        from libs_pipeline.spectra.unknown_samples import ingest_new_files
+
+        root = store or registry
+        if root is None:
+            typer.echo(f"error: cannot open spectra {' '.join(spectra)}: not a .zarr/.nc dataset or store URI; raw files "
+                       "(or a folder of them, or a manifest) are ingested before prediction: give --store ROOT "
+                       "(or --registry ROOT)", err=True)
+            raise typer.Exit(EXIT_REJECTED)
+        options = _ingest_options(resample=resample, bad_shot_policy=bad_shot_policy)
+        try:
+            batch = ingest_new_files(spectra, root, name=dataset, options=options)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_REJECTED) from None
+        _print_ingest(batch.result)
+        if batch.spectra is None:
+            typer.echo("error: no spectra to predict: every file was rejected (see the report above)", err=True)
+            raise typer.Exit(EXIT_REJECTED)
+        source = batch.spectra
+        out = out or str(Path(root) / "predictions" / batch.result.run_id / "predictions.csv")
+        code = EXIT_PARTIAL if batch.result.rejected else EXIT_OK
     try:
-        run = run_prediction(model, spectra, out, registry, name, mc_samples=mc_samples, seed=seed, resample=resample)
+        run = run_prediction(model, source, out, registry, name, mc_samples=mc_samples, seed=seed, resample=resample)
     except CorruptModelError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -361,6 +439,8 @@ def predict(
     )
     if run.spectra_path is not None:
         typer.echo(f"wrote {run.spectra_path} and {run.samples_path}")
+    if code:
+        raise typer.Exit(code)
 
 
 # --- models (registry) ---

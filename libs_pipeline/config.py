@@ -134,7 +134,22 @@ class IngestOptions(StrictModel):
         0.01, ge=0.0, lt=1.0, description="'near' saturation = at or above saturation_level * (1 - margin)"
     )
     chunk_spectra: int = Field(256, ge=1, description="zarr chunk length along `spectrum` for intensity")
-    max_problems_per_rule: int = Field(20, ge=1, description="per file and rule; the rest are counted")
+    max_problems_per_rule: int = Field(
+        1000, ge=1, description="a reader stops collecting problems of a file after this many (reports group them by rule)"
+    )
+    overlap_policy: Literal["average", "keep_first", "keep_second", "reject"] = Field(
+        "average", description="overlapping spectrometer segments: average the overlap, keep one side, or reject the file"
+    )
+    bad_shot_policy: Literal["warn", "drop", "reject"] = Field(
+        "warn", description="dead (all 0), flat or fully saturated shots: keep with a warning, drop with a warning, "
+        "or reject the file"
+    )
+    saturated_shot_fraction: float = Field(
+        0.5, gt=0.0, le=1.0, description="a shot is 'fully saturated' when this share of channels is at saturation_level"
+    )
+    lock_timeout_s: float = Field(
+        600.0, ge=0.0, description="seconds to wait for another ingest into the same dataset to finish"
+    )
 
 
 class IngestConfig(StrictModel):

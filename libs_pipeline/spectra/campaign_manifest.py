@@ -1,7 +1,8 @@
 """Campaign manifests (YAML or CSV): which file holds which sample, and its certified concentrations.
 
-Entries with problems (unsafe id or path, bad unit, out-of-range value, duplicate, no label) are kept with
-their findings so that ingest can reject just their files; a manifest that cannot be read at all raises
+Labels are optional: a sample without one is an unknown sample (ingested, then predicted). Entries with
+problems (unsafe id or path, bad unit, out-of-range value, duplicate) are kept with their findings so that
+ingest can reject just their files; a manifest that cannot be read at all raises
 ManifestError.
 """
 
@@ -18,7 +19,7 @@ import pandas as pd
 import yaml
 
 from libs_pipeline.spectra.dataset import CONCENTRATION_UNITS
-from libs_pipeline.spectra.findings import FileRejected, Finding
+from libs_pipeline.spectra.findings import FileRejected, Finding, quoted
 from libs_pipeline.spectra.readers import READERS, decode_text, reader_for
 from libs_pipeline.spectra.schemas import (
     LABEL_COLUMN,
@@ -52,17 +53,24 @@ class ManifestEntry:
     labels: dict[str, tuple[float, str]] = field(default_factory=dict)
     matrix: str | None = None
     findings: list[Finding] = field(default_factory=list)
+    samples_from_file: bool = False
+    """True for raw files given without a manifest: a file with a sample column names its own (unknown) samples."""
 
     @property
     def ok(self) -> bool:
         return not self.findings
+
+    @property
+    def certified(self) -> bool:
+        """False for an unknown sample (no certified concentration given)."""
+        return any(not math.isnan(v) for v, _ in self.labels.values())
 
     def where(self, manifest_name: str) -> str:
         return f"{manifest_name} line {self.line}" if self.line else f"{manifest_name} samples[{self.row}]"
 
     def reject(self, manifest_name: str, rule: str, reason: str) -> None:
         self.findings.append(
-            Finding(self.file or manifest_name, rule, reason, coordinate=f"{self.where(manifest_name)}, sample {self.sample_id!r}")
+            Finding(self.file or manifest_name, rule, reason, coordinate=f"{self.where(manifest_name)}, sample {quoted(self.sample_id)}")
         )
 
 
@@ -103,10 +111,10 @@ def _resolve_inside(base: Path, file: str) -> tuple[Path | None, str | None]:
         return None, "file name contains a NUL character"
     p = Path(file)
     if p.is_absolute():
-        return None, f"absolute path {file!r} (files must be relative to the manifest's folder)"
+        return None, f"absolute path {quoted(file)} (files must be relative to the manifest's folder)"
     resolved = (base / p).resolve()
     if not resolved.is_relative_to(base.resolve()):
-        return None, f"path {file!r} escapes the manifest's folder"
+        return None, f"path {quoted(file)} escapes the manifest's folder"
     return resolved, None
 
 
@@ -127,21 +135,21 @@ def _number(value) -> float:
 
 def _add_label(entry: ManifestEntry, mname: str, element: str, raw, unit) -> None:
     if not re.fullmatch(LABEL_NAME_PATTERN, str(element)):
-        entry.reject(mname, "bad_label_name", f"label name {element!r} is not an element/oxide symbol like 'Na' or 'Fe2O3'")
+        entry.reject(mname, "bad_label_name", f"label name {quoted(element)} is not an element/oxide symbol like 'Na' or 'Fe2O3'")
         return
     if unit is None:
         entry.reject(mname, "label_unit", f"no unit given for label {element} (add units: wt% or ppm)")
         return
     if unit not in CONCENTRATION_UNITS:
-        entry.reject(mname, "label_unit", f"unit {unit!r} of label {element} is not one of {', '.join(CONCENTRATION_UNITS)}")
+        entry.reject(mname, "label_unit", f"unit {quoted(unit)} of label {element} is not one of {', '.join(CONCENTRATION_UNITS)}")
         return
     try:
         value = _number(raw)
     except (TypeError, ValueError):
-        entry.reject(mname, "non_numeric_label", f"label {element} = {raw!r} is not a number")
+        entry.reject(mname, "non_numeric_label", f"label {element} = {quoted(raw)} is not a number")
         return
     if math.isinf(value):
-        entry.reject(mname, "label_range", f"label {element} = {raw!r} is not finite")
+        entry.reject(mname, "label_range", f"label {element} = {quoted(raw)} is not finite")
         return
     entry.labels[str(element)] = (value, str(unit))
 
@@ -192,7 +200,7 @@ def _read_yaml(path: Path, text: str) -> CampaignManifest:
         if sid is None:
             e.reject(mname, "missing_sample_id", "no sample_id given")
         elif not isinstance(sid, str):
-            e.reject(mname, "sample_id_type", f"sample_id {sid!r} is a {type(sid).__name__}; quote it so it stays text")
+            e.reject(mname, "sample_id_type", f"sample_id {quoted(sid)} is a {type(sid).__name__}; quote it so it stays text")
         e.reader = str(item.get("reader") or top_reader or reader_for(file))
         matrix = item.get("matrix", top_matrix)
         e.matrix = None if matrix is None else str(matrix)
@@ -280,7 +288,7 @@ def _check_entries(manifest: CampaignManifest) -> None:
             e.reject(mname, "unsafe_path", why)
         e.path = path
         if e.reader not in READERS:
-            e.reject(mname, "unknown_reader", f"reader {e.reader!r} is not one of {', '.join(READERS)}")
+            e.reject(mname, "unknown_reader", f"reader {quoted(e.reader)} is not one of {', '.join(READERS)}")
     table = manifest.entry_table()
     by_row = {e.row: e for e in manifest.entries}
     for failure in validate_table(table, manifest_entries_schema()):
@@ -301,7 +309,7 @@ def _check_entries(manifest: CampaignManifest) -> None:
         if len(variants) > 1 or len({e.matrix for e in group}) > 1:
             where = ", ".join(e.where(mname) for e in group)
             for e in group:
-                e.reject(mname, "conflicting_labels", f"sample {sid!r} is listed with different labels/matrix ({where})")
+                e.reject(mname, "conflicting_labels", f"sample {quoted(sid)} is listed with different labels/matrix ({where})")
 
 
 def read_campaign_manifest(path: str | Path) -> CampaignManifest:
@@ -319,6 +327,6 @@ def read_campaign_manifest(path: str | Path) -> CampaignManifest:
     elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
         manifest = _read_csv(path, text)
     else:
-        raise ManifestError(Finding(mname, "manifest_format", f"unknown manifest type {path.suffix!r} (use .yaml or .csv)"))
+        raise ManifestError(Finding(mname, "manifest_format", f"unknown manifest type {quoted(path.suffix)} (use .yaml or .csv)"))
     _check_entries(manifest)
     return manifest

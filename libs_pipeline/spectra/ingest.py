@@ -4,6 +4,10 @@ A file is the unit of acceptance: a file with any error is copied to ``<root>/qu
 ``report.json``) and the valid files of the batch still land. Files already in the dataset (same sha256)
 are skipped, so re-ingesting is a no-op. Nothing here raises for bad input; an exception means a crash,
 and a crash leaves the previous version and LATEST untouched (the store writes temp-then-rename).
+
+Samples without labels are unknown samples (to be predicted): they ingest like any other, with NaN labels
+and ``certified: false`` in the sample table. Each file's layout, encoding, number format and any quirk
+policy applied (reordering, segment merge, bad shots) is recorded in its ``sources`` entry.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ from libs_pipeline.spectra.campaign_manifest import (
     read_campaign_manifest,
 )
 from libs_pipeline.spectra.dataset import SCHEMA_VERSION, label_names, make_spectra_dataset
-from libs_pipeline.spectra.findings import FileRejected, Finding, Rejection, capped
+from libs_pipeline.spectra.findings import FileRejected, Finding, Rejection, grouped, number, quoted
 from libs_pipeline.spectra.quarantine import Quarantine
 from libs_pipeline.spectra.readers import SHOT_COLUMNS, SpectraBlock, read_source
 from libs_pipeline.spectra.schemas import is_safe_id, label_column, saturated_channels, validate_spectra
-from libs_pipeline.spectra.store import SpectraStore
+from libs_pipeline.spectra.shot_quality import SHOT_PROBLEMS, classify_shots
+from libs_pipeline.spectra.store import DatasetLockedError, SpectraStore
+from libs_pipeline.spectra.wavelength_order import normalise_channel_order
 
 PROVENANCE_VAR = "source_sha256"
 GRID_ATOL_NM = 1e-9
@@ -56,21 +62,26 @@ class IngestResult:
     n_new_spectra: int = 0
     quarantine_report: Path | None = None
     uri: str | None = None
+    files: list[dict] = field(default_factory=list)
+    """Per accepted file: name, sha256, layout and how it was decided, encoding, number format, quirks handled."""
+    batch_sha256: list[str] = field(default_factory=list)
+    """sha256 of every file of this batch that is in the dataset now (accepted or already ingested)."""
 
     @property
     def status(self) -> str:
-        """'created' (all files landed), 'partial' (some rejected), 'rejected' (none landed), 'unchanged'."""
-        if self.changed:
-            return "partial" if self.rejected else "created"
-        return "rejected" if self.rejected else "unchanged"
+        """'created' (all files landed), 'unchanged' (all were already in), 'partial' (some rejected, the others
+        landed now or before), 'rejected' (every file rejected)."""
+        if self.rejected:
+            return "partial" if self.changed or self.skipped else "rejected"
+        return "created" if self.changed else "unchanged"
 
     @property
     def rejected_files(self) -> list[str]:
         return list(dict.fromkeys(r.file for r in self.rejected))
 
     def report_rows(self) -> list[dict]:
-        """The validation report as table rows: severity, file, line, column, coordinate, rule, reason."""
-        keys = ("severity", "file", "line", "column", "coordinate", "rule", "reason")
+        """The validation report as table rows: one per (file, rule), with its count and first/last position."""
+        keys = ("severity", "file", "rule", "count", "line", "column", "coordinate", "last_line", "last_column", "reason")
         rows = [{k: getattr(f, k) for k in keys} for f in [*self.rejected, *self.warnings]]
         return rows
 
@@ -88,6 +99,8 @@ class IngestResult:
             "accepted": self.accepted,
             "skipped": self.skipped,
             "rejected_files": self.rejected_files,
+            "files": self.files,
+            "batch_sha256": self.batch_sha256,
             "rejections": [r.to_dict() for r in self.rejected],
             "warnings": [w.to_dict() for w in self.warnings],
             "quarantine_report": str(self.quarantine_report) if self.quarantine_report else None,
@@ -103,8 +116,15 @@ class IngestResult:
             f"- files accepted: {len(self.accepted)}, skipped (already ingested): {len(self.skipped)}, "
             f"rejected: {len(self.rejected_files)}, warnings: {len(self.warnings)}",
         ]
+        if self.files:
+            lines += ["", "## Accepted files", ""]
+            lines += [f"- {f['file']}: " + "; ".join(str(f[k]) for k in ("layout", "layout_source", "encoding",
+                                                                          "number_format", "compression") if f.get(k))
+                      for f in self.files]
         if self.rejected:
             lines += ["", "## Rejected", "", *[f"- {r}" for r in self.rejected]]
+        if self.warnings:
+            lines += ["", "## Warnings", "", *[f"- {w}" for w in self.warnings]]
         if self.quarantine_report:
             lines += ["", f"Quarantine report: `{self.quarantine_report}`"]
         return "\n".join(lines) + "\n"
@@ -209,7 +229,7 @@ def _grid_mismatch(block: SpectraBlock, file: str, grid: np.ndarray) -> Finding:
     line, column = block.locate(None, j)
     return Finding(
         file, "grid_mismatch",
-        f"wavelength {wl[j]!r} nm at channel {j} differs from the dataset grid ({grid[j]!r} nm); max difference "
+        f"wavelength {number(wl[j])} nm at channel {j} differs from the dataset grid ({number(grid[j])} nm); max difference "
         f"{np.max(np.abs(wl - grid)):.3g} nm (use resample to interpolate onto the dataset grid)",
         line=line, column=column, coordinate=f"channel {j}",
     )
@@ -235,7 +255,7 @@ def _ingest_file(
     if not path.exists():
         raise FileRejected([Finding(file, "file_not_found", f"no such file: {path}")])
     size = source_size(path)
-    limit = options.max_file_mb * 1024 * 1024
+    limit = int(options.max_file_mb * 1024 * 1024)
     if size > limit:
         raise FileRejected(
             [Finding(file, "file_too_large", f"{size / 1048576:.3f} MB exceeds the limit of {options.max_file_mb:g} MB")]
@@ -245,13 +265,22 @@ def _ingest_file(
         return "skipped"
     if sha in state.batch_sha:
         raise FileRejected(
-            [Finding(file, "duplicate_content", f"same bytes as {state.batch_sha[sha]!r} earlier in this manifest")]
+            [Finding(file, "duplicate_content", f"same bytes as {quoted(state.batch_sha[sha])} earlier in this manifest")]
         )
     reader = entries[0].reader
     if len({e.reader for e in entries}) > 1:
-        raise FileRejected([Finding(file, "ambiguous_reader", f"entries name different readers {sorted({e.reader for e in entries})}")])
-    block = read_source(path, reader, file, options.max_problems_per_rule)
+        raise FileRejected([Finding(file, "ambiguous_reader", f"entries name different readers ({', '.join(sorted({e.reader for e in entries}))})")])
+    block = read_source(path, reader, file, options.max_problems_per_rule, max_bytes=limit)
+    block, quirks = normalise_channel_order(block, file, options.overlap_policy)
+    for rule, what in (("reordered", quirks.get("reordered")), ("overlapping_segments", quirks.get("overlapping_segments"))):
+        if what:
+            detail = what if isinstance(what, str) else (
+                f"{what['segments']} spectrometer segments overlap at {len(what['joins'])} join(s); merged by policy "
+                f"'{what['policy']}'")
+            warnings.append(Finding(file, rule, detail, severity="warning"))
     n = block.intensity.shape[0]
+    if entries[0].samples_from_file and block.sample_id is not None:
+        entries = _entries_from_file(block, file, path, entries[0])
     by_sample = {e.sample_id: e for e in entries}
 
     # which sample each spectrum belongs to
@@ -268,15 +297,14 @@ def _ingest_file(
         unknown = [i for i in range(n) if sample_id[i] not in by_sample]
         if unknown:
             raise FileRejected(
-                capped(
+                grouped(
                     [Finding(file, "unknown_sample",
-                             f"sample id {sample_id[i]!r} is not listed in the manifest for this file",
-                             line=block.locate(i, None)[0], coordinate=f"spectrum {i}") for i in unknown],
-                    options.max_problems_per_rule,
+                             f"sample id {quoted(sample_id[i])} is not listed in the manifest for this file",
+                             line=block.locate(i, None)[0], coordinate=f"spectrum {i}") for i in unknown]
                 )
             )
         for sid in sorted(set(by_sample) - set(sample_id.tolist())):
-            warnings.append(Finding(file, "sample_not_in_file", f"manifest lists sample {sid!r} but the file has no spectra of it",
+            warnings.append(Finding(file, "sample_not_in_file", f"manifest lists sample {quoted(sid)} but the file has no spectra of it",
                                     severity="warning"))
 
     # shot numbers: from the file, else running index per sample; unique per sample in the dataset
@@ -292,7 +320,7 @@ def _ingest_file(
     for sid in np.unique(sample_id):
         idx = np.flatnonzero(sample_id == sid)
         if len(np.unique(shot[idx])) != idx.size:
-            findings.append(Finding(file, "duplicate_shot", f"sample {sid!r} has repeated shot numbers"))
+            findings.append(Finding(file, "duplicate_shot", f"sample {quoted(sid)} has repeated shot numbers"))
         if sid in state.max_shot:
             offsets[str(sid)] = state.max_shot[sid] + 1 - int(shot[idx].min())
             shot[idx] += offsets[str(sid)]
@@ -303,15 +331,15 @@ def _ingest_file(
         for k, (value, unit) in e.labels.items():
             if state.label_units.get(k, unit) != unit:
                 findings.append(Finding(file, "unit_mismatch",
-                                        f"sample {e.sample_id!r}: label {k} in {unit} but the dataset stores {k} in {state.label_units[k]}"))
+                                        f"sample {quoted(e.sample_id)}: label {k} in {unit} but the dataset stores {k} in {state.label_units[k]}"))
         if e.sample_id in state.sample_labels:
             old = state.sample_labels[e.sample_id]
             new = {k: e.labels.get(k, (np.nan, ""))[0] for k in label_set}
             diff = [k for k in label_set if not _same_label(old.get(k, np.nan), new[k])]
             if diff:
                 findings.append(Finding(file, "label_conflict",
-                                        f"sample {e.sample_id!r} is already in the dataset with different labels "
-                                        f"({', '.join(f'{k}: {old.get(k, np.nan)} vs {new[k]}' for k in diff)})"))
+                                        f"sample {quoted(e.sample_id)} is already in the dataset with different labels "
+                                        f"({', '.join(f'{k}: {number(old.get(k, np.nan))} vs {number(new[k])}' for k in diff)})"))
     if findings:
         raise FileRejected(findings)
     units = {k: state.label_units.get(k) or next(e.labels[k][1] for e in entries if k in e.labels) for k in label_set}
@@ -327,9 +355,7 @@ def _ingest_file(
     )
     failures = validate_spectra(candidate, options.dark_tolerance, limit=options.max_problems_per_rule)
     if failures:
-        raise FileRejected(
-            capped([_locate(block, file, f, sample_id, shot) for f in failures], options.max_problems_per_rule)
-        )
+        raise FileRejected(grouped([_locate(block, file, f, sample_id, shot) for f in failures]))
 
     # one common grid per dataset
     intensity = block.intensity
@@ -361,14 +387,21 @@ def _ingest_file(
         counts = saturated_channels(intensity, options.saturation_level, options.saturation_margin)
         info["saturated_channels"] = counts.astype(int).tolist()
         threshold = options.saturation_level * (1 - options.saturation_margin)
-        for i in np.flatnonzero(counts):
-            line, column = block.locate(int(i), None)
-            warnings.append(Finding(
-                file, "saturation",
-                f"{int(counts[i])} channels at or above {threshold:g} counts (saturation level {options.saturation_level:g})",
-                line=line, column=column, coordinate=f"spectrum {i} (sample {sample_id[i]}, shot {shot[i]})",
-                severity="warning",
-            ))
+        saturated = [Finding(
+            file, "saturation",
+            f"spectrum has channels at or above {threshold:g} counts (saturation level {options.saturation_level:g})",
+            line=block.locate(int(i), None)[0], column=block.locate(int(i), None)[1],
+            coordinate=f"spectrum {i} (sample {sample_id[i]}, shot {shot[i]}): {int(counts[i])} channels", severity="warning",
+        ) for i in np.flatnonzero(counts)]
+        warnings.extend(grouped(saturated))
+
+    # dead, flat, fully saturated shots: per bad_shot_policy
+    keep = _apply_shot_policy(block, file, intensity, sample_id, shot, options, warnings, info)
+    if keep is not None:
+        intensity, sample_id, shot = intensity[keep], sample_id[keep], shot[keep]
+        labels = {k: v[keep] for k, v in labels.items()}
+        if sample_id.size == 0:
+            raise FileRejected([Finding(file, "no_usable_shots", "every shot was dropped by bad_shot_policy 'drop'")])
 
     # commit to the running state
     state.batch_sha[sha] = file
@@ -380,7 +413,47 @@ def _ingest_file(
         state.sample_labels.setdefault(str(sid), {k: float(labels[k][idx[0]]) for k in label_set})
     if offsets:
         info["shot_offset"] = offsets
-    return _Part(file, path, sha, size, reader, intensity, sample_id, shot, labels, entries, info)
+    info.update(block.notes or {})
+    info.update(quirks)
+    return _Part(file, path, sha, size, block.reader, intensity, sample_id, shot, labels, entries, info)
+
+
+def _entries_from_file(block: SpectraBlock, file: str, path: Path, template: ManifestEntry) -> list[ManifestEntry]:
+    """Unknown-sample entries for the sample ids a file names itself (raw files given without a manifest)."""
+    ids = list(dict.fromkeys(block.sample_id.tolist()))
+    bad = [sid for sid in ids if not is_safe_id(sid)]
+    if bad:
+        raise FileRejected([Finding(file, "unsafe_sample_id", f"sample id {quoted(sid)} is not a safe id (letters, digits, "
+                                    ". _ + -; no '/', no '..')") for sid in bad])
+    return [ManifestEntry(template.row, None, sid, file, path, template.reader, matrix=template.matrix) for sid in ids]
+
+
+def _apply_shot_policy(block: SpectraBlock, file: str, intensity: np.ndarray, sample_id: np.ndarray, shot: np.ndarray,
+                       options: IngestOptions, warnings: list[Finding], info: dict) -> np.ndarray | None:
+    """Warn about (or reject, or drop) dead/flat/saturated shots; returns the mask of shots to keep (None = all)."""
+    bad = classify_shots(intensity, options.saturation_level, options.saturated_shot_fraction)
+    if not bad:
+        return None
+    severity = "error" if options.bad_shot_policy == "reject" else "warning"
+    action = {"warn": "kept", "drop": "dropped from the version (still in the raw archive)",
+              "reject": "the file is rejected"}[options.bad_shot_policy]
+    findings = []
+    for rule, idx in bad.items():
+        what = SHOT_PROBLEMS[rule].format(fraction=options.saturated_shot_fraction)
+        findings += [Finding(file, rule, f"{what}; {action} (bad_shot_policy '{options.bad_shot_policy}')",
+                             line=block.locate(int(i), None)[0], column=block.locate(int(i), None)[1],
+                             coordinate=f"spectrum {i} (sample {sample_id[i]}, shot {shot[i]})", severity=severity)
+                     for i in idx]
+    if severity == "error":
+        raise FileRejected(grouped(findings))
+    warnings.extend(grouped(findings))
+    info["bad_shots"] = {"policy": options.bad_shot_policy, **{rule: idx.astype(int).tolist() for rule, idx in bad.items()}}
+    if options.bad_shot_policy == "warn":
+        return None
+    keep = np.ones(intensity.shape[0], dtype=bool)
+    for idx in bad.values():
+        keep[idx] = False
+    return keep
 
 
 def _merge(state: _State, parts: list[_Part], name: str) -> xr.Dataset:
@@ -440,9 +513,11 @@ def _sample_table(state: _State, parts: list[_Part], ds: xr.Dataset) -> list[dic
             for k, (value, unit) in e.labels.items():
                 row[label_column(k, unit)] = value
     sids = np.asarray(ds["sample_id"].values).astype(str)
+    label_cols = {label_column(k, u) for k, u in state.label_units.items()}
     for sid, row in rows.items():
         row["n_spectra"] = int(np.count_nonzero(sids == sid))
         row.setdefault("matrix", None)
+        row["certified"] = any(v is not None and not np.isnan(v) for k, v in row.items() if k in label_cols)
     return list(rows.values())
 
 
@@ -453,23 +528,35 @@ def ingest_campaign(
     options: IngestOptions | None = None,
 ) -> IngestResult:
     """Ingest every file of a campaign manifest into ``<store_root>`` as dataset ``name`` (see module docstring)."""
+    try:
+        manifest: CampaignManifest | None = read_campaign_manifest(manifest_path)
+        error = None
+    except ManifestError as exc:
+        manifest, error = None, exc.finding
+    return ingest_manifest(manifest, manifest_path, store_root, name, options, manifest_error=error)
+
+
+def ingest_manifest(
+    manifest: CampaignManifest | None,
+    manifest_path: str | Path,
+    store_root: str | Path,
+    name: str | None = None,
+    options: IngestOptions | None = None,
+    manifest_error: Finding | None = None,
+    run_id: str | None = None,
+) -> IngestResult:
+    """Ingest an already parsed manifest (``manifest_path``: its file, archived for provenance); see ingest_campaign."""
     options = options or IngestOptions()
     manifest_path = Path(manifest_path)
     store = SpectraStore(store_root)
-    run_id = _new_run_id()
+    run_id = run_id or _new_run_id()
     quarantine = Quarantine(store.root, run_id)
     warnings: list[Finding] = []
-    rejected: list[Finding] = []
-
-    try:
-        manifest: CampaignManifest | None = read_campaign_manifest(manifest_path)
-    except ManifestError as exc:
-        manifest = None
-        rejected.append(exc.finding)
+    rejected: list[Finding] = [manifest_error] if manifest_error else []
     ds_name = name or (manifest.name if manifest else None) or default_dataset_name(manifest_path)
     if manifest is not None and not is_safe_id(ds_name):
         rejected.append(Finding(manifest_path.name, "unsafe_name",
-                                f"dataset name {ds_name!r} is not a safe id (letters, digits, . _ + -; no '/', no '..')"))
+                                f"dataset name {quoted(ds_name)} is not a safe id (letters, digits, . _ + -; no '/', no '..')"))
         manifest = None
     if manifest is None:
         quarantine.add(manifest_path if manifest_path.is_file() else None, rejected)
@@ -481,64 +568,72 @@ def ingest_campaign(
 
     accepted: list[str] = []
     skipped: list[str] = []
-    with store.lock(ds_name):
-        parent = store.latest(ds_name)
-        state = _State.load(store, ds_name, parent)
-        groups: dict[object, list[ManifestEntry]] = {}
-        for e in manifest.entries:
-            groups.setdefault(e.path if e.path is not None else ("unsafe", e.row), []).append(e)
-        parts: list[_Part] = []
-        for key, entries in groups.items():
-            file = entries[0].file or manifest_path.name
-            bad = [f for e in entries for f in e.findings]
-            try:
-                if bad:
-                    raise FileRejected(bad)
-                outcome = _ingest_file(entries[0].path, file, entries, state, options, warnings)
-            except FileRejected as exc:
-                findings = capped(exc.findings, options.max_problems_per_rule)
-                rejected.extend(findings)
-                quarantine.add(entries[0].path, findings)
-                continue
-            if outcome == "skipped":
-                skipped.append(file)
-                for e in entries:
-                    stored = state.sample_labels.get(e.sample_id, {})
-                    if any(not _same_label(stored.get(k, np.nan), v) for k, (v, _) in e.labels.items()):
-                        warnings.append(Finding(file, "labels_differ", f"already ingested; the manifest's labels for "
-                                                f"{e.sample_id!r} differ from the stored ones, which are kept",
-                                                severity="warning"))
-            else:
-                parts.append(outcome)
-                accepted.append(file)
+    batch_sha: list[str] = []
+    try:
+        with store.lock(ds_name, options.lock_timeout_s):
+            parent = store.latest(ds_name)
+            state = _State.load(store, ds_name, parent)
+            groups: dict[object, list[ManifestEntry]] = {}
+            for e in manifest.entries:
+                groups.setdefault(e.path if e.path is not None else ("unsafe", e.row), []).append(e)
+            parts: list[_Part] = []
+            for key, entries in groups.items():
+                file = entries[0].file or manifest_path.name
+                bad = [f for e in entries for f in e.findings]
+                try:
+                    if bad:
+                        raise FileRejected(bad)
+                    outcome = _ingest_file(entries[0].path, file, entries, state, options, warnings)
+                except FileRejected as exc:
+                    findings = grouped(exc.findings)
+                    rejected.extend(findings)
+                    quarantine.add(entries[0].path, findings)
+                    continue
+                if outcome == "skipped":
+                    skipped.append(file)
+                    batch_sha.append(source_sha256(entries[0].path))
+                    for e in entries:
+                        stored = state.sample_labels.get(e.sample_id, {})
+                        if any(not _same_label(stored.get(k, np.nan), v) for k, (v, _) in e.labels.items()):
+                            warnings.append(Finding(file, "labels_differ", f"already ingested; the manifest's labels for "
+                                                    f"{quoted(e.sample_id)} differ from the stored ones, which are kept",
+                                                    severity="warning"))
+                else:
+                    parts.append(outcome)
+                    accepted.append(file)
+                    batch_sha.append(outcome.sha256)
 
-        version = parent
-        if parts:
-            archive = RawArchive(store.root)
-            for p in parts:
-                archive.put(p.path, expected_sha256=p.sha256)
-            manifest_sha = archive.put(manifest_path)
-            ds = _merge(state, parts, ds_name)
-            sources = list(state.old_manifest.get("sources", []))
-            for p in parts:
-                sources.append({
-                    "file": p.file, "path": str(p.path), "sha256": p.sha256, "raw": f"raw/{p.sha256}",
-                    "size_bytes": p.size, "reader": p.reader, "n_spectra": int(p.sample_id.size),
-                    "samples": sorted(set(p.sample_id.tolist())), "run": run_id,
-                    "campaign_manifest": {"file": manifest_path.name, "sha256": manifest_sha}, **p.info,
-                })
-            readers = sorted({s["reader"] for s in sources})
-            version = store.write_version(
-                ds_name, ds, sources, reader=",".join(readers),
-                extra={
-                    "samples": _sample_table(state, parts, ds),
-                    "run": run_id,
-                    "ingest_options": options.model_dump(),
-                    "labels": {k: state.label_units[k] for k in state.label_units},
-                    "warnings": [w.to_dict() for w in warnings],
-                },
-                chunk_spectra=options.chunk_spectra,
-            )
+            version = parent
+            if parts:
+                archive = RawArchive(store.root)
+                for p in parts:
+                    archive.put(p.path, expected_sha256=p.sha256)
+                manifest_sha = archive.put(manifest_path)
+                ds = _merge(state, parts, ds_name)
+                sources = list(state.old_manifest.get("sources", []))
+                for p in parts:
+                    sources.append({
+                        "file": p.file, "path": str(p.path), "sha256": p.sha256, "raw": f"raw/{p.sha256}",
+                        "size_bytes": p.size, "reader": p.reader, "n_spectra": int(p.sample_id.size),
+                        "samples": sorted(set(p.sample_id.tolist())), "run": run_id,
+                        "campaign_manifest": {"file": manifest_path.name, "sha256": manifest_sha}, **p.info,
+                    })
+                readers = sorted({s["reader"] for s in sources})
+                version = store.write_version(
+                    ds_name, ds, sources, reader=",".join(readers),
+                    extra={
+                        "samples": _sample_table(state, parts, ds),
+                        "run": run_id,
+                        "ingest_options": options.model_dump(),
+                        "labels": {k: state.label_units[k] for k in state.label_units},
+                        "warnings": [w.to_dict() for w in warnings],
+                    },
+                    chunk_spectra=options.chunk_spectra,
+                )
+    except DatasetLockedError as exc:
+        rejected.append(Finding(manifest_path.name, "dataset_locked", str(exc)))
+        parent = version = store.latest(ds_name)
+        parts = []
     if rejected:
         quarantine.add(manifest_path, [])
     result = IngestResult(
@@ -547,6 +642,11 @@ def ingest_campaign(
         run_id=run_id, parent=parent, n_new_spectra=sum(int(p.sample_id.size) for p in parts) if version != parent else 0,
         quarantine_report=quarantine.write_report(str(manifest_path)),
         uri=store.uri(ds_name, version) if version else None,
+        files=[{"file": p.file, "sha256": p.sha256, "n_spectra": int(p.sample_id.size),
+                **{k: p.info[k] for k in ("layout", "layout_source", "encoding", "number_format", "compression",
+                                          "reordered", "overlapping_segments", "bad_shots") if k in p.info}}
+               for p in parts] if version != parent else [],
+        batch_sha256=batch_sha,
     )
     result.report_path = _write_run_report(store, result)
     return result

@@ -2,7 +2,9 @@
 
 Formats (INTERFACES.md): ``shot_columns`` (wavelength column then one column per shot, header optional),
 ``spectrum_rows`` (CSV, metadata columns then one column per channel headed by its wavelength in nm) and
-``dataset`` (the project's own .zarr / .nc). Parse errors raise FileRejected naming file, line, column, rule.
+``dataset`` (the project's own .zarr / .nc); ``auto`` (the default) picks between the two text layouts from
+the content. Text is decoded by ``text_decoding`` (gzip, UTF-16, BOM, Latin-1) and split by ``number_format``
+(delimiter and decimal comma detected). Parse errors raise FileRejected naming file, line, column, rule.
 """
 
 from __future__ import annotations
@@ -16,16 +18,21 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from libs_pipeline.spectra.findings import FileRejected, Finding
+from libs_pipeline.spectra.findings import FileRejected, Finding, quoted
+from libs_pipeline.spectra.layout_detection import detect_layout
+from libs_pipeline.spectra.number_format import NumberFormat, detect_number_format
 from libs_pipeline.spectra.store import open_zarr_spectra
+from libs_pipeline.spectra.text_decoding import DecodedText, decode_source
 
 SHOT_COLUMNS = "shot_columns"
 SPECTRUM_ROWS = "spectrum_rows"
 DATASET = "dataset"
-READERS = (SHOT_COLUMNS, SPECTRUM_ROWS, DATASET)
+AUTO = "auto"
+READERS = (AUTO, SHOT_COLUMNS, SPECTRUM_ROWS, DATASET)
+MAX_FINDINGS_READ = 1000
+"""A reader stops collecting problems after this many (the count in the report is then 'at least')."""
 SAMPLE_COLUMNS = ("sample_id", "sample")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass
@@ -41,9 +48,13 @@ class SpectraBlock:
     channel_lines: np.ndarray | None = None  # shot_columns: 1-based line of each channel
     first_value_column: int = 2  # 1-based column of the first shot (shot_columns) / channel (spectrum_rows)
     header_line: int | None = None  # spectrum_rows: line of the header (wavelengths)
+    channel_index: np.ndarray | None = None  # original channel of each channel (after reordering/merging)
+    notes: dict | None = None  # how the file was decoded and read (recorded in the version manifest)
 
     def locate(self, spectrum: int | None = None, channel: int | None = None) -> tuple[int | None, int | None]:
         """(line, column) in the source file of intensity[spectrum, channel] or of wavelength[channel]."""
+        if channel is not None and self.channel_index is not None:
+            channel = int(self.channel_index[channel])
         if self.reader == SHOT_COLUMNS and self.channel_lines is not None:
             line = int(self.channel_lines[channel]) if channel is not None else None
             column = self.first_value_column + spectrum if spectrum is not None else 1
@@ -56,35 +67,16 @@ class SpectraBlock:
 
 
 def decode_text(data: bytes, file: str) -> str:
-    """Bytes -> text (UTF-8, else Latin-1); NUL or other control characters mean a binary file."""
-    if not data.strip():
-        raise FileRejected([Finding(file, "empty_file", "file is empty (no bytes other than whitespace)")])
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        line = data.count(b"\n", 0, nul) + 1
-        raise FileRejected([Finding(file, "binary_file", f"NUL byte at offset {nul}: not a text file", line=line)])
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    bad = _CONTROL.search(text)
-    if bad:
-        line = text.count("\n", 0, bad.start()) + 1
-        raise FileRejected(
-            [Finding(file, "binary_file", f"control character {bad.group()!r} at offset {bad.start()}: not a text file", line=line)]
-        )
-    return text
+    """Bytes -> text (gzip, BOM, UTF-16, UTF-8, Latin-1; see text_decoding); binary data is rejected."""
+    return decode_source(data, file).text
 
 
-def _delimiter(line: str) -> str | None:
-    for d in (",", "\t", ";"):
-        if d in line:
-            return d
-    return None  # whitespace
-
-
-def _split(line: str, delim: str | None) -> list[str]:
-    return line.split(delim) if delim else line.split()
+def _decoded_notes(decoded: DecodedText, fmt: NumberFormat) -> dict:
+    notes = {"encoding": decoded.encoding, "number_format": fmt.describe()}
+    if decoded.compression:
+        notes["compression"] = decoded.compression
+        notes["decompressed_bytes"] = decoded.decompressed_bytes
+    return notes
 
 
 def _parse_float(cell: str) -> float:
@@ -94,28 +86,43 @@ def _parse_float(cell: str) -> float:
     return float(cell)
 
 
-def read_shot_columns(data: bytes, file: str, max_findings: int = 20) -> SpectraBlock:
+def _cell_problem(cell: str, fmt: NumberFormat | None) -> str:
+    """Plain-words reason for a cell that is not a number (names the locale when that is the likely cause)."""
+    cell = cell.strip()
+    if not cell:
+        return "empty cell"
+    hint = ""
+    if fmt is not None and fmt.decimal == "." and ("," in cell or ";" in cell):
+        hint = f" (a decimal comma or another delimiter? the file was read as {fmt.describe()})"
+    return f"non-numeric cell {quoted(cell[:40])}{hint}"
+
+
+def _as_text(data: bytes | DecodedText, file: str) -> DecodedText:
+    return data if isinstance(data, DecodedText) else decode_source(data, file)
+
+
+def read_shot_columns(data: bytes | DecodedText, file: str, max_findings: int = MAX_FINDINGS_READ) -> SpectraBlock:
     """Format (a): column 1 wavelength (nm), then one column per shot; one optional header line; any line breaks."""
-    text = decode_text(data, file)
+    decoded = _as_text(data, file)
     findings: list[Finding] = []
     rows: list[list[float]] = []
     lines_of_rows: list[int] = []
-    delim: str | None = None
+    fmt: NumberFormat | None = None
     n_cols: int | None = None
     header_seen = False
-    for lineno, raw in enumerate(_LINE_BREAK.split(text), start=1):
+    for lineno, raw in enumerate(_LINE_BREAK.split(decoded.text), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        if delim is None and n_cols is None:
-            delim = _delimiter(line)
-        cells = _split(line, delim)
+        line_fmt = fmt or detect_number_format(line)
+        cells = line_fmt.split(line)
         if n_cols is None and not header_seen:
             try:
-                _parse_float(cells[0].strip())
+                _parse_float(cells[0])
             except ValueError:
                 header_seen = True  # a header line: names of the columns, not data
                 continue
+        fmt = line_fmt
         if n_cols is None:
             n_cols = len(cells)
         if len(cells) != n_cols:
@@ -133,13 +140,11 @@ def read_shot_columns(data: bytes, file: str, max_findings: int = 20) -> Spectra
                 try:
                     _parse_float(cell)
                 except ValueError:
-                    cell = cell.strip()
-                    what = "empty cell" if not cell else f"non-numeric cell {cell[:40]!r}"
-                    findings.append(Finding(file, "non_numeric", what, line=lineno, column=col))
+                    findings.append(Finding(file, "non_numeric", _cell_problem(cell, fmt), line=lineno, column=col))
                     break
             else:
                 findings.append(Finding(file, "non_numeric", "line is not all numbers", line=lineno))
-        if len(findings) > 10 * max_findings:
+        if len(findings) >= max_findings:
             break
     if findings:
         raise FileRejected(findings)
@@ -156,15 +161,31 @@ def read_shot_columns(data: bytes, file: str, max_findings: int = 20) -> Spectra
         reader=SHOT_COLUMNS,
         channel_lines=np.asarray(lines_of_rows, dtype=np.int64),
         first_value_column=2,
+        notes=_decoded_notes(decoded, fmt),
     )
 
 
-def read_spectrum_rows(data: bytes, file: str, max_findings: int = 20) -> SpectraBlock:
+def _numbered_rows(text: str, fmt: NumberFormat):
+    """(1-based line, cells) of a delimited text; quoted cells are honoured for real delimiters."""
+    if fmt.delimiter is None:
+        for lineno, line in enumerate(_LINE_BREAK.split(text), start=1):
+            yield lineno, line.split()
+        return
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=fmt.delimiter)
+    for cells in reader:
+        yield reader.line_num, cells
+
+
+def read_spectrum_rows(data: bytes | DecodedText, file: str, max_findings: int = MAX_FINDINGS_READ) -> SpectraBlock:
     """Format (b): CSV, header = metadata column names then wavelengths (nm); one spectrum per row."""
-    text = decode_text(data, file)
-    first_line = next((ln for ln in _LINE_BREAK.split(text) if ln.strip()), "")
-    delim = _delimiter(first_line) or ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+    decoded = _as_text(data, file)
+    text = decoded.text
+    first_line = next((ln for ln in _LINE_BREAK.split(text) if ln.strip() and not ln.strip().startswith("#")), "")
+    fmt = detect_number_format(first_line)
+
+    def number(cell: str) -> float:
+        return _parse_float(cell.replace(",", ".") if fmt.decimal == "," else cell)
+
     findings: list[Finding] = []
     header: list[str] | None = None
     header_line = 0
@@ -177,26 +198,24 @@ def read_spectrum_rows(data: bytes, file: str, max_findings: int = 20) -> Spectr
     shots: list[int] = []
     lines: list[int] = []
     try:
-        for cells in reader:
-            lineno = reader.line_num
+        for lineno, cells in _numbered_rows(text, fmt):
             cells = [c.strip() for c in cells]
-            if not any(cells):
+            if not any(cells) or cells[0].startswith("#"):
                 continue
             if header is None:
                 header, header_line = cells, lineno
                 for col, name in enumerate(cells, start=1):
                     try:
-                        wl = _parse_float(name)
+                        wl = number(name)
                     except ValueError:
                         if wavelength:
-                            findings.append(
-                                Finding(file, "bad_header", f"column {name!r} after the wavelength columns is not a wavelength",
-                                        line=lineno, column=col)
-                            )
+                            findings.append(Finding(
+                                file, "bad_header", f"column {quoted(name)} after the wavelength columns is not a wavelength",
+                                line=lineno, column=col))
                         elif not name:
                             findings.append(Finding(file, "bad_header", "empty column name", line=lineno, column=col))
                         elif name in meta_names:
-                            findings.append(Finding(file, "bad_header", f"duplicate column {name!r}", line=lineno, column=col))
+                            findings.append(Finding(file, "bad_header", f"duplicate column {quoted(name)}", line=lineno, column=col))
                         else:
                             meta_names.append(name)
                         continue
@@ -219,10 +238,9 @@ def read_spectrum_rows(data: bytes, file: str, max_findings: int = 20) -> Spectr
             values: list[float] = []
             for col, cell in enumerate(cells[n_meta:], start=n_meta + 1):
                 try:
-                    values.append(_parse_float(cell))
+                    values.append(number(cell))
                 except ValueError:
-                    what = "empty cell" if not cell else f"non-numeric cell {cell[:40]!r}"
-                    findings.append(Finding(file, "non_numeric", what, line=lineno, column=col))
+                    findings.append(Finding(file, "non_numeric", _cell_problem(cell, fmt), line=lineno, column=col))
                     ok = False
                     break
             if sample_col is not None:
@@ -235,18 +253,16 @@ def read_spectrum_rows(data: bytes, file: str, max_findings: int = 20) -> Spectr
                 try:
                     shots.append(int(cells[shot_col]))
                 except ValueError:
-                    findings.append(
-                        Finding(file, "non_numeric", f"shot {cells[shot_col][:40]!r} is not an integer", line=lineno,
-                                column=shot_col + 1)
-                    )
+                    findings.append(Finding(file, "non_numeric", f"shot {quoted(cells[shot_col][:40])} is not an integer",
+                                            line=lineno, column=shot_col + 1))
                     ok = False
             if ok:
                 rows.append(values)
                 lines.append(lineno)
-            if len(findings) > 10 * max_findings:
+            if len(findings) >= max_findings:
                 break
     except csv.Error as exc:
-        findings.append(Finding(file, "csv_syntax", str(exc), line=reader.line_num))
+        findings.append(Finding(file, "csv_syntax", str(exc), line=header_line or None))
     if findings:
         raise FileRejected(findings)
     if header is None:
@@ -264,6 +280,7 @@ def read_spectrum_rows(data: bytes, file: str, max_findings: int = 20) -> Spectr
         spectrum_lines=np.asarray(lines, dtype=np.int64),
         first_value_column=len(meta_names) + 1,
         header_line=header_line,
+        notes=_decoded_notes(decoded, fmt),
     )
 
 
@@ -301,20 +318,35 @@ def read_dataset_file(path: Path, file: str) -> SpectraBlock:
 
 
 def reader_for(path: str | Path) -> str:
-    """Default reader for a file name: .zarr/.nc -> dataset, anything else -> shot_columns."""
+    """Default reader for a file name: .zarr/.nc -> dataset, anything else -> auto (layout from the content)."""
     suffix = Path(path).suffix.lower()
-    return DATASET if suffix in (".zarr", ".nc", ".nc4", ".h5") else SHOT_COLUMNS
+    return DATASET if suffix in (".zarr", ".nc", ".nc4", ".h5") else AUTO
 
 
-def read_source(path: str | Path, reader: str, file: str | None = None, max_findings: int = 20) -> SpectraBlock:
-    """Read one source file with the named reader; ``file`` is the name used in findings (default: the path)."""
+def read_source(
+    path: str | Path, reader: str, file: str | None = None, max_findings: int = MAX_FINDINGS_READ,
+    max_bytes: int | None = None,
+) -> SpectraBlock:
+    """Read one source file with the named reader (``auto``: detect the text layout); ``file`` names it in findings.
+
+    ``max_bytes`` limits the decompressed size of a gzip file. The block's ``notes`` say how it was read.
+    """
     path = Path(path)
     file = file or str(path)
     if reader not in READERS:
-        raise FileRejected([Finding(file, "unknown_reader", f"reader {reader!r} is not one of {', '.join(READERS)}")])
+        raise FileRejected([Finding(file, "unknown_reader", f"reader {quoted(reader)} is not one of {', '.join(READERS)}")])
     if reader == DATASET:
-        return read_dataset_file(path, file)
-    data = path.read_bytes()
+        block = read_dataset_file(path, file)
+        block.notes = {"layout": DATASET, "layout_source": "the project's own .zarr/.nc format"}
+        return block
+    decoded = decode_source(path.read_bytes(), file, max_bytes)
+    layout_note = {"layout": reader, "layout_source": "named in the manifest"}
+    if reader == AUTO:
+        reader, why = detect_layout(decoded.text)
+        layout_note = {"layout": reader, "layout_source": f"detected from the content: {why}"}
     if reader == SHOT_COLUMNS:
-        return read_shot_columns(data, file, max_findings)
-    return read_spectrum_rows(data, file, max_findings)
+        block = read_shot_columns(decoded, file, max_findings)
+    else:
+        block = read_spectrum_rows(decoded, file, max_findings)
+    block.notes = {**layout_note, **(block.notes or {})}
+    return block

@@ -18,6 +18,7 @@ from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaError, SchemaErrors
 
 from libs_pipeline.spectra.dataset import CONCENTRATION_UNITS, LABEL_ROLE
+from libs_pipeline.spectra.findings import number, quoted
 
 SAFE_ID_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$"
 """Sample ids and dataset names: no slashes, no '..', no leading dot or dash (safe as a path component)."""
@@ -68,8 +69,11 @@ def _has_label(df: pd.DataFrame) -> pd.Series:
     return df[cols].notna().any(axis=1)
 
 
-def manifest_entries_schema() -> pa.DataFrameSchema:
-    """One row per manifest entry (sample x file): safe ids, a file, labels in range, at least one label."""
+def manifest_entries_schema(require_label: bool = False) -> pa.DataFrameSchema:
+    """One row per manifest entry (sample x file): safe ids, a file, labels in range.
+
+    Labels may be omitted (an unknown sample, to be predicted); ``require_label`` makes at least one mandatory.
+    """
     return pa.DataFrameSchema(
         {
             "sample_id": pa.Column(str, pa.Check.str_matches(SAFE_ID_PATTERN, error="unsafe sample id"), nullable=False),
@@ -77,7 +81,7 @@ def manifest_entries_schema() -> pa.DataFrameSchema:
             "matrix": pa.Column(str, nullable=True, required=False),
             **_label_column_specs(),
         },
-        checks=[pa.Check(_has_label, name="has_label", error="sample has no certified label")],
+        checks=[pa.Check(_has_label, name="has_label", error="sample has no certified label")] if require_label else [],
         unique=["sample_id", "file"],
         report_duplicates="all",
         name="campaign manifest",
@@ -85,7 +89,10 @@ def manifest_entries_schema() -> pa.DataFrameSchema:
 
 
 def sample_table_schema() -> pa.DataFrameSchema:
-    """The stored per-sample table: unique sample ids, files, optional matrix, spectra counts, labels + units."""
+    """The stored per-sample table: unique sample ids, files, optional matrix, spectra counts, labels + units.
+
+    ``certified`` (bool) is False for unknown samples (no label given: NaN in every label column).
+    """
     return pa.DataFrameSchema(
         {
             "sample_id": pa.Column(
@@ -94,9 +101,9 @@ def sample_table_schema() -> pa.DataFrameSchema:
             "file": pa.Column(str, nullable=False),
             "matrix": pa.Column(str, nullable=True, required=False),
             "n_spectra": pa.Column(int, pa.Check.ge(0), required=False),
+            "certified": pa.Column(bool, required=False),
             **_label_column_specs(),
         },
-        checks=[pa.Check(_has_label, name="has_label", error="sample has no certified label")],
         name="sample table",
     )
 
@@ -125,14 +132,14 @@ def _table_reason(rule: str, column: str | None, value: object, check: object) -
     if rule == "duplicate_entry":
         return "the same sample_id and file are listed more than once"
     if rule == "duplicate_sample":
-        return f"sample id {value!r} appears more than once"
+        return f"sample id {quoted(value)} appears more than once"
     if rule == "unsafe_sample_id":
-        return f"sample id {value!r} is not a safe id (letters, digits, . _ + -; no '/', no '..')"
+        return f"sample id {quoted(value)} is not a safe id (letters, digits, . _ + -; no '/', no '..')"
     if rule == "label_range":
-        return f"{column} = {value!r}: {getattr(check, 'error', check)}"
+        return f"{column} = {value}: {getattr(check, 'error', check)}"
     if rule == "missing_label":
         return "no certified concentration given for this sample"
-    return f"{column or 'table'}: {getattr(check, 'error', None) or check} failed for {value!r}"
+    return f"{column or 'table'}: {getattr(check, 'error', None) or check} failed for {quoted(value)}"
 
 
 def validate_table(df: pd.DataFrame, schema: pa.DataFrameSchema) -> list[TableFailure]:
@@ -265,6 +272,7 @@ class SpectraFailure:
     dims: tuple[str, ...] = ()
     position: tuple[int, ...] | None = None
     value: float | None = None
+    count: int = 1  # > 1: a summary of that many further failures; ``position`` is the last one
 
 
 def _failures_of(err: SchemaError, dark_tolerance: float, limit: int) -> list[SpectraFailure]:
@@ -282,10 +290,11 @@ def _failures_of(err: SchemaError, dark_tolerance: float, limit: int) -> list[Sp
             if rule == "dark_noise_tolerance":
                 reason = f"intensity {value:g} is below -{dark_tolerance:g} counts (dark-noise tolerance)"
             elif value is not None:
-                reason = f"{reason}: {value!r}"
+                reason = f"{reason}: {number(value)}"
             out.append(SpectraFailure(variable, rule, reason, tuple(mask.dims), tuple(int(i) for i in pos), value))
         if len(bad) > limit:
-            out.append(SpectraFailure(variable, rule, f"... and {len(bad) - limit} more {rule!r} failures", tuple(mask.dims)))
+            out.append(SpectraFailure(variable, rule, f"{len(bad) - limit} more failures of rule {rule}", tuple(mask.dims),
+                                      tuple(int(i) for i in bad[-1]), None, count=len(bad) - limit))
         return out
     return [SpectraFailure(variable, str(err.reason_code.name).lower() if err.reason_code else "schema", str(err))]
 

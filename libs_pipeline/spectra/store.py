@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import json
 import shutil
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,10 @@ _CORE_MANIFEST_KEYS = (
 
 class VersionNotFoundError(KeyError):
     """The dataset name or version does not exist in the store."""
+
+
+class DatasetLockedError(TimeoutError):
+    """Another process held the dataset's lock for longer than the timeout."""
 
 
 def _string_values(values: np.ndarray) -> list[str]:
@@ -206,12 +211,26 @@ class SpectraStore:
 
     # --- writing -----------------------------------------------------------------------------------------
     @contextmanager
-    def lock(self, name: str) -> Iterator[None]:
-        """Exclusive lock on one dataset name (read LATEST -> write -> move LATEST is one step)."""
+    def lock(self, name: str, timeout_s: float | None = None) -> Iterator[None]:
+        """Exclusive lock on one dataset name (read LATEST -> write -> move LATEST is one step).
+
+        ``timeout_s``: give up after that many seconds with DatasetLockedError (None = wait forever).
+        """
         d = self._dir(name)
         d.mkdir(parents=True, exist_ok=True)
         with (d / ".lock").open("a") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline is not None else 0))
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise DatasetLockedError(
+                            f"dataset '{name}' in {self.root} is locked by another ingest; gave up after {timeout_s:g} s "
+                            f"(lock file {d / '.lock'}; raise lock_timeout_s to wait longer)"
+                        ) from None
+                    time.sleep(0.05)
             try:
                 yield
             finally:

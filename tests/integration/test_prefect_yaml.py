@@ -35,7 +35,7 @@ def test_prefect_yaml_validates_and_entrypoints_load():
         flows[flow.name] = (flow, d)
         unknown = set(d.parameters) - set(inspect.signature(flow.fn).parameters)
         assert not unknown, f"{d.entrypoint}: parameters {unknown} are not arguments of the flow"
-    assert set(flows) == {"ingest", "synthesize", "train", "evaluate", "predict", "recalibrate"}
+    assert set(flows) == {"ingest", "synthesize", "train", "evaluate", "predict", "recalibrate", "predict-drop-folder"}
     flow, rec = flows["recalibrate"]
     assert rec.concurrency_limit == 1
     assert [(s.cron, s.timezone) for s in rec.schedules] == [("30 2 * * *", "UTC")]

@@ -64,3 +64,15 @@ def test_served_model_is_refitted_on_everything_with_cross_fitted_trust(tmp_path
     assert served.trust["method"].startswith("cross-fitted by sample, 7 folds")
     assert served.trust["disabled_parts"]["aux:Cu I 324.75"] == "model predicts no Cu I 324.75 area"
     assert {"intensity", "wavelength", "shape"} <= set(served.trust["parts"])
+
+
+def test_family_choice_prefers_the_simpler_unless_clearly_beaten():
+    from libs_pipeline.recalibration import choose_family
+
+    simple = np.array([100.0, -120.0, 90.0, -110.0, 105.0, -95.0])
+    noisy_better = np.array([10.0, -200.0, 20.0, -30.0, 15.0, -140.0])  # lower RMSEP, but within the noise
+    clearly_better = simple / 5.0
+    assert np.sqrt(np.mean(noisy_better**2)) < np.sqrt(np.mean(simple**2))
+    assert choose_family(["univariate", "pls"], {"univariate": simple, "pls": noisy_better}) == "univariate"
+    assert choose_family(["univariate", "pls"], {"univariate": simple, "pls": clearly_better}) == "pls"
+    assert choose_family(["pls", "univariate"], {"univariate": simple, "pls": clearly_better}) == "pls"

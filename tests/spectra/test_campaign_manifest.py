@@ -42,7 +42,7 @@ def test_yaml_manifest(tmp_path):
     assert (m.name, m.format) == ("toy", "yaml")
     a, b, c = m.entries
     assert all(e.ok for e in m.entries)
-    assert (a.sample_id, a.file, a.reader, a.matrix, a.line) == ("A", "a.txt", "shot_columns", "Al", 5)
+    assert (a.sample_id, a.file, a.reader, a.matrix, a.line) == ("A", "a.txt", "auto", "Al", 5)
     assert a.labels == {"Cu": (1.5, "wt%"), "Mg": (0.5, "wt%")}
     assert a.path == (tmp_path / "a.txt").resolve()
     assert (b.reader, b.matrix, b.labels) == ("spectrum_rows", "steel", {"Cu": (2.0, "wt%")})
@@ -79,7 +79,8 @@ def test_csv_manifest_columns_units_and_values(tmp_path):
     assert _rules(c) == {"label_unit"} and "mgkg" in c.findings[0].reason
     assert _rules(d) == {"label_range"}
     assert _rules(e) == {"label_range"}
-    assert _rules(f) == {"missing_label"}
+    assert f.ok and f.labels == {} and not f.certified  # no label: an unknown sample, to be predicted
+    assert a.certified
     assert m.ignored_columns == ["notes"]
     assert "m.csv line 3" in b.findings[0].coordinate
 
@@ -138,7 +139,7 @@ def test_units_duplicates_and_conflicts(tmp_path):
     assert "duplicate_entry" in _rules(d1) and "duplicate_entry" in _rules(d2)
     assert _rules(e1) == _rules(e2) == {"conflicting_labels"}
     assert _rules(f) == {"bad_label_name"}
-    assert _rules(g) == {"missing_label"}
+    assert g.ok and not g.certified  # no labels: an unknown sample
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ def test_cli_ingest_list_show(campaign, store_root):
     with campaign.open("a") as fh:
         fh.write("- sample_id: B\n  file: bad.txt\n  labels: {Cu: 1.0}\n")
     res = runner.invoke(app, ["ingest", str(campaign), "--store", str(store_root), "--name", "cli_toy", "--dark-tolerance", "50"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 3, res.output  # partial: bad.txt rejected, the rest landed
     version = SpectraStore(store_root).latest("cli_toy")
     assert f"version {version}  status partial  dataset cli_toy" in res.output
     assert "12 spectra (12 new); files: 3 accepted, 0 already ingested, 1 rejected" in res.output

@@ -106,7 +106,7 @@ def test_manifest_table_rules():
         },
         index=[10, 11, 12, 13, 14, 15],
     )
-    got = {(f.index, f.rule) for f in validate_table(df, manifest_entries_schema())}
+    got = {(f.index, f.rule) for f in validate_table(df, manifest_entries_schema(require_label=True))}
     assert got == {
         (11, "duplicate_entry"),
         (12, "duplicate_entry"),
@@ -114,6 +114,9 @@ def test_manifest_table_rules():
         (14, "missing_label"),
         (15, "label_range"),
     }
+    # by default a sample without labels is an unknown sample, not an error
+    default = {(f.index, f.rule) for f in validate_table(df, manifest_entries_schema())}
+    assert default == got - {(14, "missing_label")}
 
 
 def test_sample_table_requires_unique_ids():
