@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
+
+# The temporary Prefect API the flows start has no internet to send usage telemetry to (and should not).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 app = typer.Typer(help="libs-pipeline: trustworthy LIBS calibration models.", no_args_is_help=True)
 
