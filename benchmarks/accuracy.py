@@ -32,10 +32,10 @@ import xarray as xr
 from libs_pipeline.candidates import default_candidates
 from libs_pipeline.candidates.families import DEFAULT_SYNTHETIC_PER_SAMPLE
 from libs_pipeline.config import CampaignConfig, IngestOptions
-from libs_pipeline.evaluation.nested import jsonable, nested_loso
+from libs_pipeline.evaluation.nested import choose_family, jsonable, nested_loso
 from libs_pipeline.evaluation.small_campaign import small_campaign_metrics
 from libs_pipeline.evaluation.split import split_samples
-from libs_pipeline.recalibration import RealismEligibility, choose_family
+from libs_pipeline.recalibration import RealismEligibility
 from libs_pipeline.spectra.campaign_loading import load_campaign
 from libs_pipeline.spectra.dataset import sample_ids, sample_labels, select_samples
 
@@ -57,7 +57,7 @@ def oreas(names: list[str], training: dict, per_sample: int, seed: int) -> dict:
     candidates = default_candidates(names, training=training, per_sample=per_sample, seed=seed, matrix="rock")
     eligible = RealismEligibility(candidates, "Na", seed)  # recalibration's rule, per fold's training samples
     result = nested_loso(ds, "Na", candidates, served=[n for n in SERVABLE if n in names], progress=_progress,
-                         eligible=eligible, choose=choose_family)
+                         eligible=eligible)  # served by choose_family, recalibration's rule
     metrics = result.metrics(seed=seed)
     per_sample_table = result.per_sample().set_index("sample_id")
     return {

@@ -107,6 +107,7 @@ def sample_means(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.nda
 
 #: How candidates are picked from their inner-LOSO errors: the lowest RMSEP, or the simplest unless beaten clearly.
 SELECTION_RULES = ("paired_se", "best")
+TIE_RTOL = 1e-9  # mean squared errors this close are equal (floating-point noise)
 
 
 def choose_candidate(errors: Sequence[np.ndarray | None], complexity: Sequence[tuple], rule: str) -> int:
@@ -132,7 +133,8 @@ def choose_candidate(errors: Sequence[np.ndarray | None], complexity: Sequence[t
     for i in ok:
         d = sq[i] - sq[base]
         se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else np.inf
-        if -float(d.mean()) > se:
+        gain = -float(d.mean())
+        if gain > se and gain > TIE_RTOL * float(sq[base].mean()):  # equal up to rounding is no gain
             eligible.append(i)
     if not eligible:
         return base

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from libs_pipeline.baselines.selection_common import choose_candidate
 from libs_pipeline.evaluation.metrics import per_sample_predictions
 from libs_pipeline.evaluation.protocol import Candidate, LeakError, use_nested_protocol  # noqa: F401 (re-export)
 from libs_pipeline.evaluation.small_campaign import small_campaign_metrics
@@ -323,6 +324,19 @@ def inner_errors(fitter: _Fitter, name: str, held_out: str) -> np.ndarray:
     return np.asarray(errors, dtype=np.float64)
 
 
+def choose_family(names: Sequence[str], errors: Mapping[str, np.ndarray]) -> str:
+    """The served choice from per-sample errors on the same samples; ``names`` simplest first (the default).
+
+    The paired-standard-error rule of the baselines (``baselines.selection_common.choose_candidate``): the
+    simplest family is served unless another has a mean squared error lower by more than one standard error of
+    the paired per-sample difference; among those, the lowest RMSEP. With 6-10 samples the plain minimum
+    (``lowest_rmsep``) follows noise (nested on OREAS: 1 002 ppm with the minimum, univariate alone 943).
+    """
+    order = list(names)
+    pick = choose_candidate([errors[n] for n in order], [(i,) for i in range(len(order))], "paired_se")
+    return order[pick]
+
+
 def lowest_rmsep(names: Sequence[str], errors: Mapping[str, np.ndarray]) -> str:
     """The default served choice: lowest RMSEP; ties (within ``TIE_RTOL``) go to the name listed first."""
     rmsep = {n: float(np.sqrt(np.mean(np.square(errors[n])))) for n in names}
@@ -346,7 +360,7 @@ def nested_loso(
     choice from that fold's training samples only (as recalibration rules out an augmented family whose
     synthetic spectra fail the realism check); a fold where none is eligible keeps them all.
     ``choose(names, inner_errors)`` picks the fold's winner from the per-sample inner errors (default:
-    ``lowest_rmsep``; recalibration's rule is ``recalibration.choose_family``).
+    ``choose_family``, recalibration's rule; ``lowest_rmsep`` is the plain minimum).
     """
     if not candidates:
         raise ValueError("candidates: need at least one candidate")
@@ -376,7 +390,7 @@ def nested_loso(
                 names_h = [n for n in served_names if eligible(n, inner_ds)] or served_names
             errors = {n: inner_errors(fitter, n, h) for n in names_h}
             table = {n: float(np.sqrt(np.mean(np.square(e)))) for n, e in errors.items()}
-            winner = (choose or lowest_rmsep)(names_h, errors)
+            winner = (choose or choose_family)(names_h, errors)
             choices[h] = FoldChoice(held_out=h, winner=winner, inner_rmsep=table,
                                     inner_samples=[s for s in order if s != h])
             mask = outer[winner].spectrum_sample_ids == h

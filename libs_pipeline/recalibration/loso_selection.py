@@ -22,10 +22,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from libs_pipeline.baselines.selection_common import choose_candidate
 from libs_pipeline.candidates import save_servable
 from libs_pipeline.config import TrustConfig
-from libs_pipeline.evaluation.nested import LosoResult, jsonable, loso_predictions
+from libs_pipeline.evaluation.nested import LosoResult, choose_family, jsonable, loso_predictions
 from libs_pipeline.spectra.dataset import sample_ids
 
 BASELINE_FAMILIES = ("univariate", "pls")
@@ -98,19 +97,6 @@ def compare_by_loso(
     samples = [s for s in sample_ids(ds) if labelled[np.asarray(ds["sample_id"].values).astype(str) == s].any()]
     units = str(ds[analyte].attrs.get("units", ""))
     return CandidateComparison(analyte, units, samples, results, errors, seconds)
-
-
-def choose_family(names: Sequence[str], errors: Mapping[str, np.ndarray]) -> str:
-    """The family to serve from per-sample out-of-fold errors on the same samples; ``names`` simplest first.
-
-    The paired-standard-error rule of the baselines (``baselines.selection_common.choose_candidate``): the
-    simplest family is served unless another has a mean squared error lower by more than one standard error of
-    the paired per-sample difference; among those, the lowest RMSEP. With 6-10 samples the plain minimum
-    follows noise (nested on OREAS: 1 002 ppm with the minimum, univariate alone 943).
-    """
-    order = list(names)
-    pick = choose_candidate([errors[n] for n in order], [(i,) for i in range(len(order))], "paired_se")
-    return order[pick]
 
 
 def _per_sample_errors(result: LosoResult) -> np.ndarray:
@@ -201,6 +187,4 @@ def fit_served(
     return ServedModel(Path(directory), name, float(calibration.threshold), trust, fitted.describe())
 
 
-__all__ = [
-    "CandidateComparison", "Selection", "ServedModel", "choose_family", "choose_served", "compare_by_loso", "fit_served",
-]
+__all__ = ["CandidateComparison", "Selection", "ServedModel", "choose_served", "compare_by_loso", "fit_served"]

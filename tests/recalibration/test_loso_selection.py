@@ -67,7 +67,7 @@ def test_served_model_is_refitted_on_everything_with_cross_fitted_trust(tmp_path
 
 
 def test_family_choice_prefers_the_simpler_unless_clearly_beaten():
-    from libs_pipeline.recalibration import choose_family
+    from libs_pipeline.evaluation.nested import choose_family
 
     simple = np.array([100.0, -120.0, 90.0, -110.0, 105.0, -95.0])
     noisy_better = np.array([10.0, -200.0, 20.0, -30.0, 15.0, -140.0])  # lower RMSEP, but within the noise
