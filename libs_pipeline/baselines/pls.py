@@ -30,6 +30,16 @@ def normalise_total(X: np.ndarray) -> np.ndarray:
     return X / total[:, None]
 
 
+def pls_centring(X: np.ndarray, y: np.ndarray, scale: bool) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(x_mean, x_std, y_mean, y_std) as scikit-learn's PLSRegression centres (and, with ``scale``, scales)."""
+    x_mean, y_mean = X.mean(axis=0), float(np.mean(y))
+    if not scale:
+        return x_mean, np.ones(X.shape[1]), y_mean, 1.0
+    x_std = X.std(axis=0, ddof=1)
+    x_std[x_std == 0.0] = 1.0
+    return x_mean, x_std, y_mean, float(np.std(y, ddof=1)) or 1.0
+
+
 def truncated_predictions(
     X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, k_max: int, scale: bool
 ) -> np.ndarray:
@@ -39,13 +49,7 @@ def truncated_predictions(
     a k fit; prediction with k components = scores on the first k rotations times their y loadings.
     """
     model = PLSRegression(n_components=k_max, scale=scale).fit(X_train, y_train)
-    x_mean, y_mean = X_train.mean(axis=0), float(np.mean(y_train))
-    if scale:
-        x_std = X_train.std(axis=0, ddof=1)
-        x_std[x_std == 0.0] = 1.0
-        y_std = float(np.std(y_train, ddof=1)) or 1.0
-    else:
-        x_std, y_std = np.ones(X_train.shape[1]), 1.0
+    x_mean, x_std, y_mean, y_std = pls_centring(X_train, y_train, scale)
     scores = ((X_test - x_mean) / x_std) @ model.x_rotations_  # (n_test, k_max)
     contrib = scores * model.y_loadings_[0][None, :]  # per-component contribution (normalised y units)
     return np.cumsum(contrib, axis=1).T * y_std + y_mean

@@ -20,7 +20,7 @@ import pandas as pd
 from sklearn.cross_decomposition import PLSRegression
 
 from libs_pipeline.baselines.internal_standards import default_internal_standards
-from libs_pipeline.baselines.pls import truncated_predictions
+from libs_pipeline.baselines.pls import pls_centring, truncated_predictions
 from libs_pipeline.baselines.selection_common import (
     check_common_options,
     check_fit_inputs,
@@ -61,13 +61,7 @@ def window_channels(wl: np.ndarray, lines: Sequence[LineWindow], margin_nm: floa
 def pls_linear_model(X: np.ndarray, y: np.ndarray, k: int, scale: bool) -> tuple[np.ndarray, float]:
     """(coefficients on raw X, intercept) of a k-component PLS fitted on (X, y), centred on their means."""
     model = PLSRegression(n_components=k, scale=scale).fit(X, y)
-    x_mean, y_mean = X.mean(axis=0), float(np.mean(y))
-    if scale:
-        x_std = X.std(axis=0, ddof=1)
-        x_std[x_std == 0.0] = 1.0
-        y_std = float(np.std(y, ddof=1)) or 1.0
-    else:
-        x_std, y_std = np.ones(X.shape[1]), 1.0
+    x_mean, x_std, y_mean, y_std = pls_centring(X, y, scale)
     beta = model.x_rotations_[:, :k] @ model.y_loadings_[0][:k] * y_std / x_std
     return beta, float(y_mean - x_mean @ beta)
 
