@@ -1,17 +1,30 @@
-"""Trust benchmark: does the trust score flag shifted spectra, and are the flagged predictions the bad ones?
+"""Trust benchmark: does the trust score catch the *wrong* predictions, better than the usual comparators?
 
-Virtual instrument (``--dataset virtual``): a nominal campaign is split by sample (stratified by Cu) into
-train / early-stop / trust-calibration / in-distribution test samples; a multitask CNN is trained, its
-trust calibrated, and the test samples are re-measured under every scenario x severity of
-``libs_pipeline.physics.scenarios``. Our score is compared with PLS Hotelling T² / Q residuals and the
-network's MC-dropout predictive std on the same sets.
+The question a user asks is "is this number wrong?". Every method here scores the same predictions (the
+served model's) and is judged by error-based metrics (``libs_pipeline.trust.error_metrics``): AUROC with
+positives |error| > k x in-distribution RMSEP (k = 2; RMSEP from the trust-calibration samples, known before
+any test), risk-coverage (RMSEP of the kept predictions when the most suspect are rejected), a null control
+(a nominal re-measurement scored like a scenario: AUROC should be about 0.5), the in-distribution flag rate
+with intervals, and -- labelled as what it is -- shift-detection AUROC.
 
-Real data (``--dataset oreas``): leave-one-sample-out over the 7 OREAS Na standards; each fold's trust
-scales and threshold come from the out-of-fold predictions of the other six samples (cross-fitting);
-the held-out sample is scored as measured and as corrupted copies (wavelength shift, gain change).
+Virtual instrument (``--dataset virtual``): a nominal campaign split by sample into disjoint train /
+early-stop / trust-calibration / test samples (checked by ``evaluation.protocol.check_disjoint_roles``);
+the model is the held-out recalibration's challenger (default TrainingConfig, statistical augmentation from a
+noise model of the training samples, early stopping on the early-stop samples) with masked-window
+auxiliaries; the test samples are re-measured under every scenario x severity. Comparators on equal terms:
+our score with the ordinary (visible-window) auxiliaries, PLS T²/Q on the model's input and on raw counts, a
+deep ensemble's spread (``--ensemble`` networks), MC-dropout with the test-time rate tuned on the calibration
+samples (Gaussian NLL), and the width of a normalised split-conformal interval.
 
-Prints exactly one JSON object. Example: ``python benchmarks/trust.py --dataset all --figures reports/trust``
-(``--quick`` for a small smoke run).
+Real data (``--dataset oreas``): nested leave-one-sample-out over the 7 OREAS Na standards. For each outer
+fold h and each family, the trust calibration comes from inner leave-one-sample-out predictions of the other
+six samples (cross-fitted, never from h) and the family served in that fold is chosen by the same rule as
+recalibration from the same inner predictions (augmented families subject to the realism gate); h is then
+scored as measured and as corrupted copies (gain x0.5 and x0.7, a 3-channel wavelength shift, another
+instrument's spectral response) and spectra of another (virtual) instrument resampled onto the grid.
+
+Prints one JSON object. ``python benchmarks/trust.py --dataset virtual --cache /tmp/trust-cache`` (cached
+simulations and models make a re-run fast); ``--quick`` for a small smoke run.
 """
 
 from __future__ import annotations
@@ -21,34 +34,134 @@ import hashlib
 import json
 import sys
 import time
-from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from libs_pipeline.config import CampaignConfig, TrainingConfig, TrustConfig
+from libs_pipeline.config import CampaignConfig, IngestOptions, TrainingConfig, TrustConfig
+from libs_pipeline.evaluation.protocol import check_disjoint_roles
 from libs_pipeline.models import load_model, save_model, train_model
-from libs_pipeline.spectra.dataset import make_spectra_dataset, select_samples
-from libs_pipeline.trust.calibration import fit_trust_calibration
-from libs_pipeline.trust.detectors import PLSDistanceDetector, combined_t2_q, select_pls_components
-from libs_pipeline.trust.measurements import SpectralReference, measure_spectra
-from libs_pipeline.trust.ood_evaluation import auroc, flag_metrics
+from libs_pipeline.spectra.dataset import select_samples
+from libs_pipeline.trust.detectors import (
+    NormalisedConformal,
+    PLSDistanceDetector,
+    combined_t2_q,
+    raw_counts,
+    select_pls_components,
+)
+from libs_pipeline.trust.error_metrics import (
+    COVERAGES,
+    error_auroc,
+    error_tolerance,
+    flag_rate,
+    flagged_vs_kept,
+    risk_coverage,
+)
+from libs_pipeline.trust.measurements import measure_spectra
+from libs_pipeline.trust.ood_evaluation import auroc
 from libs_pipeline.trust.prediction import calibrate_model_trust, model_lines
-from libs_pipeline.trust.scores import combine_parts, sample_trust, trust_scores
+from libs_pipeline.trust.scores import sample_trust, trust_scores
 
-DETECTORS = ("trust_score", "trust_line_parts_only", "pls_t2", "pls_q", "pls_t2_q", "mc_dropout_std")
 OREAS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "oreas_na"
+OURS = "trust_score"
+MC_DROPOUT_RATES = (0.05, 0.1, 0.2, 0.3, 0.5)
 
 
 def log(msg: str) -> None:
     print(f"[trust-benchmark] {msg}", file=sys.stderr, flush=True)
 
 
+def _r(v: Any, k: int = 4) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, dict):
+        return {key: _r(x, k) for key, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_r(x, k) for x in v]
+    if isinstance(v, (bool, np.bool_, str, int, np.integer)):
+        return v.item() if isinstance(v, np.generic) else v
+    return round(float(v), k)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the error-based evaluation shared by both datasets
+
+
+def sets_metrics(reference: dict, shifted: Mapping[str, Mapping[str, dict]], null: dict | None, methods: list[str],
+                 tolerance: float) -> dict:
+    """The issue's JSON keys from scored sets: ``reference`` (in-distribution test), ``shifted[scenario][severity]``
+    and an optional ``null`` (nominal re-measurement). Each set: ``errors``, ``flag``, ``scores[method]``."""
+
+    def mix(*sets: dict) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        scores = {m: np.concatenate([s["scores"][m] for s in sets]) for m in methods}
+        return scores, np.concatenate([s["errors"] for s in sets]), np.concatenate([s["flag"] for s in sets])
+
+    out: dict[str, Any] = {"tolerance": tolerance, "error_auroc": {}, "shift_auroc": {}, "flagged_vs_kept": {},
+                           "n_wrong": {}}
+    comparison: dict[str, dict] = {m: {"error_auroc": {}} for m in methods}
+    for name, by_severity in shifted.items():
+        for severity, s in by_severity.items():
+            scores, errors, flags = mix(reference, s)
+            out["error_auroc"].setdefault(name, {})[severity] = error_auroc(scores[OURS], errors, tolerance)
+            out["n_wrong"].setdefault(name, {})[severity] = int(np.sum(np.abs(s["errors"]) > tolerance))
+            out["shift_auroc"].setdefault(name, {})[severity] = auroc(reference["scores"][OURS], s["scores"][OURS])
+            out["flagged_vs_kept"].setdefault(name, {})[severity] = flagged_vs_kept(s["errors"], s["flag"])
+            for m in methods:
+                comparison[m]["error_auroc"].setdefault(name, {})[severity] = error_auroc(scores[m], errors, tolerance)
+    everything = [reference] + [s for by in shifted.values() for s in by.values()]
+    scores, errors, flags = mix(*everything)
+    out["error_auroc"]["pooled"] = error_auroc(scores[OURS], errors, tolerance)
+    out["n_wrong"]["pooled"] = int(np.sum(np.abs(errors) > tolerance))
+    out["n_pooled"] = int(errors.size)
+    rc = risk_coverage(scores[OURS], errors)
+    out["risk_coverage"] = rc.summary()
+    out["risk_coverage"]["ratio_0.9_to_1.0"] = rc.at(0.9) / rc.at(1.0)
+    out["flagged_vs_kept"]["pooled"] = flagged_vs_kept(errors, flags)
+    for m in methods:
+        rc_m = risk_coverage(scores[m], errors)
+        comparison[m].update({
+            "error_auroc_pooled": error_auroc(scores[m], errors, tolerance),
+            "rmsep_at_coverage_0.9": rc_m.at(0.9),
+            "rmsep_at_coverage_0.8": rc_m.at(0.8),
+            "aurc": rc_m.aurc,
+        })
+    out["comparison"] = comparison
+    if null is not None:
+        out["null_auroc"] = auroc(reference["scores"][OURS], null["scores"][OURS])
+        n_scores, n_errors, _ = mix(reference, null)
+        out["null_error_auroc"] = error_auroc(n_scores[OURS], n_errors, tolerance)
+        out["null_shift_auroc_by_method"] = {m: auroc(reference["scores"][m], null["scores"][m]) for m in methods}
+    return out
+
+
+def goals(m: dict, flag: dict) -> dict:
+    ours = m["error_auroc"]["pooled"]
+    others = {k: v["error_auroc_pooled"] for k, v in m["comparison"].items() if k != OURS}
+    best_other = max((v for v in others.values() if v is not None), default=None)
+    rate = flag["per_spectrum"]["rate"]
+    g = {
+        "pooled_error_auroc_ge_0.85": bool(ours is not None and ours >= 0.85),
+        "pooled_error_auroc_above_every_comparator": bool(ours is not None and (best_other is None or ours > best_other)),
+        "best_comparator_error_auroc": best_other,
+        "rmsep_at_0.9_le_0.75x_rmsep_at_1.0": bool(m["risk_coverage"]["ratio_0.9_to_1.0"] <= 0.75),
+        "in_distribution_flag_rate_within_0.05+-0.02": bool(round(abs(rate - 0.05), 9) <= 0.02),
+    }
+    if "null_auroc" in m:
+        g["null_auroc_within_0.5+-0.1"] = bool(abs(m["null_auroc"] - 0.5) <= 0.1)
+    return g
+
+
+# ---------------------------------------------------------------------------------------------------------
+# virtual instrument
+
+
 def stratified_split(ids: list[str], conc: np.ndarray, counts: dict[str, int]) -> dict[str, list[str]]:
-    """Split sample ids by sorted concentration: the two extremes go to the first split (train), the rest
-    are dealt out in order so that every split spans the range."""
+    """Split sample ids by sorted concentration: the two extremes go to the first split (train), the rest are
+    dealt out in order so that every split spans the range."""
     order = [ids[i] for i in np.argsort(conc, kind="stable")]
     if len(order) != sum(counts.values()):
         raise ValueError(f"{len(order)} samples but the split asks for {sum(counts.values())}")
@@ -65,97 +178,112 @@ def stratified_split(ids: list[str], conc: np.ndarray, counts: dict[str, int]) -
     return out
 
 
-def score_set(model, calibration, pls, ds: xr.Dataset, mc_samples: int, seed: int) -> dict:
-    """Everything the evaluation needs about one set of spectra."""
-    x = np.asarray(ds["intensity"].values, dtype=np.float32)
-    pred = model.predict(x)
-    measured = measure_spectra(x, model.wavelength, model_lines(model), calibration.spectral)
-    table = trust_scores(calibration, pred, measured)
-    _, std = model.predict_with_uncertainty(x, n_samples=mc_samples, seed=seed)
-    line_parts = [p for p in calibration.part_names() if p.startswith(("aux:", "cons:"))]
-    return {
-        "y_true": np.asarray(ds[calibration.analyte].values, dtype=np.float64),
-        "y_pred": table["prediction"].to_numpy(),
-        "sample_id": np.asarray(ds["sample_id"].values).astype(str),
-        "table": table,
-        "scores": {
-            "trust_score": table["score"].to_numpy(),
-            "trust_line_parts_only": combine_parts(table, line_parts, calibration.combine),
-            "pls_t2": pls["detector"].t2(x),
-            "pls_q": pls["detector"].q(x),
-            "mc_dropout_std": std[calibration.analyte].astype(np.float64),
-        },
-    }
+class VisibleAuxiliaries:
+    """The same model reporting its ordinary (window-visible) auxiliary heads: the comparison for masking."""
+
+    def __init__(self, model) -> None:
+        self._model = model
+
+    def predict(self, intensity: np.ndarray) -> dict[str, np.ndarray]:
+        return self._model.predict(intensity, auxiliaries="visible")
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
 
 
-def add_combined_pls(scored: dict, reference: dict) -> None:
-    s, r = scored["scores"], reference["scores"]
-    s["pls_t2_q"] = combined_t2_q(s["pls_t2"], s["pls_q"], r["pls_t2"], r["pls_q"])
+def tune_mc_dropout(model, x: np.ndarray, y: np.ndarray, pred: np.ndarray, n_samples: int, seed: int) -> tuple[float, dict]:
+    """The test-time dropout rate with the lowest Gaussian NLL of the calibration residuals."""
+    nll = {}
+    r = pred - y
+    for p in MC_DROPOUT_RATES:
+        std = model.predict_with_uncertainty(x, n_samples=n_samples, seed=seed, dropout=p)[1][model.analyte]
+        s = np.maximum(std.astype(np.float64), 1e-12)
+        nll[p] = float(np.mean(np.log(s) + 0.5 * (r / s) ** 2))
+    return min(nll, key=nll.get), nll
 
 
-def _round(v: float | None, k: int = 4) -> float | None:
-    return None if v is None else round(float(v), k)
+class Scorer:
+    """Everything fitted before any test spectrum is seen: model, trust calibrations, comparators."""
+
+    def __init__(self, members: list, train: xr.Dataset, early_stop: xr.Dataset, calibration: xr.Dataset,
+                 trust_config: TrustConfig, args) -> None:
+        self.model = members[0]
+        self.members = members
+        self.analyte = self.model.analyte
+        self.trust = calibrate_model_trust(self.model, train, calibration, trust_config)
+        self.trust_visible = calibrate_model_trust(VisibleAuxiliaries(self.model), train, calibration, trust_config)
+        self.lines = model_lines(self.model)
+        self.mc_samples, self.seed = args.mc_samples, args.seed
+        x_tr = np.asarray(train["intensity"].values, dtype=np.float32)
+        y_tr = np.asarray(train[self.analyte].values, dtype=np.float64)
+        g_tr = np.asarray(train["sample_id"].values).astype(str)
+        self.pls: dict[str, PLSDistanceDetector] = {}
+        self.pls_components: dict[str, int] = {}
+        for name, transform in (("model_input", self.model.normaliser.transform), ("raw", raw_counts)):
+            k = select_pls_components(x_tr, y_tr, g_tr, max_components=8, transform=transform)
+            self.pls[name] = PLSDistanceDetector(k, transform=transform).fit(x_tr, y_tr)
+            self.pls_components[name] = k
+        x_cal = np.asarray(calibration["intensity"].values, dtype=np.float32)
+        y_cal = np.asarray(calibration[self.analyte].values, dtype=np.float64)
+        pred_cal = self.model.predict(x_cal)[self.analyte].astype(np.float64)
+        self.calibration_rmsep = float(np.sqrt(np.mean((pred_cal - y_cal) ** 2)))
+        self.mc_rate, self.mc_nll = tune_mc_dropout(self.model, x_cal, y_cal, pred_cal, args.mc_samples, args.seed)
+        self.conformal = NormalisedConformal(alpha=0.1).fit(self.model.normaliser.transform(x_cal), pred_cal - y_cal)
+        self.pls_limits = {n: (d.t2(x_cal), d.q(x_cal)) for n, d in self.pls.items()}
+        self.early_stop_samples = sorted(set(np.asarray(early_stop["sample_id"].values).astype(str)))
+
+    @property
+    def methods(self) -> list[str]:
+        return [OURS, "trust_visible_auxiliaries", "pls_t2_q_model_input", "pls_t2_q_raw", "deep_ensemble_std",
+                "mc_dropout_std", "conformal_width"]
+
+    def score(self, ds: xr.Dataset) -> dict:
+        x = np.asarray(ds["intensity"].values, dtype=np.float32)
+        y = np.asarray(ds[self.analyte].values, dtype=np.float64)
+        sids = np.asarray(ds["sample_id"].values).astype(str)
+        pred = self.model.predict(x)
+        measured = measure_spectra(x, self.model.wavelength, self.lines, self.trust.spectral)
+        table = trust_scores(self.trust, pred, measured)
+        visible = trust_scores(self.trust_visible, self.model.predict(x, auxiliaries="visible"), measured)
+        y_pred = table["prediction"].to_numpy(dtype=np.float64)
+        ensemble = np.stack([m.predict(x)[self.analyte] for m in self.members]).astype(np.float64)
+        mc_std = self.model.predict_with_uncertainty(x, self.mc_samples, self.seed, dropout=self.mc_rate)[1][self.analyte]
+        scores = {
+            OURS: table["score"].to_numpy(dtype=np.float64),
+            "trust_visible_auxiliaries": visible["score"].to_numpy(dtype=np.float64),
+            "deep_ensemble_std": ensemble.std(axis=0, ddof=1),
+            "mc_dropout_std": mc_std.astype(np.float64),
+            "conformal_width": self.conformal.width(self.model.normaliser.transform(x)),
+        }
+        for name, det in self.pls.items():
+            t2_ref, q_ref = self.pls_limits[name]
+            scores[f"pls_t2_q_{name}"] = combined_t2_q(det.t2(x), det.q(x), t2_ref, q_ref)
+        samples = sample_trust(table.reset_index(drop=True), sids, self.trust).set_index("sample_id")
+        names = np.unique(sids)
+        return {
+            "errors": y_pred - y,
+            "flag": table["flag"].to_numpy(dtype=bool),
+            "visible_flag": visible["flag"].to_numpy(dtype=bool),
+            "sample_id": sids,
+            "sample_flag": samples.loc[names, "flag"].to_numpy(dtype=bool),
+            "scores": scores,
+            "top_part": table["top_part"].to_numpy(),
+        }
 
 
-def summarise(reference: dict, shifted: dict, calibration) -> tuple[dict, dict]:
-    """(our figures for the shifted set, AUROC of every detector)."""
-    table = shifted["table"]
-    metrics = flag_metrics(shifted["y_true"], shifted["y_pred"], table["flag"].to_numpy())
-    samples = sample_trust(table.reset_index(drop=True), shifted["sample_id"], calibration)
-    ref_samples = sample_trust(reference["table"].reset_index(drop=True), reference["sample_id"], calibration)
-    tops = Counter(table.loc[table["flag"], "top_part"])
-    n_flagged = max(int(table["flag"].sum()), 1)
-    ref_table = reference["table"]
-    ours = {
-        "auroc": _round(auroc(reference["scores"]["trust_score"], shifted["scores"]["trust_score"])),
-        "flag_rate": _round(metrics["flag_rate"]),
-        "rmsep_flagged": _round(metrics["rmsep_flagged"]),
-        "rmsep_unflagged": _round(metrics["rmsep_unflagged"]),
-        "rmsep_all": _round(metrics["rmsep_all"]),
-        "n_spectra": metrics["n"],
-        "n_flagged": metrics["n_flagged"],
-        "sample_auroc": _round(auroc(ref_samples["score"], samples["score"])),
-        "sample_flag_rate": _round(samples["flag"].mean()),
-        "top_parts_of_flags": {k: round(v / n_flagged, 3) for k, v in tops.most_common(3)},
-        "part_auroc": {
-            p: _round(auroc(np.abs(ref_table[p].to_numpy()), np.abs(table[p].to_numpy())), 3)
-            for p in calibration.part_names()
-        },
-    }
-    mixed = flag_metrics(
-        np.concatenate([reference["y_true"], shifted["y_true"]]),
-        np.concatenate([reference["y_pred"], shifted["y_pred"]]),
-        np.concatenate([ref_table["flag"].to_numpy(), table["flag"].to_numpy()]),
-    )
-    ours["mixed_with_in_distribution"] = {
-        "rmsep_flagged": _round(mixed["rmsep_flagged"]),
-        "rmsep_unflagged": _round(mixed["rmsep_unflagged"]),
-        "flag_rate": _round(mixed["flag_rate"]),
-    }
-    comparison = {d: _round(auroc(reference["scores"][d], shifted["scores"][d])) for d in DETECTORS}
-    return ours, comparison
-
-
-def fit_pls(train: xr.Dataset, analyte: str) -> dict:
-    x = np.asarray(train["intensity"].values, dtype=np.float64)
-    y = np.asarray(train[analyte].values, dtype=np.float64)
-    k = select_pls_components(x, y, np.asarray(train["sample_id"].values).astype(str), max_components=10)
-    return {"detector": PLSDistanceDetector(k).fit(x, y), "n_components": k}
-
-
-def virtual_benchmark(args) -> tuple[dict, dict]:
+def virtual_benchmark(args) -> dict:
     from libs_pipeline.physics.campaign import simulate_campaign
     from libs_pipeline.physics.scenarios import SEVERITIES, scenario_config, scenario_names
+    from libs_pipeline.synth.in_memory import synthesize_in_memory
 
     t0 = time.perf_counter()
     timing: dict[str, float] = {}
-    counts = {"train": args.train_samples, "early_stop": args.es_samples, "calibration": args.cal_samples,
+    counts = {"train": args.train_samples, "early_stop": args.es_samples, "trust_calibration": args.cal_samples,
               "test": args.test_samples}
     base = CampaignConfig(n_samples=sum(counts.values()), n_shots=args.shots)
     cache = Path(args.cache) if args.cache else None
 
     def simulate(config: CampaignConfig, seed: int, samples: pd.DataFrame | None = None) -> tuple[xr.Dataset, pd.DataFrame]:
-        """simulate_campaign, or its cached result (keyed by config, seed and samples) under --cache."""
         key = hashlib.sha256(
             (config.model_dump_json() + str(seed) + ("" if samples is None else samples.to_csv())).encode()
         ).hexdigest()[:16]
@@ -172,142 +300,111 @@ def virtual_benchmark(args) -> tuple[dict, dict]:
     ds, table = simulate(base, args.seed)
     timing["simulate_nominal"] = time.perf_counter() - t0
     split = stratified_split(list(table["sample_id"]), table[base.analyte].to_numpy(float), counts)
-    parts = {k: select_samples(ds, v) for k, v in split.items()}
+    check_disjoint_roles(split)
+    parts = {k: select_samples(ds, v).load() for k, v in split.items()}
 
     t = time.perf_counter()
-    config = TrainingConfig(
-        analyte=base.analyte, augmentation=False, max_steps=args.max_steps, device="cpu", progress_bar=False,
-        seed=args.seed,
-    )
-    model_dir = None
-    if cache is not None:
-        model_dir = cache / ("model-" + hashlib.sha256((config.model_dump_json() + str(split)).encode()).hexdigest()[:16])
-    if model_dir is not None and model_dir.is_dir():
-        model = load_model(model_dir)
-    else:
-        log(f"training on {len(split['train'])} samples ({parts['train'].sizes['spectrum']} spectra)")
-        model = train_model([parts["train"]], config, val_sources=[parts["early_stop"]])
+    synthetic = synthesize_in_memory(parts["train"], args.per_sample, args.seed) if args.per_sample else None
+    members = []
+    for k in range(args.ensemble):
+        config = TrainingConfig(
+            analyte=base.analyte, augmentation=synthetic is not None, max_steps=args.max_steps, device="cpu",
+            progress_bar=False, seed=args.seed + k, masked_auxiliaries=True, num_threads=1,
+        )
+        key = hashlib.sha256((config.model_dump_json() + str(split) + str(args.per_sample)).encode()).hexdigest()[:16]
+        model_dir = cache / f"model-{key}" if cache is not None else None
+        if model_dir is not None and model_dir.is_dir():
+            members.append(load_model(model_dir))
+            continue
+        log(f"training network {k + 1}/{args.ensemble} on {len(split['train'])} samples"
+            f" (+{args.per_sample} synthetic each), early stopping on {len(split['early_stop'])}")
+        sources = [parts["train"]] + ([synthetic] if synthetic is not None else [])
+        members.append(train_model(sources, config, val_sources=[parts["early_stop"]]))
         if model_dir is not None:
-            save_model(model, model_dir)
+            save_model(members[-1], model_dir)
+    for m in members:  # the network never saw a trust-calibration or test sample
+        check_disjoint_roles({"training": m.metrics["train_samples"], "early_stop": m.metrics["val_samples"],
+                              "trust_calibration": split["trust_calibration"], "test": split["test"]})
     timing["train"] = time.perf_counter() - t
-    calibration = calibrate_model_trust(model, parts["train"], parts["calibration"], TrustConfig(combine=args.combine))
-    pls = fit_pls(parts["train"], base.analyte)
 
     t = time.perf_counter()
-    reference = score_set(model, calibration, pls, parts["test"], args.mc_samples, args.seed)
-    cal_scored = score_set(model, calibration, pls, parts["calibration"], args.mc_samples, args.seed)
-    add_combined_pls(cal_scored, cal_scored)
-    add_combined_pls(reference, cal_scored)
+    scorer = Scorer(members, parts["train"], parts["early_stop"], parts["trust_calibration"],
+                    TrustConfig(combine=args.combine), args)
+    reference = scorer.score(parts["test"])
     test_table = table[table["sample_id"].isin(split["test"])].reset_index(drop=True)
     remeasured, _ = simulate(base, args.seed + 1, test_table)
-    nominal_again = score_set(model, calibration, pls, remeasured, args.mc_samples, args.seed)
-    add_combined_pls(nominal_again, cal_scored)
-
-    scenarios: dict[str, dict] = {}
-    comparison: dict[str, dict] = {}
-    figure_scores: dict[str, dict] = {}
+    null = scorer.score(remeasured)
+    shifted: dict[str, dict[str, dict]] = {}
     for name in scenario_names():
         if name == "nominal":
             continue
         for severity in SEVERITIES:
             log(f"scenario {name} / {severity}")
             sim, _ = simulate(scenario_config(base, name, severity), args.seed + 1, test_table)
-            scored = score_set(model, calibration, pls, sim, args.mc_samples, args.seed)
-            add_combined_pls(scored, cal_scored)
-            ours, comp = summarise(reference, scored, calibration)
-            scenarios.setdefault(name, {})[severity] = ours
-            comparison.setdefault(name, {})[severity] = comp
-            figure_scores.setdefault(name, {})[severity] = scored["scores"]
-    timing["scenarios"] = time.perf_counter() - t
+            shifted.setdefault(name, {})[severity] = scorer.score(sim)
+    timing["score"] = time.perf_counter() - t
 
-    ref_metrics = flag_metrics(reference["y_true"], reference["y_pred"], reference["table"]["flag"].to_numpy())
-    again_flags = nominal_again["table"]["flag"].to_numpy()
-    ref_samples = sample_trust(reference["table"].reset_index(drop=True), reference["sample_id"], calibration)
-    strong = [v["strong"]["auroc"] for v in scenarios.values()]
-    mild = [v["mild"]["auroc"] for v in scenarios.values()]
-    rate = ref_metrics["flag_rate"]
+    tolerance = error_tolerance(scorer.calibration_rmsep, args.k, args.absolute_tolerance)
+    metrics = sets_metrics(reference, shifted, null, scorer.methods, tolerance)
+    flags = flag_rate(reference["flag"], reference["sample_id"], reference["sample_flag"])
+    flags_null = flag_rate(null["flag"], null["sample_id"], null["sample_flag"])
+    masked_effect = {
+        "error_auroc_pooled": {"masked": metrics["comparison"][OURS]["error_auroc_pooled"],
+                               "visible": metrics["comparison"]["trust_visible_auxiliaries"]["error_auroc_pooled"]},
+        "interfering_element_error_auroc": {
+            "masked": metrics["comparison"][OURS]["error_auroc"]["interfering_element"],
+            "visible": metrics["comparison"]["trust_visible_auxiliaries"]["error_auroc"]["interfering_element"],
+        },
+        "in_distribution_flag_rate": {"masked": float(reference["flag"].mean()),
+                                      "visible": float(reference["visible_flag"].mean())},
+    }
     result = {
-        "in_distribution_flag_rate": round(rate, 4),
-        "in_distribution": {
-            "flag_rate_test_split": round(rate, 4),
-            "flag_rate_remeasured_test_samples": round(float(again_flags.mean()), 4),
-            "sample_flag_rate_test_split": round(float(ref_samples["flag"].mean()), 4),
-            "n_spectra": ref_metrics["n"],
-            "rmsep": round(ref_metrics["rmsep_all"], 4),
-            "rmsep_flagged": None if ref_metrics["rmsep_flagged"] is None else round(ref_metrics["rmsep_flagged"], 4),
-            "rmsep_unflagged": round(ref_metrics["rmsep_unflagged"], 4),
-            "top_parts_of_flags": {
-                k: round(v / max(int(reference["table"]["flag"].sum()), 1), 3)
-                for k, v in Counter(reference["table"].loc[reference["table"]["flag"], "top_part"]).most_common(5)
-            },
-            "part_exceedance_rate": {
-                p: round(float(np.mean(np.abs(reference["table"][p].to_numpy()) > calibration.threshold)), 4)
-                for p in calibration.part_names()
-            },
-            "validation_flag_rate_in_sample": round(calibration.validation_flag_rate, 4),
-            "threshold_method": calibration.extra.get("threshold_method"),
-            "threshold": round(calibration.threshold, 4),
-            "target": calibration.target_false_flag_rate,
+        "dataset": "virtual",
+        "error_auroc": metrics["error_auroc"],
+        "risk_coverage": metrics["risk_coverage"],
+        "null_auroc": metrics["null_auroc"],
+        "null_error_auroc": metrics["null_error_auroc"],
+        "in_distribution_flag_rate": {
+            "rate": flags["per_spectrum"]["rate"], "ci": flags["per_spectrum"]["ci"],
+            "per_spectrum": flags["per_spectrum"], "per_sample": flags["per_sample"],
+            "remeasured": flags_null["per_spectrum"],
         },
-        "scenarios": scenarios,
-        "comparison": comparison,
-        "goals": {
-            "in_distribution_rate_within_0.05+-0.02": bool(round(abs(rate - 0.05), 6) <= 0.02),
-            "remeasured_rate_within_0.05+-0.02": bool(round(abs(float(again_flags.mean()) - 0.05), 6) <= 0.02),
-            "strong_auroc_min": min(strong),
-            "mild_auroc_min": min(mild),
-            "all_strong_auroc_ge_0.9": bool(min(strong) >= 0.9),
-            "all_mild_auroc_ge_0.75": bool(min(mild) >= 0.75),
-            "rmsep_flagged_gt_unflagged": {
-                f"{n}/{s}": (None if v[s]["rmsep_flagged"] is None or v[s]["rmsep_unflagged"] is None
-                             else bool(v[s]["rmsep_flagged"] > v[s]["rmsep_unflagged"]))
-                for n, v in scenarios.items() for s in v
-            },
-            "mixed_rmsep_flagged_gt_unflagged": {
-                f"{n}/{s}": bool(
-                    v[s]["mixed_with_in_distribution"]["rmsep_flagged"] > v[s]["mixed_with_in_distribution"]["rmsep_unflagged"]
-                )
-                for n, v in scenarios.items() for s in v
-            },
-        },
+        "shift_auroc": {"what": "shift detection (scenario vs nominal test spectra), not error detection",
+                        **metrics["shift_auroc"]},
+        "comparison": metrics["comparison"],
+        "masked_window_auxiliaries": masked_effect,
+        "flagged_vs_kept": metrics["flagged_vs_kept"],
+        "n_wrong": metrics["n_wrong"],
+        "tolerance": {"k": args.k, "absolute": args.absolute_tolerance, "value": tolerance,
+                      "in_distribution_rmsep_trust_calibration_samples": scorer.calibration_rmsep},
         "setup": {
             "samples": {k: len(v) for k, v in split.items()},
+            "roles_disjoint": True,
             "shots_per_sample": base.n_shots,
             "channels": int(ds.sizes["wavelength"]),
             "analyte": base.analyte,
-            "lines": calibration.lines,
-            "model_tasks": model.task_names,
-            "training_steps": model.metrics.get("steps"),
-            "augmentation": False,
-            "combine": calibration.combine,
-            "pls_components": pls["n_components"],
-            "mc_samples": args.mc_samples,
+            "model": "held-out recalibration challenger: default TrainingConfig, statistical augmentation "
+                     f"({args.per_sample} synthetic per training sample), early stopping, masked-window auxiliaries",
+            "lines": scorer.trust.lines,
+            "parts": scorer.trust.part_names(),
+            "disabled_parts": dict(getattr(scorer.trust, "disabled_parts", {}) or {}),
+            "threshold": scorer.trust.threshold,
+            "steps": [m.metrics.get("best_step") for m in members],
+            "ensemble_networks": len(members),
+            "mc_dropout": {"rate": scorer.mc_rate, "nll_by_rate": scorer.mc_nll, "samples": args.mc_samples},
+            "pls_components": scorer.pls_components,
+            "conformal_quantile": scorer.conformal.quantile,
+            "combine": args.combine,
             "seed": args.seed,
-            "cache": args.cache,
         },
-        "timing_s": {k: round(v, 1) for k, v in timing.items()},  # cached steps (--cache) take ~0 s
+        "timing_s": {**timing, "total": time.perf_counter() - t0},
     }
-    figures = {"reference": reference["scores"], "scenarios": figure_scores, "threshold": calibration.threshold}
-    return result, figures
+    result["goals"] = goals(metrics, flags)
+    return _r(result)
 
 
-def read_oreas(directory: Path) -> xr.Dataset:
-    """The 7 OREAS standards x 10 shots as one dataset (label Na, ppm)."""
-    from libs_pipeline.spectra.readers import SHOT_COLUMNS, read_source
-
-    table = pd.read_csv(directory / "Na_ppm_from_tutorial.csv")
-    rows, sids, shots, labels, wl = [], [], [], [], None
-    for rec in table.itertuples(index=False):
-        block = read_source(directory / rec.file, SHOT_COLUMNS)
-        if wl is None:
-            wl = block.wavelength
-        elif not np.array_equal(wl, block.wavelength):
-            raise ValueError(f"{rec.file}: wavelength grid differs from the first file's")
-        rows.append(block.intensity)
-        sids += [rec.sample] * block.intensity.shape[0]
-        shots += list(range(block.intensity.shape[0]))
-        labels += [float(rec.Na_ppm)] * block.intensity.shape[0]
-    return make_spectra_dataset(np.concatenate(rows), wl, sids, shots, labels={"Na": (labels, "ppm")})
+# ---------------------------------------------------------------------------------------------------------
+# OREAS (real data)
 
 
 def shift_channels(x: np.ndarray, k: int) -> np.ndarray:
@@ -318,112 +415,202 @@ def shift_channels(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def oreas_benchmark(args) -> dict:
-    """Leave-one-sample-out on the 7 OREAS standards with cross-fitted trust calibration (see module doc)."""
-    t0 = time.perf_counter()
-    ds = read_oreas(Path(args.oreas_dir))
-    samples = list(dict.fromkeys(ds["sample_id"].values.astype(str)))
-    wl = ds["wavelength"].values
-    config = TrainingConfig(
-        analyte="Na", augmentation=False, val_fraction=0.0, max_steps=args.oreas_steps, device="cpu",
-        progress_bar=False, seed=args.seed, plasma_tasks=False,
+def response_tilt(wavelength: np.ndarray) -> np.ndarray:
+    """Another spectrometer's relative spectral response: 0.5 at the blue end rising to 1.5 at the red end."""
+    wl = np.asarray(wavelength, dtype=np.float64)
+    return (0.5 + (wl - wl[0]) / (wl[-1] - wl[0])).astype(np.float32)
+
+
+def foreign_spectra(wavelength: np.ndarray, args) -> xr.Dataset:
+    """Spectra of another instrument: the virtual instrument (rock matrix, Na 0.03-2 wt %, 4096 channels over the
+    same range), resampled onto the OREAS grid; labels in ppm."""
+    from libs_pipeline.physics.campaign import simulate_campaign
+    from libs_pipeline.spectra.dataset import make_spectra_dataset
+    from libs_pipeline.spectra.grid import intensity_on_grid
+
+    config = CampaignConfig(matrix="rock", analyte="Na", analyte_range_wt=(0.03, 2.0), n_samples=args.foreign_samples,
+                            n_shots=args.foreign_shots, wavelength_start_nm=float(wavelength[0]),
+                            wavelength_stop_nm=float(wavelength[-1]), n_channels=4096)
+    key = hashlib.sha256((config.model_dump_json() + str(args.seed)).encode()).hexdigest()[:16]
+    cache = Path(args.cache) / f"foreign-{key}.nc" if args.cache else None
+    if cache is not None and cache.is_file():
+        sim = xr.load_dataset(cache)
+    else:
+        sim = simulate_campaign(config, seed=args.seed, workers=args.workers).spectra
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            sim.to_netcdf(cache)
+    x = intensity_on_grid(sim, wavelength, slice(None), resample=True)
+    return make_spectra_dataset(
+        x, wavelength, np.asarray(sim["sample_id"].values).astype(str), np.asarray(sim["shot"].values),
+        labels={"Na": (np.asarray(sim["Na"].values, dtype=np.float64) * 1e4, "ppm")},
     )
-    trust_config = TrustConfig(combine=args.combine)
-    x_of = {h: np.asarray(select_samples(ds, [h])["intensity"].values, dtype=np.float32) for h in samples}
-    models, oof = {}, {}
-    for h in samples:
-        log(f"OREAS fold: holding out {h}")
-        models[h] = train_model([select_samples(ds, [s for s in samples if s != h])], config)
-        oof[h] = models[h].predict(x_of[h])
-    lines = model_lines(models[samples[0]])
-    corruptions = {f"wavelength_shift_{args.oreas_shift}ch": lambda x: shift_channels(x, args.oreas_shift)}
-    for gain in args.oreas_gains:
-        corruptions[f"gain_x{gain}"] = lambda x, g=gain: x * np.float32(g)
-    per_sample, clean_scores, pls_clean = [], [], []
-    corrupt_scores = {k: [] for k in corruptions}
-    pls_corrupt = {k: [] for k in corruptions}
-    flags: dict[str, list] = {"clean": [], **{k: [] for k in corruptions}}
-    for h in samples:
-        others = [s for s in samples if s != h]
-        train = select_samples(ds, others)
-        x_train = np.asarray(train["intensity"].values, dtype=np.float32)
-        reference = SpectralReference.fit(x_train, wl, trust_config.highpass_channels, trust_config.max_lag_channels)
-        calibration = fit_trust_calibration(
-            "Na",
-            measure_spectra(x_train, wl, lines),
-            np.asarray(train["Na"].values, dtype=np.float64),
-            {t: np.concatenate([oof[s][t] for s in others]) for t in oof[h]},
-            pd.concat([measure_spectra(x_of[s], wl, lines, reference) for s in others], ignore_index=True),
-            lines,
-            train_groups=np.asarray(train["sample_id"].values).astype(str),
-            val_groups=np.asarray(train["sample_id"].values).astype(str),
-            units="ppm",
-            config=trust_config,
-            spectral=reference,
-        )
-        pls = PLSDistanceDetector(args.oreas_pls_components).fit(x_train, np.asarray(train["Na"].values))
-        clean = trust_scores(calibration, oof[h], measure_spectra(x_of[h], wl, lines, reference))
-        clean_scores.append(clean["score"].to_numpy())
-        pls_clean.append(pls.q(x_of[h]))
-        flags["clean"].append(clean["flag"].to_numpy())
-        row = {
-            "sample": h,
-            "certified_ppm": float(select_samples(ds, [h])["Na"].values[0]),
-            "predicted_ppm": round(float(clean["prediction"].mean()), 1),
-            "trust_score_median": round(float(clean["score"].median()), 3),
-            "flagged_fraction": round(float(clean["flag"].mean()), 3),
-            "threshold": round(calibration.threshold, 3),
-            "reason_of_first_flag": clean.loc[clean["flag"], "reason"].iloc[0] if clean["flag"].any() else "",
-        }
-        for name, corrupt in corruptions.items():
-            xc = corrupt(x_of[h])
-            table = trust_scores(calibration, models[h].predict(xc), measure_spectra(xc, wl, lines, reference))
-            corrupt_scores[name].append(table["score"].to_numpy())
-            pls_corrupt[name].append(pls.q(xc))
-            flags[name].append(table["flag"].to_numpy())
-            row[f"{name}_flagged_fraction"] = round(float(table["flag"].mean()), 3)
-            row[f"{name}_trust_score_median"] = round(float(table["score"].median()), 3)
-            row[f"{name}_predicted_ppm"] = round(float(table["prediction"].mean()), 1)
-            row[f"{name}_reason"] = table.loc[table["flag"], "reason"].iloc[0] if table["flag"].any() else ""
-        per_sample.append(row)
-    clean_all = np.concatenate(clean_scores)
-    y_true = np.concatenate([np.full(x_of[h].shape[0], r["certified_ppm"]) for h, r in zip(samples, per_sample)])
-    y_pred = np.concatenate([oof[h]["Na"] for h in samples]).astype(np.float64)
-    rmse_samples = float(np.sqrt(np.mean([(r["predicted_ppm"] - r["certified_ppm"]) ** 2 for r in per_sample])))
+
+
+def _trust_fold(candidate, train: xr.Dataset, inner, analyte: str):
+    """Fit ``candidate`` on ``train`` and calibrate its trust from the inner out-of-fold predictions ``inner``."""
+    from libs_pipeline.trust.prediction import calibrate_trust_from_oof
+
+    fitted = candidate.fit(train, analyte)
+    mask = np.isfinite(inner.predictions)
+    tasks = {k: np.asarray(v, dtype=np.float64)[mask] for k, v in (inner.task_predictions or {}).items()}
+    tasks.setdefault(analyte, inner.predictions[mask])
+    return fitted.model, calibrate_trust_from_oof(fitted.model, train, tasks)
+
+
+def _score_copy(model, trust, x: np.ndarray, y: np.ndarray, sids: np.ndarray) -> dict:
+    pred = model.predict(x)
+    table = trust_scores(trust, pred, measure_spectra(x, model.wavelength, model_lines(model), trust.spectral))
+    samples = sample_trust(table.reset_index(drop=True), sids, trust).set_index("sample_id")
     return {
-        "protocol": (
-            "leave-one-sample-out (7 folds, one CNN per fold, no augmentation); each fold's trust scales and "
-            "threshold come from the out-of-fold predictions of the other six samples (cross-fitting)"
-        ),
-        "held_out_flag_rate": _round(np.concatenate(flags["clean"]).mean()),
-        "held_out_rmse_ppm_sample_means": round(rmse_samples, 1),
-        "held_out_rmse_ppm_spectra": round(float(np.sqrt(np.mean((y_pred - y_true) ** 2))), 1),
-        "corrupted": {
-            name: {
-                "flag_rate": _round(np.concatenate(flags[name]).mean()),
-                "auroc_vs_clean": _round(auroc(clean_all, np.concatenate(corrupt_scores[name]))),
-                "pls_q_auroc_vs_clean": _round(auroc(np.concatenate(pls_clean), np.concatenate(pls_corrupt[name]))),
-            }
-            for name in corruptions
-        },
-        "samples": per_sample,
-        "lines": [ln.name for ln in lines],
-        "parts": calibration.part_names(),
-        "training_steps": args.oreas_steps,
-        "timing_s": round(time.perf_counter() - t0, 1),
+        "errors": table["prediction"].to_numpy(dtype=np.float64) - y,
+        "flag": table["flag"].to_numpy(dtype=bool),
+        "sample_id": sids,
+        "sample_flag": samples.loc[np.unique(sids), "flag"].to_numpy(dtype=bool),
+        "scores": {OURS: table["score"].to_numpy(dtype=np.float64)},
+        "reason": table.loc[table["flag"], "reason"].iloc[0] if table["flag"].any() else "",
     }
 
 
-def write_figures(figures: dict, out: Path) -> list[str]:
-    from libs_pipeline.trust.figures import plot_roc_curves, plot_score_distributions
+def _concat(parts: list[dict]) -> dict:
+    return {
+        "errors": np.concatenate([p["errors"] for p in parts]),
+        "flag": np.concatenate([p["flag"] for p in parts]),
+        "sample_id": np.concatenate([p["sample_id"] for p in parts]),
+        "sample_flag": np.concatenate([p["sample_flag"] for p in parts]),
+        "scores": {OURS: np.concatenate([p["scores"][OURS] for p in parts])},
+    }
+
+
+def oreas_benchmark(args) -> dict:
+    from libs_pipeline.candidates import default_candidates
+    from libs_pipeline.evaluation.nested import choose_family, loso_predictions
+    from libs_pipeline.recalibration.realism_gate import realism_exclusions
+    from libs_pipeline.spectra.campaign_loading import load_campaign
+
+    t0 = time.perf_counter()
+    ds = load_campaign(Path(args.oreas_dir) / "Na_ppm_from_tutorial.csv", name="oreas_na",
+                       options=IngestOptions(saturation_level=args.oreas_saturation)).load()
+    analyte = "Na"
+    samples = list(dict.fromkeys(np.asarray(ds["sample_id"].values).astype(str)))
+    wl = np.asarray(ds["wavelength"].values, dtype=np.float64)
+    families = list(args.oreas_families)
+    candidates = default_candidates(families, per_sample=args.oreas_per_sample, seed=args.seed)
+    foreign = foreign_spectra(wl, args)
+    x_foreign = np.asarray(foreign["intensity"].values, dtype=np.float32)
+    y_foreign = np.asarray(foreign["Na"].values, dtype=np.float64)
+    s_foreign = np.asarray(foreign["sample_id"].values).astype(str)
+    tilt = response_tilt(wl)
+    corruptions: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "gain_x0.5": lambda x: x * np.float32(0.5),
+        "gain_x0.7": lambda x: x * np.float32(0.7),
+        f"wavelength_shift_{args.oreas_shift}ch": lambda x: shift_channels(x, args.oreas_shift),
+        "other_spectral_response": lambda x: x * tilt,
+    }
+    clean: dict[str, list[dict]] = {f: [] for f in families + ["served"]}
+    corrupt: dict[str, dict[str, list[dict]]] = {f: {c: [] for c in corruptions} for f in families + ["served"]}
+    foreign_scored: dict[str, list[dict]] = {f: [] for f in families + ["served"]}
+    served_by_fold: dict[str, str] = {}
+    per_sample = []
+    for h in samples:
+        others = [s for s in samples if s != h]
+        check_disjoint_roles({"training and trust calibration (cross-fitted)": others, "test": [h]})
+        train = select_samples(ds, others).load()
+        test = select_samples(ds, [h]).load()
+        x_h = np.asarray(test["intensity"].values, dtype=np.float32)
+        y_h = np.asarray(test["Na"].values, dtype=np.float64)
+        s_h = np.asarray(test["sample_id"].values).astype(str)
+        inner = {}
+        for f in families:
+            log(f"fold {h}: inner leave-one-sample-out of {f}")
+            inner[f] = loso_predictions(train, analyte, candidates[f])
+        _, excluded = realism_exclusions(candidates, train, analyte, seed=args.seed)
+        eligible = [f for f in families if f not in excluded]
+        served = choose_family(eligible, {f: inner[f].per_sample()["y_pred"].to_numpy() - inner[f].per_sample()["y_true"].to_numpy()
+                                          for f in eligible})
+        served_by_fold[h] = served
+        row: dict[str, Any] = {"sample": h, "certified_ppm": float(y_h[0]), "served": served}
+        for f in families:
+            log(f"fold {h}: fit {f} on the other {len(others)} samples, trust from inner out-of-fold predictions")
+            model, trust = _trust_fold(candidates[f], train, inner[f], analyte)
+            c = _score_copy(model, trust, x_h, y_h, s_h)
+            clean[f].append(c)
+            row[f] = {"predicted_ppm": float(np.mean(c["errors"]) + y_h[0]), "flagged_fraction": float(c["flag"].mean()),
+                      "threshold": trust.threshold}
+            for name, corrupt_fn in corruptions.items():
+                cc = _score_copy(model, trust, corrupt_fn(x_h), y_h, s_h)
+                corrupt[f][name].append(cc)
+                row[f][f"{name}_flagged_fraction"] = float(cc["flag"].mean())
+                row[f][f"{name}_reason"] = cc["reason"]
+            fs = _score_copy(model, trust, x_foreign, y_foreign, s_foreign)
+            foreign_scored[f].append(fs)
+            row[f]["foreign_flagged_fraction"] = float(fs["flag"].mean())
+            if f == served:
+                clean["served"].append(c)
+                for name in corruptions:
+                    corrupt["served"][name].append(corrupt[f][name][-1])
+                foreign_scored["served"].append(fs)
+        per_sample.append(row)
+
+    out: dict[str, Any] = {"dataset": "oreas", "families": {}}
+    for f in families + ["served"]:
+        reference = _concat(clean[f])
+        shifted = {name: {"copy": _concat(corrupt[f][name])} for name in corruptions}
+        shifted["foreign_instrument_resampled"] = {"copy": _concat(foreign_scored[f])}
+        rmsep_spectrum = float(np.sqrt(np.mean(reference["errors"] ** 2)))
+        tolerance = error_tolerance(rmsep_spectrum, args.k, args.absolute_tolerance)
+        m = sets_metrics(reference, shifted, None, [OURS], tolerance)
+        flags = flag_rate(reference["flag"], reference["sample_id"], reference["sample_flag"])
+        out["families"][f] = {
+            "error_auroc": {k: v["copy"] for k, v in m["error_auroc"].items() if k != "pooled"} | {
+                "pooled": m["error_auroc"]["pooled"]},
+            "risk_coverage": m["risk_coverage"],
+            "in_distribution_flag_rate": {"rate": flags["per_spectrum"]["rate"], "ci": flags["per_spectrum"]["ci"],
+                                          "per_sample": flags["per_sample"]},
+            "corrupted_flag_rate": {name: float(shifted[name]["copy"]["flag"].mean()) for name in shifted},
+            "shift_auroc": {"what": "shift detection (copy vs clean held-out spectra)",
+                            **{k: v["copy"] for k, v in m["shift_auroc"].items()}},
+            "flagged_vs_kept": {k: v["copy"] if "copy" in v else v for k, v in m["flagged_vs_kept"].items()},
+            "n_wrong": {k: v["copy"] if isinstance(v, dict) else v for k, v in m["n_wrong"].items()},
+            "tolerance_ppm": tolerance,
+            "held_out_rmsep_ppm_spectra": rmsep_spectrum,
+        }
+    served = out["families"]["served"]
+    gain_shift = [k for k in served["corrupted_flag_rate"] if k.startswith(("gain_x0.5", "wavelength_shift"))]
+    out["served_by_fold"] = served_by_fold
+    out["goals"] = {
+        "served_flags_gain_x0.5_and_shift_copies_ge_0.95": {
+            k: bool(served["corrupted_flag_rate"][k] >= 0.95) for k in gain_shift},
+        "served_flags_foreign_instrument_ge_0.95": bool(served["corrupted_flag_rate"]["foreign_instrument_resampled"] >= 0.95),
+        "served_in_distribution_flag_rate_within_0.05+-0.02": bool(
+            round(abs(served["in_distribution_flag_rate"]["rate"] - 0.05), 9) <= 0.02),
+    }
+    out["samples"] = per_sample
+    out["protocol"] = ("nested leave-one-sample-out: per outer fold, each family's trust is calibrated from inner "
+                       "leave-one-sample-out predictions of the other samples; the served family is chosen per fold "
+                       "by evaluation.nested.choose_family among the families the realism gate allows")
+    out["timing_s"] = time.perf_counter() - t0
+    return _r(out)
+
+
+def write_figures(result: dict, out: Path) -> list[str]:
+    """Risk-coverage and error-AUROC bars of the virtual run (PNG files)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     out.mkdir(parents=True, exist_ok=True)
-    ours = {n: {s: v["trust_score"] for s, v in sev.items()} for n, sev in figures["scenarios"].items()}
-    paths = [plot_score_distributions(figures["reference"]["trust_score"], ours, figures["threshold"],
-                                      out / "trust_score_distributions.png")]
-    for severity in ("strong", "mild"):
-        paths.append(plot_roc_curves(figures["reference"], figures["scenarios"], out / f"roc_{severity}.png", severity))
-    return [str(p) for p in paths]
+    fig = Figure(figsize=(6, 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    comp = result["comparison"]
+    names = list(comp)
+    ax.barh(names, [comp[n]["error_auroc_pooled"] or 0.0 for n in names])
+    ax.axvline(0.5, color="k", lw=0.8, ls=":")
+    ax.set_xlabel("pooled error-AUROC (|error| > k·RMSEP)")
+    fig.tight_layout()
+    path = out / "error_auroc_by_method.png"
+    fig.savefig(path, dpi=100)
+    return [str(path)]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -435,31 +622,39 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--test-samples", type=int, default=10)
     p.add_argument("--shots", type=int, default=20)
     p.add_argument("--max-steps", type=int, default=400)
+    p.add_argument("--per-sample", type=int, default=200, help="synthetic spectra per training sample (0: none)")
+    p.add_argument("--ensemble", type=int, default=5, help="networks of the deep-ensemble comparator (>= 2)")
     p.add_argument("--mc-samples", type=int, default=20)
+    p.add_argument("--k", type=float, default=2.0, help="a prediction is wrong when |error| > k x in-distribution RMSEP")
+    p.add_argument("--absolute-tolerance", type=float, default=None, help="wrong when |error| > this (analyte units)")
     p.add_argument("--combine", choices=("rms", "max"), default="max")
     p.add_argument("--workers", type=int, default=1, help="simulation processes (the CPU is shared)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--oreas-dir", default=str(OREAS_DIR))
-    p.add_argument("--oreas-steps", type=int, default=300)
+    p.add_argument("--oreas-families", nargs="+", default=["univariate", "pls", "multitask_aug"])
+    p.add_argument("--oreas-per-sample", type=int, default=200)
+    p.add_argument("--oreas-saturation", type=float, default=38000.0, help="detector saturation level (counts)")
     p.add_argument("--oreas-shift", type=int, default=3, help="channels of the corrupted copy's wavelength shift")
-    p.add_argument("--oreas-gains", type=float, nargs="+", default=[0.7, 0.5], help="gain factors of corrupted copies")
-    p.add_argument("--oreas-pls-components", type=int, default=3, help="PLS components of the Q comparison")
-    p.add_argument("--figures", default=None, help="folder for the PNG figures (none when omitted)")
-    p.add_argument("--quick", action="store_true", help="small smoke run (fewer samples, shots, steps)")
-    p.add_argument("--cache", default=None, help="folder to keep simulated campaigns and the trained model between runs")
+    p.add_argument("--foreign-samples", type=int, default=3)
+    p.add_argument("--foreign-shots", type=int, default=5)
+    p.add_argument("--figures", default=None, help="folder for PNG figures (none when omitted)")
+    p.add_argument("--quick", action="store_true", help="small smoke run (fewer samples, shots, steps, networks)")
+    p.add_argument("--cache", default=None, help="folder to keep simulations and trained networks between runs")
     args = p.parse_args(argv)
+    if args.ensemble < 2:
+        p.error("--ensemble must be >= 2 (a spread needs two networks)")
     if args.quick:
         args.train_samples, args.es_samples, args.cal_samples, args.test_samples = 10, 3, 5, 4
-        args.shots, args.max_steps, args.mc_samples, args.oreas_steps = 10, 150, 8, 100
+        args.shots, args.max_steps, args.mc_samples, args.per_sample, args.ensemble = 10, 100, 5, 20, 2
+        args.oreas_families, args.oreas_per_sample = ["univariate"], 0
     import torch
 
     torch.set_num_threads(1)
     result: dict = {}
     if args.dataset in ("virtual", "all"):
-        virtual, figures = virtual_benchmark(args)
-        result.update(virtual)
+        result.update(virtual_benchmark(args))
         if args.figures:
-            result["figures"] = write_figures(figures, Path(args.figures))
+            result["figures"] = write_figures(result, Path(args.figures))
     if args.dataset in ("oreas", "all"):
         if not (Path(args.oreas_dir) / "Na_ppm_from_tutorial.csv").is_file():
             result["oreas"] = {"skipped": f"no OREAS data at {args.oreas_dir}"}

@@ -272,6 +272,11 @@ class TrainingConfig(StrictModel):
         description="primary_head 'auxiliary': the calibration on the predicted line areas is trained with the "
         "network (gradient) or, after training, refitted by least squares on the training spectra",
     )
+    masked_auxiliaries: bool = Field(
+        False,
+        description="also predict each auxiliary line area with that line's input window masked (extra heads); "
+        "predictions then report those areas, so the trust residual does not see the window it checks",
+    )
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     # optimisation
     batch_size: int = Field(32, ge=2)

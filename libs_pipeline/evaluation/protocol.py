@@ -17,6 +17,7 @@ sample predicted once, model choice made inside each fold) is the protocol to re
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -28,6 +29,17 @@ MIN_HELDOUT_SAMPLES = 4
 
 class LeakError(ValueError):
     """An evaluated model saw spectra of a sample it is scored on."""
+
+
+def check_disjoint_roles(roles: Mapping[str, Iterable[str]]) -> None:
+    """Raise ``LeakError`` naming the sample and both roles when a sample has two roles (e.g. training,
+    early stopping, trust calibration, test): every fitted choice must see only the samples of its role."""
+    seen: dict[str, str] = {}
+    for role, samples in roles.items():
+        for sample in map(str, samples):
+            if sample in seen and seen[sample] != role:
+                raise LeakError(f"sample {sample!r} is used for both {seen[sample]} and {role}; the roles must be disjoint")
+            seen[sample] = role
 
 
 @runtime_checkable

@@ -53,3 +53,18 @@ def input_channels(config: TrainingConfig, wavelength: np.ndarray, lines: Sequen
 def background_channels(wavelength: np.ndarray, lines: Sequence[LineWindow]) -> np.ndarray:
     """Grid indices of every line's background windows: the divisor of the "background" normalisation."""
     return window_channels(wavelength, [bg for ln in lines for bg in ln.background_nm], "background window")
+
+
+def masked_input_windows(
+    wavelength: np.ndarray, lines: Sequence[LineWindow], channels: np.ndarray | None
+) -> tuple[tuple[int, int], ...]:
+    """For each line, the (start, stop) range of network-input positions covering its integration window
+    (the masked-window auxiliaries hide it); ``channels``: the grid indices the network reads (None = all)."""
+    read = np.arange(np.asarray(wavelength).size) if channels is None else np.asarray(channels)
+    out = []
+    for ln in lines:
+        inside = np.flatnonzero(np.isin(read, window_channels(wavelength, [ln.window_nm], f"line {ln.name} window")))
+        if inside.size == 0:
+            raise ValueError(f"masked auxiliaries: the network input holds no channel of line {ln.name}'s window")
+        out.append((int(inside.min()), int(inside.max()) + 1))
+    return tuple(out)

@@ -10,6 +10,15 @@ The trunk ends by *flattening* (not global pooling) because position on the wave
 element's identity. Dropout in the trunk and heads gives MC-dropout predictive uncertainty.
 A region-of-interest input (tens to hundreds of channels) uses a smaller pooling factor (``fit_pool``);
 ``linear_skip`` adds a linear map of the input to every output so predictions can extrapolate linearly.
+
+Masked-window auxiliaries (``masked_windows``): a network that reads a line's window predicts that line's
+area by integrating it, so a contaminated area is predicted contaminated and the trust residual stays
+small exactly when it should not. With masked windows, each auxiliary line also gets a second head that
+sees the spectrum with that line's input window replaced by a straight line between its edge channels:
+it must infer the area from the other lines and the continuum (the line-ratio and matrix context), so
+its residual against the measured area is independent of that window. The trunk features for these heads
+are computed in evaluation mode without gradient (``forward_masked``), so the main heads, the trunk and
+its batch-norm statistics are trained exactly as without them.
 """
 
 from __future__ import annotations
@@ -39,16 +48,26 @@ class NetworkSpec:
     dropout: float = 0.1
     primary_head: str = "features"
     linear_skip: bool = False
+    masked_windows: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "block_channels", tuple(int(c) for c in self.block_channels))
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
+        object.__setattr__(self, "masked_windows", tuple((int(a), int(b)) for a, b in self.masked_windows))
         if self.n_tasks < 1:
             raise ValueError("the network needs at least one task")
         if self.primary_head not in PRIMARY_HEADS:
             raise ValueError(f"primary_head {self.primary_head!r} is not one of {PRIMARY_HEADS}")
         if self.primary_head != "features" and self.n_tasks < 2:
             raise ValueError(f"primary_head {self.primary_head!r} needs auxiliary tasks (multitask)")
+        if self.masked_windows:
+            if len(self.masked_windows) > self.n_tasks - 1:
+                raise ValueError(
+                    f"{len(self.masked_windows)} masked windows but only {self.n_tasks - 1} auxiliary tasks"
+                )
+            for a, b in self.masked_windows:
+                if not 0 <= a < b <= self.n_channels:
+                    raise ValueError(f"masked window ({a}, {b}) is not a channel range of 0..{self.n_channels}")
         if self.flat_length < 1:
             raise ValueError(
                 f"{self.n_channels} channels are too few for {1 + len(self.block_channels)} pooling stages of {self.pool}"
@@ -65,6 +84,7 @@ class NetworkSpec:
         d = asdict(self)
         d["block_channels"] = list(self.block_channels)
         d["dilations"] = list(self.dilations)
+        d["masked_windows"] = [list(w) for w in self.masked_windows]
         return d
 
     @classmethod
@@ -122,6 +142,8 @@ class MultitaskCNN(nn.Module):
         # linear_skip: a linear map of the input added to every task output ("wide and deep"): line areas are
         # linear in the counts, so the outputs can extrapolate linearly beyond the few training samples
         self.skip = nn.Linear(spec.n_channels, spec.n_tasks) if spec.linear_skip else None
+        # masked_windows: one extra head per auxiliary line, fed the spectrum with that line's window masked
+        self.masked_heads = nn.ModuleList(self._head(spec) for _ in spec.masked_windows) if spec.masked_windows else None
 
     @staticmethod
     def _head(spec: NetworkSpec) -> nn.Sequential:
@@ -149,6 +171,47 @@ class MultitaskCNN(nn.Module):
             from_aux = self.calibration(torch.cat(out[1:], dim=1).detach())
             out[0] = from_aux if self.spec.primary_head == "auxiliary" else out[0] + from_aux
         return torch.cat(out, dim=1)
+
+
+    def forward_masked(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, n_masked): auxiliary line j predicted from the input with window j masked (see module doc).
+
+        Trunk and shared layers run in evaluation mode without gradient; only the masked heads learn from
+        this pass, and they keep their own dropout mode (so MC-dropout also samples them).
+        """
+        if self.masked_heads is None:
+            raise ValueError("this network has no masked-window auxiliary heads")
+        if x.ndim == 2:
+            x = x.unsqueeze(1)
+        was_training = self.training
+        out = []
+        try:
+            self.trunk.eval()
+            self.shared.eval()
+            for (a, b), head in zip(self.spec.masked_windows, self.masked_heads):
+                with torch.no_grad():
+                    z = self.shared(self.trunk(mask_window(x, a, b)))
+                out.append(head(z))
+        finally:
+            self.trunk.train(was_training)
+            self.shared.train(was_training)
+        return torch.cat(out, dim=1)
+
+
+def mask_window(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Copy of ``x`` (..., n) with channels ``start:stop`` replaced by the straight line between the channels
+    just outside them (the edge value repeated at a spectrum end)."""
+    n = x.shape[-1]
+    left = x[..., max(start - 1, 0)]
+    right = x[..., min(stop, n - 1)]
+    if start == 0:
+        left = right
+    if stop >= n:
+        right = left
+    t = torch.linspace(0.0, 1.0, stop - start + 2, dtype=x.dtype, device=x.device)[1:-1]
+    out = x.clone()
+    out[..., start:stop] = left.unsqueeze(-1) + (right - left).unsqueeze(-1) * t
+    return out
 
 
 def enable_mc_dropout(module: nn.Module) -> None:

@@ -10,7 +10,7 @@ import copy
 import io
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +36,8 @@ from libs_pipeline.models.data_loading import (
     source_fingerprint,
     synthetic_mask,
 )
-from libs_pipeline.models.inputs import background_channels, input_channels
-from libs_pipeline.models.losses import MultitaskLoss
+from libs_pipeline.models.inputs import background_channels, input_channels, masked_input_windows
+from libs_pipeline.models.losses import MultitaskLoss, masked_task_losses
 from libs_pipeline.models.network import MultitaskCNN, NetworkSpec, enable_mc_dropout, fit_pool
 from libs_pipeline.models.normalisation import SpectrumNormaliser, TargetScaler
 from libs_pipeline.models.tasks import build_taskset
@@ -96,27 +96,68 @@ class TrainedModel:
     def _as_dict(self, values: np.ndarray) -> dict[str, np.ndarray]:
         return {name: values[:, j] for j, name in enumerate(self.task_names)}
 
-    def predict(self, intensity: np.ndarray) -> dict[str, np.ndarray]:
-        """Deterministic prediction (dropout off) of every task in raw units, for spectra (n, m) or (m,)."""
+    @property
+    def has_masked_auxiliaries(self) -> bool:
+        return self.network.masked_heads is not None
+
+    def _forward_masked(self, x: np.ndarray, scaled: np.ndarray) -> np.ndarray:
+        """``scaled`` with the auxiliary line columns replaced by their masked-window predictions."""
+        device = next(self.network.parameters()).device
+        out = scaled.copy()
+        k = len(self.network.spec.masked_windows)
+        with torch.no_grad():
+            for b in range(0, x.shape[0], PREDICT_BATCH):
+                xb = torch.from_numpy(x[b : b + PREDICT_BATCH]).to(device)
+                out[b : b + PREDICT_BATCH, 1 : 1 + k] = self.network.forward_masked(xb).cpu().numpy()
+        return out
+
+    def predict(self, intensity: np.ndarray, auxiliaries: str = "masked") -> dict[str, np.ndarray]:
+        """Deterministic prediction (dropout off) of every task in raw units, for spectra (n, m) or (m,).
+
+        ``auxiliaries``: with masked-window heads (``config.masked_auxiliaries``), "masked" reports each line
+        area as predicted with that line's window hidden (what trust compares with the measured area) and
+        "visible" the ordinary heads; the primary prediction is the same either way.
+        """
+        if auxiliaries not in ("masked", "visible"):
+            raise ValueError(f"auxiliaries must be 'masked' or 'visible', got {auxiliaries!r}")
         x, totals = self._inputs(intensity)
         self.network.eval()
-        return self._as_dict(self.scaler.inverse(self._forward_scaled(x), totals))
+        scaled = self._forward_scaled(x)
+        if auxiliaries == "masked" and self.has_masked_auxiliaries:
+            scaled = self._forward_masked(x, scaled)
+        return self._as_dict(self.scaler.inverse(scaled, totals))
 
     def predict_with_uncertainty(
-        self, intensity: np.ndarray, n_samples: int = 20, seed: int = 0
+        self, intensity: np.ndarray, n_samples: int = 20, seed: int = 0, dropout: float | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """MC-dropout predictive mean and std of every task (raw units), from ``n_samples`` seeded passes."""
+        """MC-dropout predictive mean and std of every task (raw units), from ``n_samples`` seeded passes.
+
+        ``dropout``: the drop probability of the test-time passes (None: the training rate), so the
+        MC-dropout comparator can be tuned on calibration data.
+        """
         if n_samples < 2:
             raise ValueError(f"n_samples must be >= 2 for a standard deviation, got {n_samples}")
+        if dropout is not None and not 0.0 < dropout < 1.0:
+            raise ValueError(f"dropout must be in (0, 1), got {dropout}")
         x, totals = self._inputs(intensity)
         draws = []
+        layers = [m for m in self.network.modules() if isinstance(m, torch.nn.Dropout)]
+        rates = [m.p for m in layers]
         try:
             enable_mc_dropout(self.network)
+            if dropout is not None:
+                for m in layers:
+                    m.p = float(dropout)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 for _ in range(n_samples):
-                    draws.append(self.scaler.inverse(self._forward_scaled(x), totals))
+                    scaled = self._forward_scaled(x)
+                    if self.has_masked_auxiliaries:
+                        scaled = self._forward_masked(x, scaled)
+                    draws.append(self.scaler.inverse(scaled, totals))
         finally:
+            for m, p in zip(layers, rates):
+                m.p = p
             self.network.eval()
         stack = np.stack(draws)
         return self._as_dict(stack.mean(axis=0)), self._as_dict(stack.std(axis=0, ddof=1))
@@ -183,8 +224,12 @@ def train_model(
     train_sources: Sequence[SourceLike],
     config: TrainingConfig,
     val_sources: Sequence[SourceLike] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> TrainedModel:
     """Train one model on ``train_sources`` (measured and synthetic spectra; paths, URIs or Datasets).
+
+    ``progress(step, max_steps)``: called at every evaluation step of the main phase (live progress, e.g. a
+    Prefect progress artifact in flows/train.py); training may stop early, before ``max_steps``.
 
     Validation: ``val_sources`` if given, else ``config.val_fraction`` of the measured samples (by
     sample); early stopping on the validation RMSE of the primary task, best weights restored.
@@ -195,7 +240,7 @@ def train_model(
     tasks without targets there (T_K, n_e from simulation) take their scaling from the pretraining rows.
     """
     with _torch_threads(config.num_threads):
-        return _train(train_sources, config, val_sources)[0]
+        return _train(train_sources, config, val_sources, progress=progress)[0]
 
 
 def _optimiser(network: MultitaskCNN, loss_fn: MultitaskLoss, config: TrainingConfig) -> torch.optim.Optimizer:
@@ -231,6 +276,7 @@ def _optimise(
     label: str,
     checkpoint_dir: Path | None = None,
     snapshot_steps: Sequence[int] = (),
+    on_step: Callable[[int, int], None] | None = None,
 ) -> _Phase:
     """Run up to ``max_steps`` optimiser steps (early stopping only with ``val_batches``); snapshot weights at given steps."""
     loader = torch.utils.data.DataLoader(train_batches, batch_size=None, num_workers=config.num_workers)
@@ -247,8 +293,15 @@ def _optimise(
             step_at_epoch_start = step
             for x, y in loader:
                 network.train()
-                pred = network(x.to(device))
-                loss, per_task = loss_fn(pred, y.to(device))
+                x, y = x.to(device), y.to(device)
+                pred = network(x)
+                loss, per_task = loss_fn(pred, y)
+                if network.masked_heads is not None:
+                    k = len(network.spec.masked_windows)
+                    masked_losses, has = masked_task_losses(
+                        network.forward_masked(x), y[:, 1 : 1 + k], config.loss, config.huber_delta
+                    )
+                    loss = loss + masked_losses[has].sum()
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
@@ -283,6 +336,8 @@ def _optimise(
                         _save_checkpoint(checkpoint_dir, step, network, loss_fn)
                     history.append(record)
                     progress.update(bar, description=f"{label} loss {record['train_loss']:.3f}")
+                    if on_step is not None:
+                        on_step(step, max_steps)
                 if step >= max_steps or stale >= config.patience:
                     break
             if step == step_at_epoch_start:  # pragma: no cover - guarded by the n_train checks
@@ -358,11 +413,21 @@ def _input_options(config: TrainingConfig, wavelength: np.ndarray, lines: list[L
     )
 
 
+def _masked_windows(config: TrainingConfig, tasks, wavelength: np.ndarray, normaliser: SpectrumNormaliser):
+    """Input ranges of the auxiliary lines for masked-window heads (none unless ``masked_auxiliaries``)."""
+    if not config.masked_auxiliaries:
+        return ()
+    if not tasks.lines:
+        raise ValueError("masked_auxiliaries needs auxiliary line tasks (multitask with lines)")
+    return masked_input_windows(wavelength, tasks.lines, normaliser.channels)
+
+
 def _train(
     train_sources: Sequence[SourceLike],
     config: TrainingConfig,
     val_sources: Sequence[SourceLike] | None,
     snapshot_steps: Sequence[int] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[TrainedModel, dict[int, dict]]:
     t0 = time.perf_counter()
     plan = plan_split(train_sources, config.analyte, config.val_fraction, config.seed, val_sources, config.augmentation)
@@ -403,6 +468,7 @@ def _train(
         dropout=config.dropout,
         primary_head=config.primary_head if config.multitask else "features",
         linear_skip=config.linear_skip,
+        masked_windows=_masked_windows(config, tasks, plan.wavelength, normaliser),
     )
     train_batches = SpectraBatches(
         plan.train, normaliser, scaler, config.batch_size, shuffle=True, seed=int(seeds[0]),
@@ -433,7 +499,7 @@ def _train(
             )
         phase = _optimise(
             network, loss_fn, config, train_batches, val_batches, config.max_steps, tasks.names, device,
-            config.analyte, checkpoint_dir, snapshot_steps,
+            config.analyte, checkpoint_dir, snapshot_steps, on_step=progress,
         )
     if val_batches is not None:
         network.load_state_dict(phase.best[2])

@@ -40,3 +40,11 @@ def test_thresholds_and_heldout_count():
 def test_bad_arguments(n, fraction, message):
     with pytest.raises(ValueError, match=message):
         use_nested_protocol(n, fraction)
+
+
+def test_check_disjoint_roles_names_the_sample_used_twice():
+    from libs_pipeline.evaluation.protocol import LeakError, check_disjoint_roles
+
+    check_disjoint_roles({"train": ["a", "b"], "early_stop": ["c"], "trust": ["d"], "test": ["e"]})
+    with pytest.raises(LeakError, match="sample 'c' is used for both early_stop and trust"):
+        check_disjoint_roles({"train": ["a", "b"], "early_stop": ["c"], "trust": ["c", "d"], "test": ["e"]})

@@ -61,3 +61,33 @@ def test_predictive_std_score():
         predictive_std_score({"Cu": np.array([0.1])}, "Na")
     with pytest.raises(ValueError, match="negative"):
         predictive_std_score(np.array([-0.1]))
+
+
+def test_pls_detector_on_raw_counts_sees_a_gain_change_that_total_normalisation_hides(toy_ds):
+    from libs_pipeline.trust.detectors import raw_counts
+
+    x, y = toy_ds["intensity"].values, toy_ds["Cu"].values
+    total = PLSDistanceDetector(n_components=3).fit(x, y)
+    raw = PLSDistanceDetector(n_components=3, transform=raw_counts).fit(x, y)
+    half = x * 0.5
+    np.testing.assert_allclose(total.q(half), total.q(x), rtol=1e-6)  # blind by construction
+    ref = combined_t2_q(raw.t2(x), raw.q(x), raw.t2(x), raw.q(x))
+    shifted = combined_t2_q(raw.t2(half), raw.q(half), raw.t2(x), raw.q(x))
+    assert auroc(ref, shifted) > 0.9
+
+
+def test_normalised_conformal_widths_follow_difficulty_and_cover():
+    from libs_pipeline.trust.detectors import NormalisedConformal
+
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(400, 3))
+    noise = 0.1 + 2.0 * (f[:, 0] > 0)  # residuals 20x larger where feature 0 is positive
+    r = rng.normal(size=400) * noise
+    conf = NormalisedConformal(alpha=0.1, k=15, n_components=3).fit(f[:200], r[:200])
+    w = conf.width(f[200:])
+    hard = f[200:, 0] > 0
+    assert np.median(w[hard]) > 5 * np.median(w[~hard])
+    coverage = conf.covers(f[200:], r[200:]).mean()
+    assert 0.8 <= coverage <= 0.97
+    with pytest.raises(ValueError, match="alpha"):
+        NormalisedConformal(alpha=1.5)
