@@ -7,7 +7,9 @@ DEMO_DIR ?= demo-output
 # no usage telemetry from the local Prefect server (there is no internet here anyway)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: demo test install clean-demo
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: demo test install browser clean-demo
 
 install: $(STAMP)
 
@@ -21,8 +23,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/libs-pipeline demo --out $(DEMO_DIR)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Debian's chromium for the Prefect UI browser test (tests/integration/test_recalibration_server.py, driven by
+# playwright from the test extra, which never downloads a browser). Skipped when it is installed; needs root.
+browser:
+	@if [ -x $(CHROMIUM) ]; then echo "chromium: $(CHROMIUM)"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "chromium is not installed and this is not root: run 'sudo make browser' (the browser test skips)"; fi
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

@@ -30,14 +30,13 @@ import pandas as pd
 import xarray as xr
 
 from libs_pipeline.candidates import default_candidates
-from libs_pipeline.candidates.families import DEFAULT_SYNTHETIC_PER_SAMPLE
-from libs_pipeline.config import CampaignConfig, IngestOptions
+from libs_pipeline.config import DEFAULT_SYNTHETIC_PER_SAMPLE, CampaignConfig, IngestOptions
 from libs_pipeline.evaluation.nested import choose_family, jsonable, nested_loso
 from libs_pipeline.evaluation.small_campaign import small_campaign_metrics
 from libs_pipeline.evaluation.split import split_samples
 from libs_pipeline.recalibration import RealismEligibility
 from libs_pipeline.spectra.campaign_loading import load_campaign
-from libs_pipeline.spectra.dataset import sample_ids, sample_labels, select_samples
+from libs_pipeline.spectra.dataset import sample_ids, sample_labels, select_samples, spectrum_sample_ids
 
 OREAS_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "oreas_na" / "Na_ppm_from_tutorial.csv"
 CANDIDATES = ("univariate", "pls", "single_task", "multitask", "multitask_aug", "multitask_physics", "mean")
@@ -75,7 +74,7 @@ def oreas(names: list[str], training: dict, per_sample: int, seed: int) -> dict:
 
 def _sample_errors(fitted, ds: xr.Dataset, analyte: str) -> np.ndarray:
     """Per-sample errors (mean shot prediction - label) of a fitted candidate on ``ds``."""
-    frame = pd.DataFrame({"sample_id": np.asarray(ds["sample_id"].values).astype(str),
+    frame = pd.DataFrame({"sample_id": spectrum_sample_ids(ds),
                           "y": np.asarray(ds[analyte].values, float), "p": fitted.predict_dataset(ds)})
     table = frame.groupby("sample_id", sort=False).mean()
     return (table["p"] - table["y"]).to_numpy()
@@ -106,7 +105,7 @@ def virtual(names: list[str], training: dict, per_sample: int, seed: int, n_samp
     validation = {n: float(np.sqrt(np.mean(e**2))) for n, e in validation.items()}
     preds[SERVED] = preds[winner]
     y = np.asarray(test[analyte].values, dtype=np.float64)
-    sids = np.asarray(test["sample_id"].values).astype(str)
+    sids = spectrum_sample_ids(test)
     metrics = {m: small_campaign_metrics(y, p, sids, seed) for m, p in preds.items()}
     per_sample_table = pd.DataFrame({"sample_id": sids, "y_true": y, **preds}).groupby("sample_id").mean()
     return {

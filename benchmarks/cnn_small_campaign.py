@@ -27,7 +27,7 @@ from libs_pipeline.features.lines import default_lines
 from libs_pipeline.models import train_model
 from libs_pipeline.models.step_budget import inner_loso_errors
 from libs_pipeline.spectra.campaign_loading import load_campaign
-from libs_pipeline.spectra.dataset import make_spectra_dataset, sample_ids, select_samples
+from libs_pipeline.spectra.dataset import make_spectra_dataset, sample_ids, select_samples, spectrum_sample_ids
 from libs_pipeline.synth import fit_noise_model, sample_spectra
 
 MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "oreas_na" / "Na_ppm_from_tutorial.csv"
@@ -128,7 +128,7 @@ def univariate_reference(ds: xr.Dataset, folds: list[str]) -> dict:
         test = select_samples(ds, [held_out])
         uni = UnivariateCalibration(degree=1).fit(
             dataset_line_features(train, [line])[column].to_numpy(), np.asarray(train["Na"].values, dtype=np.float64),
-            groups=np.asarray(train["sample_id"].values).astype(str),
+            groups=spectrum_sample_ids(train),
         )
         preds[held_out] = float(np.mean(uni.predict(dataset_line_features(test, [line])[column].to_numpy())))
     truth = {s: float(ds["Na"].values[np.asarray(ds["sample_id"].values) == s][0]) for s in folds}

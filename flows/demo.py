@@ -34,6 +34,24 @@ def simulate_task(config: CampaignConfig, seed: int, out_dir: str, scenario: str
     return str(write_campaign_files(simulate_campaign(config, seed=seed), out_dir))
 
 
+@task(name="score-fresh-batch")
+def score_batch_task(store: str, name: str, version: str, spectra_table: str) -> dict:
+    """RMSEP of the flagged and of the kept predictions of a fresh batch against its known (simulated) labels."""
+    import numpy as np
+    import pandas as pd
+
+    from libs_pipeline.spectra.store import SpectraStore
+    from libs_pipeline.trust.error_metrics import flagged_vs_kept
+
+    table = pd.read_csv(spectra_table) if spectra_table.endswith(".csv") else pd.read_parquet(spectra_table)
+    ds = SpectraStore(store).open(name, version)
+    analyte = str(table["analyte"].iloc[0])
+    if list(np.asarray(ds["sample_id"].values).astype(str)) != list(table["sample_id"].astype(str)):
+        raise ValueError(f"{spectra_table}: rows do not follow the spectra of {name}@{version}")
+    errors = table["concentration"].to_numpy(dtype=float) - np.asarray(ds[analyte].values, dtype=float)
+    return flagged_vs_kept(errors, table["flag"].to_numpy(dtype=bool))
+
+
 @flow(name="demo", log_prints=True)
 def demo(
     out: str = "demo-output",
@@ -80,6 +98,8 @@ def demo(
             model="champion", spectra=f"{store}#{name}@{version}", out=str(root / "predictions" / f"{label}.csv"),
             registry_root=store, name=DATASET,
         )
+        predictions[label]["flagged_vs_kept"] = score_batch_task(store, name, version,
+                                                                 predictions[label]["spectra_table"])
     summary = {
         "out": str(root),
         "store": store,

@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+from flows.artifacts import embed_images
 from libs_pipeline.config import EvaluationConfig
 from libs_pipeline.evaluation.report import SUMMARY_COLUMNS, artifact_key, table_rows
 from libs_pipeline.evaluation.run import default_run_name, run_evaluation
@@ -43,7 +44,7 @@ def publish_task(report_dir: str) -> list[str]:
         description=f"Held-out metrics per method ({run}); full table in {folder / 'metrics.csv'}",
     )
     create_markdown_artifact(
-        markdown=(folder / "report.md").read_text(encoding="utf-8"),
+        markdown=embed_images((folder / "report.md").read_text(encoding="utf-8"), base_dir=folder),
         key=report_key,
         description=f"Evaluation report {run} (figures in {folder})",
     )

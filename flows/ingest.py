@@ -1,6 +1,7 @@
 """Ingest flow: campaign manifest -> validated, versioned spectra; publishes the validation report.
 
 Thin: ``libs_pipeline.spectra.ingest.ingest_campaign`` does the work; tasks pass only paths and version ids.
+A new version emits the ``libs-pipeline.spectra.version-created`` event (flows/events.py).
 Final state: Completed when every file landed, Completed named ``Partial`` (visible in the UI) when some
 files were rejected, Failed when every new file was rejected.
 """
@@ -14,11 +15,19 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed
 
+from flows.artifacts import artifact_key
+from flows.events import emit_spectra_version
 from libs_pipeline.config import IngestOptions
 from libs_pipeline.spectra.ingest import ingest_campaign
 
-REPORT_KEY = "ingest-validation-report"
-SUMMARY_KEY = "ingest-summary"
+def report_key(dataset: str) -> str:
+    """Key of the validation-report table artifact of ``dataset`` (one per dataset)."""
+    return artifact_key("ingest-validation-report", dataset)
+
+
+def summary_key(dataset: str) -> str:
+    """Key of the ingest-summary markdown artifact of ``dataset``."""
+    return artifact_key("ingest-summary", dataset)
 
 
 class IngestRejectedError(RuntimeError):
@@ -42,6 +51,11 @@ def ingest_task(manifest: str, store: str, name: str | None, options: IngestOpti
         "uri": result.uri,
         "report_path": str(result.report_path),
         "quarantine_report": str(result.quarantine_report) if result.quarantine_report else None,
+        "changed": result.changed,
+        "n_spectra": result.n_spectra,
+        "n_new_spectra": result.n_new_spectra,
+        "n_files_accepted": len(result.accepted),
+        "n_files_rejected": len(result.rejected_files),
     }
 
 
@@ -54,17 +68,18 @@ def publish_task(report_path: str) -> list[str]:
     rows = [{k: f.get(k) for k in keys} for f in [*report["rejections"], *report["warnings"]]]
     if not rows:
         rows = [{k: None for k in keys} | {"severity": "ok", "reason": "no findings"}]
+    keys = [report_key(report["name"]), summary_key(report["name"])]
     create_table_artifact(
         table=rows,
-        key=REPORT_KEY,
+        key=keys[0],
         description=f"Validation findings of {report['run']} ({report['name']}: {report['status']}); {path}",
     )
     create_markdown_artifact(
         markdown=(path.parent / "ingest_summary.md").read_text(encoding="utf-8"),
-        key=SUMMARY_KEY,
+        key=keys[1],
         description=f"Ingest {report['run']}",
     )
-    return [REPORT_KEY, SUMMARY_KEY]
+    return keys
 
 
 @flow(name="ingest", log_prints=True)
@@ -79,6 +94,8 @@ def ingest(
     and ends in a Completed state named 'Partial' when some files were rejected."""
     outcome = ingest_task(manifest, store, name, options or IngestOptions())
     publish_task(outcome["report_path"])
+    if outcome["changed"] and outcome["version"]:
+        emit_spectra_version(store, outcome)  # triggers the recalibrate deployment (deployments/prefect.yaml)
     if fail_if_rejected and outcome["status"] == "rejected":
         raise IngestRejectedError(
             f"{outcome['name']}: every new file was rejected; see {outcome['quarantine_report']}"

@@ -1,6 +1,6 @@
 """Predict flow: spectra -> concentration, predictive uncertainty, trust score, flag and reason (thin wiring).
 
-Tasks pass paths and ids only; the work is ``libs_pipeline.trust.prediction.run_prediction``.
+Tasks pass paths and ids only; the work is ``libs_pipeline.prediction.run_prediction``.
 Publishes the per-sample table (and the flagged spectra) as Prefect table artifacts.
 """
 
@@ -18,7 +18,7 @@ ARTIFACT_ROWS = 1000
 @task(retries=2, retry_delay_seconds=2)
 def resolve_model(model: str, registry_root: str | None, name: str | None) -> str:
     """Model directory of a path or a registered version/alias (files verified against the manifest)."""
-    from libs_pipeline.trust.prediction import resolve_model_dir
+    from libs_pipeline.prediction import resolve_model_dir
 
     return str(resolve_model_dir(model, registry_root, name))
 
@@ -26,7 +26,7 @@ def resolve_model(model: str, registry_root: str | None, name: str | None) -> st
 @task
 def predict_spectra(model_dir: str, spectra: str, out: str, mc_samples: int, seed: int, resample: bool) -> dict:
     """Run the prediction with trust and write both tables; returns their paths and a summary."""
-    from libs_pipeline.trust.prediction import run_prediction
+    from libs_pipeline.prediction import run_prediction
 
     run = run_prediction(model_dir, spectra, out, mc_samples=mc_samples, seed=seed, resample=resample)
     s, p = run.tables.spectra, run.tables.samples

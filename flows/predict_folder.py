@@ -1,7 +1,7 @@
 """Drop-folder flow: a lab's daily batch of raw files (unknown samples) -> ingested -> champion predictions.
 
 Thin: ``libs_pipeline.spectra.unknown_samples`` ingests (archived, validated, versioned) and
-``libs_pipeline.trust.prediction.run_prediction`` predicts; tasks pass paths, version ids and sha256s only.
+``libs_pipeline.prediction.run_prediction`` predicts; tasks pass paths, version ids and sha256s only.
 Files already ingested by an earlier run are not predicted again (``only_new``).
 """
 
@@ -44,7 +44,7 @@ def predict_batch_task(model_dir: str, store: str, ingest: dict, sha256s: list[s
                        seed: int, resample: bool) -> dict:
     """Predict the spectra of ``sha256s`` in the ingested version; returns table paths and flag counts."""
     from libs_pipeline.spectra.unknown_samples import spectra_of_sources
-    from libs_pipeline.trust.prediction import run_prediction
+    from libs_pipeline.prediction import run_prediction
 
     ds = spectra_of_sources(store, ingest["name"], ingest["version"], sha256s)
     run = run_prediction(model_dir, ds, out, mc_samples=mc_samples, seed=seed, resample=resample)

@@ -13,23 +13,19 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from libs_pipeline.config import SynthesisConfig
-from libs_pipeline.synth.generate import cluster_address, finalize_synthesis, prepare_synthesis, run_chunks
-from libs_pipeline.synth.realism import report_store
+from flows.artifacts import ProgressArtifact, artifact_key, figure_markdown
+from libs_pipeline.config import SynthesisConfig, SynthesisOptions
+from libs_pipeline.synth.generate import cluster_address, finalize_synthesis, run_chunks
+from libs_pipeline.synth.synthesis_run import prepare_from_config, realism_from_config
 
 REALISM_KEY = "synthetic-realism-{id}"  # one artifact key per synthetic store id
 REALISM_TABLE_KEY = "synthetic-realism-table-{id}"
-_PREPARE_KEYS = (
-    "name", "detector", "shot_factor", "saturation", "instrument_fwhm_nm", "max_shape_modes",
-    "interpolate_between", "interpolation_analyte",
-)
 
 
 @task(name="prepare-synthesis", retries=1, retry_delay_seconds=2)
 def prepare_task(config: SynthesisConfig) -> dict[str, Any]:
     """Fit the noise model, write the store template; returns paths (reuses an interrupted run's work)."""
-    options = {k: getattr(config, k) for k in _PREPARE_KEYS}
-    job = prepare_synthesis(config.dataset_uri, config.out_uri, config.per_sample, config.seed, config.chunk_size, **options)
+    job = prepare_from_config(config)
     complete = job.final_path.exists()
     pending = 0 if complete else len(job.pending_chunks())
     get_run_logger().info(
@@ -41,11 +37,16 @@ def prepare_task(config: SynthesisConfig) -> dict[str, Any]:
 
 @task(name="write-chunks", retries=1, retry_delay_seconds=5)
 def chunks_task(work_dir: str, dask_address: str | None, n_workers: int) -> int:
-    """Run every unwritten chunk on the cluster (a retry resumes: finished chunks are kept)."""
+    """Run every unwritten chunk on the cluster (a retry resumes: finished chunks are kept); live progress in the
+    artifact ``synthesis-progress-<store>``."""
     logger = get_run_logger()
     step = {"next": 0.0}
+    store_id = Path(work_dir).name.removeprefix(".").removesuffix(".work")  # work folder .<id>.work
+    artifact = ProgressArtifact(artifact_key("synthesis-progress", store_id),
+                                f"synthetic chunks written ({work_dir})")
 
     def progress(done: int, total: int) -> None:
+        artifact(done, total)
         if total and done / total >= step["next"]:
             logger.info("chunks written: %d / %d", done, total)
             step["next"] = done / total + 0.1
@@ -63,18 +64,10 @@ def finalize_task(work_dir: str) -> str:
 @task(name="realism-report", retries=1, retry_delay_seconds=2)
 def realism_task(config: SynthesisConfig, synthetic_uri: str) -> dict[str, Any]:
     """Compare synthetic with measured spectra; publish the report as Prefect artifacts (markdown + table)."""
-    report, paths = report_store(
-        config.dataset_uri,
-        synthetic_uri,
-        analyte=config.analyte,
-        lines=config.lines,
-        max_synthetic_per_sample=config.realism_max_per_sample,
-        out_dir=config.report_dir,
-    )
+    report, paths = realism_from_config(config, synthetic_uri)
     store_id = Path(synthetic_uri).stem
-    figure = paths["figure"].resolve()
     create_markdown_artifact(
-        markdown=report.to_markdown() + f"\n\nFigure: [{figure.name}]({figure.as_uri()}) ({figure})\n",
+        markdown=report.to_markdown() + "\n\n" + figure_markdown(paths["figure"], "synthetic vs measured spectra"),
         key=REALISM_KEY.format(id=store_id),
         description=f"Realism of {synthetic_uri}: {'passed' if report.passed else 'FAILED'}",
     )
@@ -94,15 +87,19 @@ def synthesize(
     chunk_size: int = 1024,
     dask_address: str | None = None,
     n_workers: int = 2,
-    options: dict[str, Any] | None = None,
+    options: SynthesisOptions | None = None,
 ) -> dict[str, Any]:
     """Generate ``per_sample`` synthetic spectra per sample of ``dataset_uri`` under ``out_uri``; returns uri + report.
 
-    ``options``: further SynthesisConfig fields (detector, shot_factor, interpolate_between, realism, ...).
+    ``options``: further SynthesisConfig fields (detector, shot_factor, interpolate_between, realism, ...), typed
+    so the Prefect UI shows them as a form; a dict is validated into it. Only the fields given are passed on.
     """
+    if isinstance(options, dict):
+        options = SynthesisOptions(**options)
     config = SynthesisConfig(
         dataset_uri=dataset_uri, out_uri=out_uri, per_sample=per_sample, seed=seed, chunk_size=chunk_size,
-        dask_address=dask_address, n_workers=n_workers, **(options or {}),
+        dask_address=dask_address, n_workers=n_workers,
+        **(options.model_dump(exclude_unset=True) if options is not None else {}),
     )
     job = prepare_task(config)
     if not job["complete"]:

@@ -11,20 +11,45 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from flows.artifacts import ProgressArtifact, artifact_key
 from libs_pipeline.config import TrainingConfig
 from libs_pipeline.models.training_run import default_model_name, load_training_config, run_training
 
 
 @task(name="train-model")
 def train_task(config: TrainingConfig, model_dir: str) -> str:
-    """Train and save; returns the model directory."""
-    path = run_training(config, model_dir)
+    """Train and save (live progress artifact ``training-progress-<dataset>-<model>``); returns the model directory."""
+    progress = ProgressArtifact(progress_key(config, model_dir), f"training steps of {model_dir}")
+    path = run_training(config, model_dir, progress=progress)
+    progress.update(100.0, f"trained: {path}")
     get_run_logger().info("trained %s model -> %s", config.analyte, path)
     return str(path)
 
 
+def dataset_name(uri: str) -> str:
+    """The dataset a spectra URI names: ``<name>`` of ``<root>#<name>@<version>``, else the file's stem."""
+    if "#" in uri:
+        return uri.partition("#")[2].partition("@")[0]
+    return Path(uri.rstrip("/")).stem
+
+
+def _key(kind: str, config: TrainingConfig, model_dir: str) -> str:
+    datasets = [dataset_name(u) for u in config.measured_uris] or ["model"]
+    return artifact_key(kind, datasets[0], Path(model_dir).name)
+
+
+def summary_key(config: TrainingConfig, model_dir: str) -> str:
+    """``training-summary-<dataset>-<model>``: one key per training dataset and model directory."""
+    return _key("training-summary", config, model_dir)
+
+
+def progress_key(config: TrainingConfig, model_dir: str) -> str:
+    """``training-progress-<dataset>-<model>``."""
+    return _key("training-progress", config, model_dir)
+
+
 @task(name="publish-training-summary", retries=2, retry_delay_seconds=2)
-def publish_task(model_dir: str) -> str:
+def publish_task(model_dir: str, key: str = "training-summary") -> str:
     """A markdown artifact with the tasks, split and validation metrics read from ``metrics.json``."""
     metrics = json.loads((Path(model_dir) / "metrics.json").read_text(encoding="utf-8"))
     rows = "\n".join(
@@ -38,7 +63,7 @@ def publish_task(model_dir: str) -> str:
         f"- steps: {metrics['steps']} (best {metrics['best_step']}), {metrics['seconds']} s\n\n"
         "| task | val RMSE | val bias | n |\n|---|---|---|---|\n" + rows + "\n"
     )
-    return str(create_markdown_artifact(markdown=markdown, key="training-summary", description=f"model {model_dir}"))
+    return str(create_markdown_artifact(markdown=markdown, key=key, description=f"model {model_dir}"))
 
 
 @flow(name="train", log_prints=True)
@@ -51,7 +76,7 @@ def train(config: TrainingConfig | str, model_dir: str | None = None) -> str:
             raise ValueError("training config: give output_dir (or model_dir)")
         model_dir = str(Path(config.output_dir) / default_model_name(config))
     path = train_task(config, model_dir)
-    publish_task(path)
+    publish_task(path, summary_key(config, path))
     return path
 
 

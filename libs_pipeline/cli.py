@@ -9,6 +9,10 @@ import typer
 
 # The temporary Prefect API the flows start has no internet to send usage telemetry to (and should not).
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The library's loggers (libs_pipeline.*) go to the flow-run logs (UI), also with the temporary API; Prefect reads
+# this when it is first imported (the flows import it later).
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "libs_pipeline")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")  # library calls outside a flow run
 
 app = typer.Typer(help="libs-pipeline: trustworthy LIBS calibration models.", no_args_is_help=True)
 
@@ -114,6 +118,7 @@ def _ingest_exit_code(result) -> int:
     return {"rejected": EXIT_REJECTED, "partial": EXIT_PARTIAL}.get(result.status, EXIT_OK)
 
 
+_ROOT_HELP = "store root: spectra/, synthetic/, models/, reports/ under it (env LIBS_PIPELINE_ROOT)"
 _OVERLAP_HELP = "overlapping spectrometer segments: average | keep_first | keep_second | reject"
 _BAD_SHOT_HELP = "dead/flat/fully saturated shots: warn (keep) | drop | reject (the file)"
 
@@ -121,7 +126,7 @@ _BAD_SHOT_HELP = "dead/flat/fully saturated shots: warn (keep) | drop | reject (
 @app.command("ingest", epilog=EXIT_CODES_HELP)
 def ingest_command(
     manifest: str = typer.Argument(..., help="campaign manifest (.yaml or .csv); labels are optional (unknown samples)"),
-    store: str = typer.Option(..., "--store", envvar="LIBS_PIPELINE_ROOT", help="store root folder"),
+    store: str = typer.Option(..., "--root", "--store", envvar="LIBS_PIPELINE_ROOT", help=_ROOT_HELP),
     name: str = typer.Option(None, "--name", help="dataset name (default: manifest name or file stem)"),
     resample: bool = typer.Option(False, "--resample", help="interpolate files on another grid onto the dataset grid"),
     max_file_mb: float = typer.Option(200.0, "--max-file-mb", help="reject files (decompressed) larger than this"),
@@ -152,7 +157,7 @@ app.add_typer(spectra_app, name="spectra")
 @spectra_app.command("list")
 def spectra_list(
     name: str = typer.Argument(None, help="dataset name (all datasets when omitted)"),
-    store: str = typer.Option(..., "--store", envvar="LIBS_PIPELINE_ROOT", help="store root folder"),
+    store: str = typer.Option(..., "--root", "--store", envvar="LIBS_PIPELINE_ROOT", help=_ROOT_HELP),
 ) -> None:
     """Versions of each dataset, oldest first; * marks LATEST."""
     from rich.console import Console
@@ -177,7 +182,7 @@ def spectra_list(
 def spectra_show(
     name: str = typer.Argument(..., help="dataset name"),
     version: str = typer.Argument("LATEST", help="version id or LATEST"),
-    store: str = typer.Option(..., "--store", envvar="LIBS_PIPELINE_ROOT", help="store root folder"),
+    store: str = typer.Option(..., "--root", "--store", envvar="LIBS_PIPELINE_ROOT", help=_ROOT_HELP),
 ) -> None:
     """One version: counts, grid, sources and the per-sample table."""
     from rich.console import Console
@@ -213,8 +218,9 @@ def spectra_show(
 def synthesize_command(
     dataset: str = typer.Option(..., "--dataset", help="with --store: a version id or LATEST; else a .zarr/.nc path or store URI"),
     per_sample: int = typer.Option(..., "--per-sample", min=1, help="synthetic spectra per sample"),
-    out: str = typer.Option(None, "--out", help="output store root or a path ending in .zarr (default: --store)"),
-    store: str = typer.Option(None, "--store", help="spectra store root that --dataset is a version of"),
+    out: str = typer.Option(None, "--out", help="output store root or a path ending in .zarr (default: --root)"),
+    store: str = typer.Option(None, "--root", "--store", help="store root that --dataset is a version of (no "
+                              "LIBS_PIPELINE_ROOT default here: without --root, --dataset is a path or store URI)"),
     name: str = typer.Option(None, "--name", help="dataset name in the store (needed with --store)"),
     seed: int = typer.Option(0, "--seed", min=0, help="same seed + inputs + chunk size -> same bytes"),
     chunk_size: int = typer.Option(1024, "--chunk-size", min=1, help="spectra per chunk (sets peak memory)"),
@@ -232,33 +238,27 @@ def synthesize_command(
 
     from libs_pipeline.config import SynthesisConfig
     from libs_pipeline.spectra.store import SpectraStore, VersionNotFoundError
-    from libs_pipeline.synth.generate import (
-        SynthesisError, cluster_address, finalize_synthesis, prepare_synthesis, run_chunks,
-    )
-    from libs_pipeline.synth.realism import report_store
+    from libs_pipeline.synth.generate import SynthesisError, finalize_synthesis
+    from libs_pipeline.synth.synthesis_run import prepare_from_config, realism_from_config, write_chunks
 
     console = Console(markup=False, highlight=False, soft_wrap=True)
     try:
         if store is not None:
             if not name:
-                raise ValueError("--store needs --name (the dataset name in the store)")
+                raise ValueError("--root needs --name (the dataset name in the store)")
             dataset_uri = SpectraStore(store).uri(name, dataset)
         else:
             dataset_uri = dataset
         out_uri = out or store
         if out_uri is None:
-            raise ValueError("give --out (or --store, whose root then receives the synthetic store)")
+            raise ValueError("give --out (or --root, which then receives the synthetic store)")
         config = SynthesisConfig(
             dataset_uri=dataset_uri, out_uri=out_uri, per_sample=per_sample, seed=seed, chunk_size=chunk_size,
             name=name, detector=detector, shot_factor=shot_factor, max_shape_modes=max_shape_modes,
             interpolate_between=interpolate_between, dask_address=dask_address, n_workers=max(workers, 1),
             realism=realism,
         )
-        job = prepare_synthesis(
-            config.dataset_uri, config.out_uri, config.per_sample, config.seed, config.chunk_size, name=config.name,
-            detector=config.detector, shot_factor=config.shot_factor, max_shape_modes=config.max_shape_modes,
-            interpolate_between=config.interpolate_between,
-        )
+        job = prepare_from_config(config)
     except (ValueError, FileNotFoundError, VersionNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -272,18 +272,14 @@ def synthesize_command(
             def progress(done: int, total: int) -> None:
                 bar.update(bar_task, completed=done, total=total)
 
-            if dask_address is None and workers == 0:
-                run_chunks(job, None, progress)
-            else:
-                with cluster_address(dask_address, max(workers, 1)) as address:
-                    run_chunks(job, address, progress)
+            write_chunks(job, config, progress, in_process=dask_address is None and workers == 0)
         uri = finalize_synthesis(job)
     except SynthesisError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     console.print(f"synthetic store: {uri}")
     if realism:
-        report, paths = report_store(config.dataset_uri, uri)
+        report, paths = realism_from_config(config, uri)
         console.print(f"realism report: {'PASSED' if report.passed else 'FAILED'} ({paths['markdown']}, {paths['figure']})")
         for failure in report.failures:
             console.print(f"  - {failure}")
@@ -365,14 +361,14 @@ def _is_dataset_ref(value: str) -> bool:
 @app.command("predict", epilog=PREDICT_EXIT_CODES_HELP)
 def predict(
     spectra: list[str] = typer.Argument(..., help="a .zarr/.nc path or store URI <root>#<name>@<version>; or raw "
-                                        "files / a folder of them / a campaign manifest (ingested into --store first)"),
-    model: str = typer.Option(..., "--model", help="model directory, or a version id / alias with --registry and --name"),
-    registry: str = typer.Option(None, "--registry", help="store root holding the model registry (models/ under it)"),
+                                        "files / a folder of them / a campaign manifest (ingested into --root first)"),
+    model: str = typer.Option(..., "--model", help="model directory, or a version id / alias with --root and --name"),
+    root: str = typer.Option(None, "--root", "--registry", "--store", envvar="LIBS_PIPELINE_ROOT",
+                             help=_ROOT_HELP + "; its models/ hold --model versions, raw files are ingested into it "
+                             "(--registry, --store: older names)"),
     name: str = typer.Option(None, "--name", help="registered model name"),
     out: str = typer.Option(None, "--out", help="per-spectrum table (.csv or .parquet); per-sample table beside it "
-                            "(raw input default: <store>/predictions/<run>/predictions.csv)"),
-    store: str = typer.Option(None, "--store", envvar="LIBS_PIPELINE_ROOT",
-                              help="store the raw files are ingested into (default: --registry)"),
+                            "(raw input default: <root>/predictions/<run>/predictions.csv)"),
     dataset: str = typer.Option(None, "--dataset", help="dataset the raw files are ingested into (default "
                                 "'unknown-samples', or the manifest's name)"),
     mc_samples: int = typer.Option(20, "--mc-samples", min=2, help="MC-dropout passes for the predictive uncertainty"),
@@ -388,7 +384,7 @@ def predict(
     from rich.table import Table
 
     from libs_pipeline.registry import CorruptModelError, RegistryError
-    from libs_pipeline.trust.prediction import run_prediction
+    from libs_pipeline.prediction import run_prediction
 
     code = EXIT_OK
     if len(spectra) == 1 and _is_dataset_ref(spectra[0]):
@@ -396,11 +392,10 @@ def predict(
     else:
         from libs_pipeline.spectra.unknown_samples import ingest_new_files
 
-        root = store or registry
         if root is None:
             typer.echo(f"error: cannot open spectra {' '.join(spectra)}: not a .zarr/.nc dataset or store URI; raw files "
-                       "(or a folder of them, or a manifest) are ingested before prediction: give --store ROOT "
-                       "(or --registry ROOT)", err=True)
+                       "(or a folder of them, or a manifest) are ingested before prediction: give --root ROOT",
+                       err=True)
             raise typer.Exit(EXIT_REJECTED)
         options = _ingest_options(resample=resample, bad_shot_policy=bad_shot_policy)
         try:
@@ -416,7 +411,7 @@ def predict(
         out = out or str(Path(root) / "predictions" / batch.result.run_id / "predictions.csv")
         code = EXIT_PARTIAL if batch.result.rejected else EXIT_OK
     try:
-        run = run_prediction(model, source, out, registry, name, mc_samples=mc_samples, seed=seed, resample=resample)
+        run = run_prediction(model, source, out, root, name, mc_samples=mc_samples, seed=seed, resample=resample)
     except CorruptModelError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -607,6 +602,35 @@ def models_history(name: str, root: str = _ROOT_OPTION) -> None:
         typer.echo(f"{e['seq']:>4} {e['time'][:19]} {e['action']}{alias} {e['version']}{prev}{why}")
 
 
+# --- alerts (Prefect automations) ---
+
+
+@app.command("deploy-alerts")
+def deploy_alerts_command(
+    webhook: str = typer.Option(..., "--webhook", help="URL that receives the notifications (HTTP POST, JSON)"),
+    flow_name: str = typer.Option("recalibrate", "--flow", help="flow whose failed runs notify"),
+) -> None:
+    """Create or update the alert automations (failed recalibration, degraded champion kept) and their webhook
+    block on the Prefect server PREFECT_API_URL names; running it again updates them (deployments/alerts.py)."""
+    import importlib.util
+
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        typer.echo("error: PREFECT_API_URL is not set: point it at the server the alerts belong to "
+                   "(prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api)", err=True)
+        raise typer.Exit(2)
+    path = Path(__file__).resolve().parents[1] / "deployments" / "alerts.py"
+    if not path.is_file():
+        typer.echo(f"error: {path} not found (deploy-alerts runs from a checkout of the repository)", err=True)
+        raise typer.Exit(2)
+    spec = importlib.util.spec_from_file_location("libs_pipeline_alerts", path)
+    alerts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(alerts)
+    for name, ident in alerts.deploy_alerts(webhook, flow_name).items():
+        typer.echo(f"{name}: {ident}")
+
+
 # --- demo ---
 
 
@@ -643,17 +667,40 @@ def demo_command(
         table.add_row(method, *(f"{m.get(k, float('nan')):.4g}" if isinstance(m.get(k), (int, float)) else "-"
                                 for k in ("rmsep", "mae", "bias", "r2", "flag_rate")))
     console.print(table)
-    trust = Table(title="trust on fresh batches (per sample: flagged shots / shots)")
-    for column in ("batch", "spectra flagged", "samples flagged", "first reason"):
+    trust = Table(title="trust on fresh batches (RMSEP against the batches' known labels)")
+    for column in ("batch", "spectra flagged", "samples flagged", "RMSEP flagged", "RMSEP kept", "first reason"):
         trust.add_column(column)
+
+    def rmsep(value) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
     for label, p in summary["predictions"].items():
         reasons = pd.read_csv(p["samples_table"])["reason"].dropna()
+        split = p.get("flagged_vs_kept") or {}
         trust.add_row(label, f"{p['spectra_flagged']}/{p['n_spectra']}", f"{p['samples_flagged']}/{p['n_samples']}",
+                      rmsep(split.get("rmsep_flagged")), rmsep(split.get("rmsep_kept")),
                       str(reasons.iloc[0]) if len(reasons) else "-")
     console.print(trust)
     console.print(f"prediction tables: {Path(summary['out']) / 'predictions'}")
     console.print(f"evaluation report: {summary['evaluation_report']}")
     console.print(f"recalibration report: {recal['report_dir']}")
     console.print(f"summary: {Path(summary['out']) / 'demo_summary.json'}  ({summary['seconds']} s)")
-    console.print("See it in the Prefect UI: `prefect server start`, then "
-                  "`PREFECT_API_URL=http://127.0.0.1:4200/api make demo` and open http://127.0.0.1:4200")
+    console.print("next (the demo's store is not the default --root 'runs'):", markup=False)
+    for command in demo_follow_up_commands(summary["store"], data["name"]):
+        console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
+    console.print("See it in the Prefect UI, figures included: `prefect server start`, then "
+                  "`PREFECT_API_URL=http://127.0.0.1:4200/api make demo` and open http://127.0.0.1:4200 "
+                  "(Artifacts: virtual-aluminium-recalibration-summary)", markup=False)
+
+
+def demo_follow_up_commands(store: str, name: str) -> list[str]:
+    """The registry commands for the demo's store (its root is ``<out>/store``, not the default ``runs``)."""
+    import shlex
+
+    root = shlex.quote(str(store))
+    return [
+        f"libs-pipeline models list {name} --root {root}",
+        f"libs-pipeline models show {name} champion --root {root}",
+        f"libs-pipeline models history {name} --root {root}",
+        f"libs-pipeline recalibrate --dataset {name} --root {root}",
+    ]

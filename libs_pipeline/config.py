@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 
 class StrictModel(BaseModel):
@@ -150,15 +150,6 @@ class IngestOptions(StrictModel):
     lock_timeout_s: float = Field(
         600.0, ge=0.0, description="seconds to wait for another ingest into the same dataset to finish"
     )
-
-
-class IngestConfig(StrictModel):
-    """Parameters of the ingest flow: which campaign manifest goes into which store and dataset name."""
-
-    manifest: str = Field(..., min_length=1, description="campaign manifest (YAML or CSV)")
-    store: str = Field(..., min_length=1, description="store root folder")
-    name: str | None = Field(None, description="dataset name (default: manifest `name` or file stem)")
-    options: IngestOptions = Field(default_factory=IngestOptions)
 
 
 # --- synthesis (synth) ---
@@ -348,6 +339,10 @@ class TrustConfig(StrictModel):
     intensity_part: bool = Field(True, description="measured mean intensity vs the level the outputs imply")
     plasma_parts: bool = Field(True, description="the model's plasma outputs (T_K, n_e) vs validation")
     spectral_parts: bool = Field(True, description="wavelength offset and shape vs the training reference spectrum")
+    noise_part: bool = Field(True, description="shot noise per count (detector gain) vs the training spectra")
+    min_noise_sigma: float = Field(
+        0.05, gt=0.0, description="floor of the noise part's spread (log units): counts are never exactly Poisson"
+    )
     min_offset_sigma_channels: float = Field(0.05, gt=0.0, description="floor of the wavelength-offset sigma")
     highpass_channels: int = Field(31, ge=3, description="running-mean width removed before spectral comparison")
     max_lag_channels: int = Field(10, ge=1, description="largest wavelength offset searched (channels)")
@@ -377,6 +372,42 @@ CandidateName = Literal["univariate", "pls", "single_task", "multitask", "multit
 DEFAULT_CANDIDATES = ("univariate", "pls", "multitask", "multitask_aug")
 #: SynthesisConfig fields the recalibration flow sets itself (not allowed in RecalibrationConfig.synthesis).
 RECALIBRATION_SYNTHESIS_RESERVED = ("dataset_uri", "out_uri", "seed", "dask_address")
+#: TrainingConfig fields the recalibration flow sets itself (not allowed in RecalibrationConfig.training).
+RECALIBRATION_TRAINING_RESERVED = ("analyte", "measured_uris", "synthetic_uris", "seed")
+
+
+def _section_of(model: type[StrictModel], name: str, doc: str, without: tuple[str, ...], **fields) -> type[StrictModel]:
+    """A config section with ``model``'s fields (same types, defaults, bounds and descriptions) except ``without``;
+    ``fields`` (``name=(type, Field(...))``) replace or add fields."""
+    kept = {n: (f.annotation, f) for n, f in model.model_fields.items() if n not in without}
+    return create_model(name, __base__=StrictModel, __doc__=doc, __module__=__name__, **{**kept, **fields})
+
+
+RecalibrationSynthesis = _section_of(
+    SynthesisConfig,
+    "RecalibrationSynthesis",
+    "SynthesisConfig fields of the recalibration's synthesize subflow (data, store, seed and cluster are set by the "
+    "recalibration); ``per_sample`` 0 trains without augmentation.",
+    RECALIBRATION_SYNTHESIS_RESERVED,
+    per_sample=(int, Field(DEFAULT_SYNTHETIC_PER_SAMPLE, ge=0,
+                           description="synthetic spectra per sample; 0 = train without augmentation")),
+)
+#: The synthesize flow's own parameters; every other SynthesisConfig field is a typed ``SynthesisOptions`` field.
+SYNTHESIZE_FLOW_PARAMETERS = ("dataset_uri", "out_uri", "per_sample", "seed", "chunk_size", "dask_address", "n_workers")
+SynthesisOptions = _section_of(
+    SynthesisConfig,
+    "SynthesisOptions",
+    "Further SynthesisConfig fields of the synthesize flow (noise model, interpolation, realism report).",
+    SYNTHESIZE_FLOW_PARAMETERS,
+)
+RecalibrationTraining = _section_of(
+    TrainingConfig,
+    "RecalibrationTraining",
+    "TrainingConfig fields of the recalibration's challenger (data, analyte and seed are set by the recalibration).",
+    RECALIBRATION_TRAINING_RESERVED,
+    augmentation=(bool | None, Field(None, description="train on the synthetic spectra too; None = when synthesis "
+                                                       "produced a store")),
+)
 
 
 class PromotionPolicy(StrictModel):
@@ -399,7 +430,8 @@ class RecalibrationConfig(StrictModel):
 
     ``training`` holds TrainingConfig fields (without the data URIs, which the flow fills in) and ``synthesis``
     the synthesis parameters; both, with the analyte, split and seed, enter the config hash that decides
-    whether anything changed since the champion was trained.
+    whether anything changed since the champion was trained (of these two sections, the fields given:
+    ``section_overrides``).
     """
 
     root: str = Field("runs", description="store root: spectra/, synthetic/, models/, reports/ live under it")
@@ -407,13 +439,20 @@ class RecalibrationConfig(StrictModel):
     model_name: str | None = Field(None, description="registry name (default: the dataset name)")
     analyte: str | None = Field(None, description="label to calibrate (default: the dataset's first label)")
     heldout_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="share of samples held out for the comparison")
+    trust_fraction: float = Field(
+        0.15, ge=0.0, lt=1.0,
+        description="held-out protocol: share of the remaining samples reserved for trust calibration, neither "
+        "trained on nor used for early stopping (0: scales from the early-stopping samples, which biases them low)",
+    )
     split_seed: int = Field(0, ge=0, description="salt of the stable per-sample held-out assignment")
     seed: int = Field(0, ge=0, description="seed of synthesis and training")
-    synthesis: dict = Field(
-        default_factory=lambda: {"per_sample": DEFAULT_SYNTHETIC_PER_SAMPLE, "chunk_size": 1024},
+    synthesis: RecalibrationSynthesis = Field(
+        default_factory=lambda: RecalibrationSynthesis(per_sample=DEFAULT_SYNTHETIC_PER_SAMPLE, chunk_size=1024),
         description="SynthesisConfig fields for the synthesize subflow; per_sample 0 = train without augmentation",
     )
-    training: dict = Field(default_factory=dict, description="TrainingConfig overrides (max_steps, batch_size, ...)")
+    training: RecalibrationTraining = Field(
+        default_factory=RecalibrationTraining, description="TrainingConfig fields (max_steps, batch_size, ...)"
+    )
     protocol: Literal["auto", "holdout", "loso"] = Field(
         "auto",
         description="how candidates are compared: holdout (samples held out by a stable hash), loso (leave-one-"
@@ -430,26 +469,28 @@ class RecalibrationConfig(StrictModel):
     promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
     dask_address: str | None = Field(None, description="scheduler address for synthesis (None: local)")
 
-    @field_validator("synthesis")
+    @field_validator("synthesis", mode="before")
     @classmethod
-    def _valid_synthesis_fields(cls, value: dict) -> dict:
-        reserved = sorted(set(RECALIBRATION_SYNTHESIS_RESERVED) & set(value))
+    def _synthesis_reserved(cls, value: object) -> object:
+        reserved = sorted(set(RECALIBRATION_SYNTHESIS_RESERVED) & set(value)) if isinstance(value, dict) else []
         if reserved:
             raise ValueError(f"synthesis: {reserved} are set by the recalibration flow, not here")
-        per_sample = value.get("per_sample", DEFAULT_SYNTHETIC_PER_SAMPLE)
-        if not isinstance(per_sample, int) or per_sample < 0:
-            raise ValueError(f"synthesis.per_sample must be an integer >= 0 (0 = no augmentation), got {per_sample!r}")
-        SynthesisConfig(dataset_uri="-", out_uri="-", **{**value, "per_sample": max(per_sample, 1)})
         return value
 
-    @field_validator("training")
+    @field_validator("training", mode="before")
     @classmethod
-    def _valid_training_overrides(cls, value: dict) -> dict:
-        reserved = sorted({"analyte", "measured_uris", "synthetic_uris", "seed"} & set(value))
+    def _training_reserved(cls, value: object) -> object:
+        reserved = sorted(set(RECALIBRATION_TRAINING_RESERVED) & set(value)) if isinstance(value, dict) else []
         if reserved:
             raise ValueError(f"training: {reserved} are set by the recalibration flow, not by overrides")
-        TrainingConfig(analyte="X", **value)  # unknown or invalid fields fail here, not after synthesis
         return value
+
+    def section_overrides(self, section: str, mode: Literal["python", "json"] = "python") -> dict:
+        """The fields given in ``synthesis`` or ``training`` (what the config hash covers, and what overrides the
+        defaults downstream)."""
+        if section not in ("synthesis", "training"):
+            raise ValueError(f"section must be 'synthesis' or 'training', got {section!r}")
+        return getattr(self, section).model_dump(mode=mode, exclude_unset=True)
 
     @property
     def registry_name(self) -> str:

@@ -16,9 +16,12 @@ import xarray as xr
 
 from libs_pipeline.baselines import SelectedPLS, SelectedUnivariate
 from libs_pipeline.candidates.baseline_model import BaselineModel
+from libs_pipeline.candidates.ensemble import EnsembleModel
+from libs_pipeline.config import DEFAULT_SYNTHETIC_PER_SAMPLE, TrainingConfig
 from libs_pipeline.features.lines import resolve_lines
-from libs_pipeline.spectra.dataset import sample_ids
+from libs_pipeline.spectra.dataset import sample_ids, spectrum_sample_ids
 from libs_pipeline.spectra.grid import intensity_on_grid
+from libs_pipeline.synth.in_memory import synthesize_in_memory
 from libs_pipeline.synth.noise_model import detect_saturation
 
 #: Names recalibration and the benchmark know, in the order they are listed.
@@ -44,7 +47,6 @@ SINGLE_TASK_TRAINING: dict[str, Any] = {"multitask": False, "primary_head": "fea
 #: Noise model of the in-memory augmentation: the paper's (Poisson, gain, read noise, shot factor) without
 #: shape modes, which 5-10 shots cannot estimate out of sample (synth.realism_holdout on OREAS).
 SMALL_CAMPAIGN_SYNTHESIS: dict[str, Any] = {"max_shape_modes": 0}
-DEFAULT_SYNTHETIC_PER_SAMPLE = 200
 #: Networks per CNN candidate (a deep ensemble over seeds): one network's error on 6 rocks is a seed lottery.
 DEFAULT_ENSEMBLE = 3
 
@@ -114,7 +116,7 @@ class MeanCandidate:
     def fit(self, train: xr.Dataset, analyte: str) -> FittedMean:
         train = _labelled(train, analyte)
         y = np.asarray(train[analyte].values, dtype=np.float64)
-        sids = np.asarray(train["sample_id"].values).astype(str)
+        sids = spectrum_sample_ids(train)
         samples = sample_ids(train)
         return FittedMean(float(np.mean([y[sids == s].mean() for s in samples])), samples)
 
@@ -124,7 +126,7 @@ def _xyg(train: xr.Dataset, analyte: str) -> tuple[np.ndarray, np.ndarray, np.nd
         np.asarray(train["intensity"].values, dtype=np.float64),
         np.asarray(train["wavelength"].values, dtype=np.float64),
         np.asarray(train[analyte].values, dtype=np.float64),
-        np.asarray(train["sample_id"].values).astype(str),
+        spectrum_sample_ids(train),
     )
 
 
@@ -196,10 +198,7 @@ class CNNCandidate:
     synthesis: Mapping[str, Any] = field(default_factory=lambda: dict(SMALL_CAMPAIGN_SYNTHESIS))
 
     def fit(self, train: xr.Dataset, analyte: str) -> FittedCandidate:
-        from libs_pipeline.candidates.ensemble import EnsembleModel
-        from libs_pipeline.config import TrainingConfig
-        from libs_pipeline.models import train_model
-        from libs_pipeline.synth.in_memory import synthesize_in_memory
+        from libs_pipeline.models import train_model  # torch, only when a network is trained
 
         train = _labelled(train, analyte).load()
         sources: list[xr.Dataset] = [train]

@@ -1,7 +1,7 @@
 """Metrics, homoscedasticity, figures and reports.
 
 Modules: ``metrics`` (RMSEP, MAE, bias, R^2, Breusch-Pagan, tertile spread, ``evaluate_methods``),
-``split`` (by sample), ``crossval`` (leave-one-sample-out), ``plots``, ``report``, ``run`` (one evaluation run);
+``split`` (by sample), ``plots``, ``report``, ``run`` (one evaluation run);
 for small campaigns: ``protocol`` (Candidate contract, ``use_nested_protocol``), ``nested`` (LOSO and nested
 LOSO with a served model), ``small_campaign`` (per-sample metrics with bootstrap interval and error slope),
 ``leak_check`` (memorising-candidate test for any evaluator).

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import xarray as xr
 
-from libs_pipeline.spectra.dataset import make_spectra_dataset, sample_ids
+from libs_pipeline.spectra.dataset import make_spectra_dataset, sample_ids, spectrum_sample_ids
 
 Evaluate = Callable[[xr.Dataset, str, object], np.ndarray]
 LEAK_ANALYTE = "Na"
@@ -65,7 +65,7 @@ def assert_protocol_leaks_nothing(evaluate: Evaluate, n_samples: int = 5) -> Non
     """
     ds = memory_campaign(n_samples=n_samples)
     y = np.asarray(ds[LEAK_ANALYTE].values, dtype=np.float64)
-    sids = np.asarray(ds["sample_id"].values).astype(str)
+    sids = spectrum_sample_ids(ds)
     pred = np.asarray(evaluate(ds, LEAK_ANALYTE, MemorisingCandidate()), dtype=np.float64)
     if pred.shape != y.shape:
         raise AssertionError(f"evaluate returned {pred.shape} predictions for {y.size} spectra")

@@ -13,10 +13,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-METRIC_NAMES = ("rmsep", "mae", "bias", "r2", "rel_rmse")
-TERTILES = ("low", "mid", "high")
-LEVELS = ("spectrum", "sample")
-
 
 def _pair(y_true: np.ndarray, y_pred: np.ndarray, what: str = "y_pred") -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(y_true, dtype=np.float64).ravel()

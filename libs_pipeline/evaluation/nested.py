@@ -29,7 +29,7 @@ from libs_pipeline.baselines.selection_common import choose_candidate
 from libs_pipeline.evaluation.metrics import per_sample_predictions
 from libs_pipeline.evaluation.protocol import Candidate, LeakError, use_nested_protocol  # noqa: F401 (re-export)
 from libs_pipeline.evaluation.small_campaign import small_campaign_metrics
-from libs_pipeline.spectra.dataset import label_names, sample_ids, select_samples
+from libs_pipeline.spectra.dataset import label_names, sample_ids, select_samples, spectrum_sample_ids
 
 SERVED = "served"
 TIE_RTOL = 1e-9  # inner RMSEPs this close are a tie (floating-point noise), won by the first listed
@@ -180,7 +180,7 @@ def _prepare(ds: xr.Dataset, analyte: str, samples: Sequence[str] | None) -> tup
     if analyte not in ds:
         raise ValueError(f"dataset has no label variable {analyte!r}")
     labelled = np.isfinite(np.asarray(ds[analyte].values, dtype=np.float64))
-    sids = np.asarray(ds["sample_id"].values).astype(str)
+    sids = spectrum_sample_ids(ds)
     if samples is None:
         order = [s for s in sample_ids(ds) if labelled[sids == s].any()]
     else:
@@ -204,7 +204,7 @@ class _Fitter:
     def __init__(self, ds: xr.Dataset, analyte: str, samples: list[str], candidates: Mapping[str, Candidate],
                  total: int, progress: Progress | None) -> None:
         self.ds, self.analyte, self.samples, self.candidates = ds, analyte, samples, candidates
-        self.sids = np.asarray(ds["sample_id"].values).astype(str)
+        self.sids = spectrum_sample_ids(ds)
         self.records: dict[tuple[str, frozenset], FitRecord] = {}
         self.preds: dict[tuple[str, frozenset, str], np.ndarray] = {}
         self.tasks: dict[tuple[str, frozenset, str], dict[str, np.ndarray]] = {}
@@ -292,7 +292,7 @@ def _result(method: str, analyte: str, samples: list[str], full: xr.Dataset, pre
             folds: dict[str, FitRecord]) -> LosoResult:
     return LosoResult(
         method=method, analyte=analyte, samples=list(samples),
-        spectrum_sample_ids=np.asarray(full["sample_id"].values).astype(str),
+        spectrum_sample_ids=spectrum_sample_ids(full),
         y_true=np.asarray(full[analyte].values, dtype=np.float64), predictions=preds, folds=folds,
     )
 

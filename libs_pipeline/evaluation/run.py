@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from libs_pipeline.candidates import MeanCandidate, PLSCandidate, UnivariateCandidate
 from libs_pipeline.config import EvaluationConfig
 from libs_pipeline.evaluation.metrics import evaluate_methods
 from libs_pipeline.evaluation.nested import jsonable, nested_loso
@@ -28,7 +29,8 @@ from libs_pipeline.evaluation.report import markdown_report
 from libs_pipeline.evaluation.split import split_samples
 from libs_pipeline.features.lines import LineWindow, resolve_lines
 from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text, publish_directory, temporary_sibling
-from libs_pipeline.spectra.dataset import resolve_analyte, sample_ids, select_samples
+from libs_pipeline.spectra.dataset import resolve_analyte, sample_ids, select_samples, spectrum_sample_ids
+from libs_pipeline.spectra.grid import same_grid
 from libs_pipeline.spectra.store import open_spectra
 
 UNIVARIATE = "univariate"
@@ -70,8 +72,6 @@ def _labelled(ds: xr.Dataset, analyte: str) -> xr.Dataset:
 def baseline_candidates(lines: Sequence[LineWindow], config: EvaluationConfig) -> dict:
     """The baselines every evaluation scores (their choices made by inner LOSO on the training samples), and the
     training-mean null control."""
-    from libs_pipeline.candidates import MeanCandidate, PLSCandidate, UnivariateCandidate
-
     uni_lines = list(lines)
     if config.univariate_line is not None:
         uni_lines = [ln for ln in lines if ln.name == config.univariate_line]
@@ -86,16 +86,45 @@ def baseline_candidates(lines: Sequence[LineWindow], config: EvaluationConfig) -
     }
 
 
+def fit_baselines(train: xr.Dataset, analyte: str, candidates: dict) -> dict:
+    """Each candidate fitted on ``train`` (``name -> fitted``; ``fitted.predict_dataset``, ``.describe``,
+    ``.model``)."""
+    return {name: candidate.fit(train, analyte) for name, candidate in candidates.items()}
+
+
 def baseline_predictions(
     train: xr.Dataset, test: xr.Dataset, analyte: str, candidates: dict
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Per-spectrum test predictions of each baseline fitted on ``train``, and the choices each made."""
-    preds, details = {}, {}
-    for name, candidate in candidates.items():
-        fitted = candidate.fit(train, analyte)
-        preds[name] = fitted.predict_dataset(test)
-        details[name] = fitted.describe()
+    fitted = fit_baselines(train, analyte, candidates)
+    preds = {name: f.predict_dataset(test) for name, f in fitted.items()}
+    details = {name: f.describe() for name, f in fitted.items()}
     return preds, details
+
+
+def predictions_frame(test: xr.Dataset, y_true: np.ndarray, preds: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per test spectrum: spectrum id, sample id, certified value, one column per method
+    (``predictions.csv``)."""
+    frame = pd.DataFrame({
+        "spectrum": np.asarray(test["spectrum"].values),
+        "sample_id": spectrum_sample_ids(test),
+        "y_true": y_true,
+    })
+    for method, p in preds.items():
+        frame[method] = p
+    return frame
+
+
+def write_figures(
+    preds: dict[str, np.ndarray], y_true: np.ndarray, sample_ids: np.ndarray, out_dir: str | Path, units: str,
+    parity_title: str, residual_title: str,
+) -> dict[str, Path]:
+    """``parity.png`` and ``residuals.png`` of every method in ``out_dir``."""
+    out = Path(out_dir)
+    return {
+        "parity": parity_plot(preds, y_true, sample_ids, out / "parity.png", units, parity_title),
+        "residuals": residual_plot(preds, y_true, sample_ids, out / "residuals.png", units, residual_title),
+    }
 
 
 MODEL_METRICS = "metrics.json"  # written by libs_pipeline.models.save_model
@@ -143,7 +172,7 @@ def model_predictions(model_dir: str | Path, test: xr.Dataset, analyte: str) -> 
     model_wl = getattr(model, "wavelength", None)
     if model_wl is not None:
         model_wl = np.asarray(model_wl, dtype=np.float64)
-        if model_wl.shape != wl.shape or not np.allclose(model_wl, wl, rtol=0, atol=1e-6):
+        if not same_grid(model_wl, wl):
             raise ValueError(
                 f"model {model_dir}: trained on a {model_wl.size}-channel grid that differs from the dataset's "
                 f"{wl.size}-channel grid; resample the spectra first"
@@ -184,7 +213,7 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
         train_ids, test_ids = samples, samples
         details = {"protocol": "nested leave-one-sample-out", "nested": nested.to_dict(seed=config.seed)}
     else:
-        labels = dict(zip(np.asarray(ds["sample_id"].values).astype(str), np.asarray(ds[analyte].values, float)))
+        labels = dict(zip(spectrum_sample_ids(ds), np.asarray(ds[analyte].values, float)))
         train_ids, test_ids = split_samples(samples, config.test_samples, config.test_fraction, config.seed, labels)
         if config.model_dir is not None:
             check_model_unseen(config.model_dir, test_ids)
@@ -194,7 +223,7 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
         if config.model_dir is not None:
             preds[NEURAL] = model_predictions(config.model_dir, test, analyte)
     y_true = np.asarray(test[analyte].values, dtype=np.float64)
-    test_sids = np.asarray(test["sample_id"].values).astype(str)
+    test_sids = spectrum_sample_ids(test)
     table = evaluate_methods(preds, y_true, test_sids)
 
     run_name = config.run_name or default_run_name()
@@ -204,14 +233,9 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
     tmp = temporary_sibling(final_dir)
     tmp.mkdir(parents=True)
     try:
-        figures = {
-            "parity": parity_plot(preds, y_true, test_sids, tmp / "parity.png", units, f"{analyte}: predicted vs certified"),
-            "residuals": residual_plot(preds, y_true, test_sids, tmp / "residuals.png", units, f"{analyte}: residuals"),
-        }
-        frame = pd.DataFrame({"spectrum": np.asarray(test["spectrum"].values), "sample_id": test_sids, "y_true": y_true})
-        for method, p in preds.items():
-            frame[method] = p
-        atomic_write_text(tmp / "predictions.csv", frame.to_csv(index=False))
+        figures = write_figures(preds, y_true, test_sids, tmp, units, f"{analyte}: predicted vs certified",
+                                f"{analyte}: residuals")
+        atomic_write_text(tmp / "predictions.csv", predictions_frame(test, y_true, preds).to_csv(index=False))
         atomic_write_text(tmp / "metrics.csv", table.to_csv())
         facts = {
             "dataset": config.dataset_uri,

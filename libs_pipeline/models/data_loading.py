@@ -22,7 +22,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from libs_pipeline.models.normalisation import SpectrumNormaliser, TargetScaler, spectrum_divisors, spectrum_totals
 from libs_pipeline.models.tasks import TaskSet
-from libs_pipeline.spectra.dataset import label_names
+from libs_pipeline.spectra.dataset import label_names, spectrum_sample_ids
+from libs_pipeline.spectra.grid import same_grid
 from libs_pipeline.spectra.store import open_spectra
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def synthetic_mask(ds: xr.Dataset) -> np.ndarray:
 def sample_parents(ds: xr.Dataset) -> list[tuple[str, ...]]:
     """The measured sample(s) each spectrum derives from: its own id, or for synthetic spectra the
     ``source_sample`` var ('a|b' for a sample interpolated between two references)."""
-    sids = np.asarray(ds["sample_id"].values).astype(str)
+    sids = spectrum_sample_ids(ds)
     if "source_sample" not in ds:
         return [(s,) for s in sids]
     src = np.asarray(ds["source_sample"].values).astype(str)
@@ -152,7 +153,7 @@ def _sample_labels(name: str, ds: xr.Dataset, analyte: str, mask: np.ndarray) ->
         labels = label_names(ds)
         raise ValueError(f"training source {name}: no label variable {analyte!r} (labels present: {labels})")
     values = np.asarray(ds[analyte].values, dtype=np.float64)
-    sids = np.asarray(ds["sample_id"].values).astype(str)
+    sids = spectrum_sample_ids(ds)
     out: dict[str, float] = {}
     for sid, value in zip(sids[mask], values[mask]):
         if np.isfinite(value):
@@ -181,7 +182,7 @@ def plan_split(
     wavelength = np.asarray(opened[0][1]["wavelength"].values, dtype=np.float64)
     for name, ds in opened + opened_val:
         wl = np.asarray(ds["wavelength"].values, dtype=np.float64)
-        if wl.shape != wavelength.shape or not np.allclose(wl, wavelength, rtol=0, atol=1e-6):
+        if not same_grid(wl, wavelength):
             raise ValueError(
                 f"training source {name}: wavelength grid ({wl.size} channels, {wl[0]:.4f}-{wl[-1]:.4f} nm) differs "
                 f"from the first source's ({wavelength.size} channels, {wavelength[0]:.4f}-{wavelength[-1]:.4f} nm)"
@@ -385,7 +386,7 @@ def source_fingerprint(name: str, ds: xr.Dataset) -> dict:
     """Version record of a source: its URI, any version attrs, and a hash of sample ids, labels and grid."""
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(ds["wavelength"].values, dtype=np.float64).tobytes())
-    h.update("\x00".join(np.asarray(ds["sample_id"].values).astype(str)).encode())
+    h.update("\x00".join(spectrum_sample_ids(ds)).encode())
     labels = sorted(label_names(ds))
     for label in labels:
         h.update(np.ascontiguousarray(ds[label].values, dtype=np.float64).tobytes())

@@ -18,6 +18,7 @@ import xarray as xr
 from libs_pipeline.config import TrainingConfig
 from libs_pipeline.models.data_loading import SourceLike, open_source, sample_parents, synthetic_mask
 from libs_pipeline.models.training import _torch_threads, _train
+from libs_pipeline.spectra.dataset import spectrum_sample_ids
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def inner_loso_errors(
     labels: dict[str, float] = {}
     for ds in opened:
         measured = ~synthetic_mask(ds)
-        for sid, value in zip(np.asarray(ds["sample_id"].values).astype(str)[measured],
+        for sid, value in zip(spectrum_sample_ids(ds)[measured],
                               np.asarray(ds[config.analyte].values, dtype=np.float64)[measured]):
             if np.isfinite(value):
                 labels.setdefault(str(sid), float(value))

@@ -42,6 +42,8 @@ from libs_pipeline.models.network import MultitaskCNN, NetworkSpec, enable_mc_dr
 from libs_pipeline.models.normalisation import SpectrumNormaliser, TargetScaler
 from libs_pipeline.models.tasks import build_taskset
 from libs_pipeline.spectra.atomic import atomic_write_bytes
+from libs_pipeline.spectra.dataset import spectrum_sample_ids
+from libs_pipeline.spectra.grid import same_grid
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +385,7 @@ def _pretrain_plan(config: TrainingConfig, wavelength: np.ndarray) -> SplitPlan 
     for i, uri in enumerate(config.pretrain_uris):
         name, ds = open_source(uri, i)
         wl = np.asarray(ds["wavelength"].values, dtype=np.float64)
-        if wl.shape != wavelength.shape or not np.allclose(wl, wavelength, rtol=0, atol=1e-6):
+        if not same_grid(wl, wavelength):
             raise ValueError(
                 f"pretraining source {name}: wavelength grid ({wl.size} channels) differs from the training "
                 f"sources' ({wavelength.size} channels)"
@@ -391,7 +393,7 @@ def _pretrain_plan(config: TrainingConfig, wavelength: np.ndarray) -> SplitPlan 
         if config.analyte not in ds:
             raise ValueError(f"pretraining source {name}: no label variable {config.analyte!r}")
         keep = np.flatnonzero(np.isfinite(np.asarray(ds[config.analyte].values, dtype=np.float64)))
-        sids = np.asarray(ds["sample_id"].values).astype(str)[keep]
+        sids = spectrum_sample_ids(ds)[keep]
         rows.append(SourceRows(name, ds, keep, sids, synthetic_mask(ds)[keep], chunk_rows(ds)))
     rows = [r for r in rows if r.rows.size]
     plan = SplitPlan(rows, [], sorted({s for r in rows for s in r.sample_ids}), [], wavelength)

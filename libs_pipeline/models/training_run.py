@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -53,12 +54,14 @@ def training_sources(config: TrainingConfig) -> tuple[list[str], list[str] | Non
     return train, (list(config.val_uris) or None)
 
 
-def run_training(config: TrainingConfig, model_dir: str | Path | None = None) -> Path:
-    """Train on the config's URIs and save the model directory (``model_dir`` or ``<output_dir>/<name>``)."""
+def run_training(config: TrainingConfig, model_dir: str | Path | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> Path:
+    """Train on the config's URIs and save the model directory (``model_dir`` or ``<output_dir>/<name>``);
+    ``progress(step, max_steps)`` as in ``train_model``."""
     if model_dir is None:
         if not config.output_dir:
             raise ValueError("training config: give output_dir (or an explicit model directory)")
         model_dir = Path(config.output_dir) / default_model_name(config)
     train, val = training_sources(config)
-    model = train_model(train, config, val_sources=val)
+    model = train_model(train, config, val_sources=val, progress=progress)
     return save_model(model, model_dir)

@@ -40,7 +40,7 @@ from libs_pipeline.physics.scenarios import apply_scenario, base_config
 from libs_pipeline.physics.spectrometer import GRID_DECIMALS, Spectrometer
 from libs_pipeline.spectra.atomic import atomic_write_text
 from libs_pipeline.spectra.dataset import make_spectra_dataset
-from libs_pipeline.testing import write_shot_columns_file
+from libs_pipeline.spectra.shot_columns import write_shot_columns_file
 
 GROUND_TRUTH_ROLE = "ground_truth"
 # independent random streams, keyed so that no stream depends on how many others were drawn

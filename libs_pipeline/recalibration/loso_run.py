@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 
 from libs_pipeline.candidates import default_candidates
-from libs_pipeline.config import DEFAULT_SYNTHETIC_PER_SAMPLE, RecalibrationConfig
+from libs_pipeline.config import RecalibrationConfig
 from libs_pipeline.evaluation.nested import jsonable
 from libs_pipeline.evaluation.plots import parity_plot, residual_plot
 from libs_pipeline.recalibration.loso_selection import choose_served, compare_by_loso, fit_served
 from libs_pipeline.recalibration.realism_gate import augmented_families, realism_exclusions
 from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text
-from libs_pipeline.spectra.dataset import resolve_analyte
+from libs_pipeline.spectra.dataset import resolve_analyte, spectrum_sample_ids
 from libs_pipeline.spectra.store import SpectraStore
 
 
@@ -51,8 +51,8 @@ def run_loso_recalibration(
     ds = store.open(config.dataset, version).load()
     analyte, units = resolve_analyte(ds, config.analyte, where)
     ds = labelled_spectra(ds, analyte, where)
-    per_sample = int(dict(config.synthesis).get("per_sample", DEFAULT_SYNTHETIC_PER_SAMPLE))
-    training = {k: v for k, v in dict(config.training).items() if k != "augmentation"}
+    per_sample = config.synthesis.per_sample
+    training = {k: v for k, v in config.section_overrides("training").items() if k != "augmentation"}
     candidates = default_candidates(config.candidates, training=training, per_sample=per_sample, seed=config.seed)
     comparison = compare_by_loso(ds, analyte, candidates, progress=log)
     out = Path(report_dir)
@@ -68,7 +68,7 @@ def run_loso_recalibration(
     table = comparison.table()
     atomic_write_text(out / "candidates.csv", table.to_csv())
     y_true = np.asarray(ds[analyte].values, dtype=np.float64)
-    sids = np.asarray(ds["sample_id"].values).astype(str)
+    sids = spectrum_sample_ids(ds)
     preds = {n: r.predictions for n, r in comparison.results.items()}
     frame = {"sample_id": sids, "y_true": y_true, **preds}
     atomic_write_text(out / "loso_predictions.csv", pd.DataFrame(frame).to_csv(index=False))

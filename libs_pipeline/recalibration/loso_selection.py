@@ -25,7 +25,9 @@ import xarray as xr
 from libs_pipeline.candidates import save_servable
 from libs_pipeline.config import TrustConfig
 from libs_pipeline.evaluation.nested import LosoResult, choose_family, jsonable, loso_predictions
-from libs_pipeline.spectra.dataset import sample_ids
+from libs_pipeline.spectra.dataset import sample_ids, spectrum_sample_ids
+from libs_pipeline.trust.calibration import save_trust
+from libs_pipeline.trust.prediction import calibrate_trust_from_oof
 
 BASELINE_FAMILIES = ("univariate", "pls")
 Progress = Callable[[str], None]
@@ -94,7 +96,7 @@ def compare_by_loso(
             errors[name] = f"{type(exc).__name__}: {exc}"
         seconds[name] = time.perf_counter() - start
     labelled = np.isfinite(np.asarray(ds[analyte].values, dtype=np.float64))
-    samples = [s for s in sample_ids(ds) if labelled[np.asarray(ds["sample_id"].values).astype(str) == s].any()]
+    samples = [s for s in sample_ids(ds) if labelled[spectrum_sample_ids(ds) == s].any()]
     units = str(ds[analyte].attrs.get("units", ""))
     return CandidateComparison(analyte, units, samples, results, errors, seconds)
 
@@ -162,9 +164,6 @@ def fit_served(
 ) -> ServedModel:
     """Refit ``candidate`` on every labelled spectrum, save it, and calibrate its trust from the out-of-fold
     predictions ``oof`` (each sample scored by a model that never saw it)."""
-    from libs_pipeline.trust.calibration import save_trust
-    from libs_pipeline.trust.prediction import calibrate_trust_from_oof
-
     labelled = ds.isel(spectrum=np.flatnonzero(np.isfinite(np.asarray(ds[analyte].values, dtype=np.float64))))
     fitted = candidate.fit(labelled, analyte)
     Path(model_dir).parent.mkdir(parents=True, exist_ok=True)

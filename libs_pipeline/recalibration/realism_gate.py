@@ -11,6 +11,7 @@ from typing import Any
 import xarray as xr
 
 from libs_pipeline.spectra.dataset import sample_ids
+from libs_pipeline.synth.realism_holdout import holdout_realism
 
 
 def augmented_families(candidates: Mapping[str, Any]) -> list[str]:
@@ -22,8 +23,6 @@ def realism_exclusions(
     candidates: Mapping[str, Any], ds: xr.Dataset, analyte: str, seed: int = 0, report_dir: str | Path | None = None
 ) -> tuple[dict | None, dict[str, str]]:
     """(realism summary or None when no family is augmented, {family: why it may not be served})."""
-    from libs_pipeline.synth.realism_holdout import holdout_realism
-
     augmented = augmented_families(candidates)
     if not augmented:
         return None, {}

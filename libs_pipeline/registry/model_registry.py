@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from libs_pipeline.registry.file_lock import exclusive_lock
 from libs_pipeline.registry.provenance import code_version, current_flow_run_id, library_versions
 from libs_pipeline.spectra.atomic import atomic_write_json, publish_directory
+from libs_pipeline.spectra.file_hash import file_sha256
+from libs_pipeline.spectra.file_lock import exclusive_lock
 
 MANIFEST_FILE = "manifest.json"
 ALIASES_FILE = "aliases.json"
@@ -40,7 +41,6 @@ RESERVED_MANIFEST_KEYS = ("format", "name", "version", "created_at", "files", "c
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _VERSION_RE = re.compile(r"^[0-9a-f]{16}$")
-_CHUNK = 1 << 20
 
 
 class RegistryError(Exception):
@@ -67,14 +67,6 @@ class ModelVersion:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _json_default(obj: object) -> object:
@@ -110,8 +102,16 @@ def _model_files(directory: Path) -> list[str]:
 class ModelRegistry:
     """Immutable model versions and atomically updated aliases under ``<root>/models/`` (local paths only)."""
 
-    def __init__(self, root: str | Path, required_files: tuple[tuple[str, ...], ...] = DEFAULT_REQUIRED_FILES):
+    def __init__(
+        self,
+        root: str | Path,
+        required_files: tuple[tuple[str, ...], ...] = DEFAULT_REQUIRED_FILES,
+        flow_run_id: str | None = None,
+    ):
+        """``flow_run_id``: the Prefect flow run doing the registering/promoting, recorded in manifests and the
+        history (default: ``provenance.current_flow_run_id()``, the worker's environment)."""
         self.root = Path(root)
+        self.flow_run_id = flow_run_id if flow_run_id is not None else current_flow_run_id()
         self.models_dir = self.root / "models"
         self.required_files = tuple(tuple(group) for group in required_files)
 
@@ -183,7 +183,7 @@ class ModelRegistry:
                 shutil.copyfile(staged / rel, dst)
                 with open(dst, "rb+") as fh:
                     os.fsync(fh.fileno())
-                hashes[rel] = {"sha256": _sha256_file(dst), "bytes": dst.stat().st_size}
+                hashes[rel] = {"sha256": file_sha256(dst), "bytes": dst.stat().st_size}
             version = hashlib.sha256(
                 "".join(f"{rel}\0{h['sha256']}\n" for rel, h in sorted(hashes.items())).encode()
             ).hexdigest()[:16]
@@ -200,7 +200,7 @@ class ModelRegistry:
                 "files": hashes,
                 "code": code_version(),
                 "libraries": library_versions(),
-                "prefect_flow_run_id": current_flow_run_id(),
+                "prefect_flow_run_id": self.flow_run_id,
                 "trust_threshold": None,
                 "config_hash": None,
             }
@@ -257,7 +257,7 @@ class ModelRegistry:
             if size != expected.get("bytes"):
                 problems.append(f"{path}: {size} bytes, manifest says {expected.get('bytes')} (truncated or altered)")
                 continue
-            digest = _sha256_file(path)
+            digest = file_sha256(path)
             if digest != expected.get("sha256"):
                 problems.append(
                     f"{path}: sha256 {digest[:12]}... does not match manifest {str(expected.get('sha256'))[:12]}..."
@@ -359,7 +359,7 @@ class ModelRegistry:
         version = self.resolve(name, version_or_alias)
         self._raise_if_corrupt(name, version)
         model_dir = self._model_dir(name)
-        with exclusive_lock(model_dir / LOCK_FILE):
+        with exclusive_lock(model_dir / LOCK_FILE, poll_s=0.01):
             stacks = self._replay(model_dir)
             stack = stacks.get(alias, [])
             if stack and stack[-1] == version:
@@ -374,7 +374,7 @@ class ModelRegistry:
     def rollback(self, name: str, alias: str = "champion", reason: str | None = None) -> dict:
         """Point ``alias`` back at the version it held before its current one; returns the history event."""
         model_dir = self._model_dir(name)
-        with exclusive_lock(model_dir / LOCK_FILE):
+        with exclusive_lock(model_dir / LOCK_FILE, poll_s=0.01):
             stacks = self._replay(model_dir)
             stack = stacks.get(alias, [])
             if len(stack) < 2:
@@ -426,7 +426,7 @@ class ModelRegistry:
 
     def _append_event(self, name: str, event: dict) -> dict:
         model_dir = self._model_dir(name)
-        with exclusive_lock(model_dir / LOCK_FILE):
+        with exclusive_lock(model_dir / LOCK_FILE, poll_s=0.01):
             return self._write_event(model_dir, event)
 
     def _write_event(self, model_dir: Path, event: dict) -> dict:
@@ -440,7 +440,7 @@ class ModelRegistry:
             "user": getpass.getuser(),
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "flow_run_id": current_flow_run_id(),
+            "flow_run_id": self.flow_run_id,
         }
         with open(path, "ab+") as fh:
             size = fh.seek(0, os.SEEK_END)

@@ -71,14 +71,15 @@ def library_versions(names: tuple[str, ...] = TRACKED_LIBRARIES) -> dict[str, st
     return versions
 
 
-def current_flow_run_id() -> str | None:
-    """The Prefect flow-run id when called inside a flow run, else None (never imports Prefect itself)."""
-    if "prefect" not in sys.modules:
-        return os.environ.get("PREFECT__FLOW_RUN_ID") or None
-    from prefect.runtime import flow_run
+#: Environment variable a Prefect worker sets in the process of a flow run it started.
+FLOW_RUN_ID_ENV = "PREFECT__FLOW_RUN_ID"
 
-    run_id = flow_run.id
-    return str(run_id) if run_id else None
+
+def current_flow_run_id() -> str | None:
+    """The flow-run id of the Prefect worker process this runs in (``PREFECT__FLOW_RUN_ID``), else None.
+
+    The registry never imports Prefect: a flow that runs in-process passes its run id to ``ModelRegistry``."""
+    return os.environ.get(FLOW_RUN_ID_ENV) or None
 
 
 def config_hash(config: object) -> str:

@@ -14,6 +14,7 @@ import tarfile
 from pathlib import Path
 
 from libs_pipeline.spectra.atomic import temporary_sibling
+from libs_pipeline.spectra.file_hash import file_sha256
 
 _BLOCK = 1 << 20
 
@@ -73,11 +74,7 @@ def source_sha256(path: str | Path) -> str:
         sink = _HashingSink()
         _write_tar(path, sink)
         return sink.sha.hexdigest()
-    sha = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(_BLOCK), b""):
-            sha.update(block)
-    return sha.hexdigest()
+    return file_sha256(path)
 
 
 class RawArchive:

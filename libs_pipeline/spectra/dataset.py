@@ -76,6 +76,11 @@ def sample_ids(ds: xr.Dataset) -> list[str]:
     return [str(values[i]) for i in sorted(first)]
 
 
+def spectrum_sample_ids(ds: xr.Dataset) -> np.ndarray:
+    """The sample id of every spectrum (one per ``spectrum`` row), as a str array."""
+    return np.asarray(ds["sample_id"].values).astype(str)
+
+
 def select_samples(ds: xr.Dataset, samples: Sequence[str]) -> xr.Dataset:
     """All spectra of the given samples (splits are always by sample)."""
     mask = np.isin(ds["sample_id"].values, np.asarray(list(samples), dtype=str))

@@ -30,7 +30,7 @@ from libs_pipeline.spectra.campaign_manifest import (
     ManifestError,
     read_campaign_manifest,
 )
-from libs_pipeline.spectra.dataset import SCHEMA_VERSION, label_names, make_spectra_dataset
+from libs_pipeline.spectra.dataset import SCHEMA_VERSION, label_names, make_spectra_dataset, spectrum_sample_ids
 from libs_pipeline.spectra.findings import FileRejected, Finding, Rejection, grouped, number, quoted
 from libs_pipeline.spectra.quarantine import Quarantine
 from libs_pipeline.spectra.readers import SHOT_COLUMNS, SpectraBlock, read_source
@@ -169,7 +169,7 @@ class _State:
         state.old = old
         state.old_manifest = store.manifest(name, version)
         state.grid = np.asarray(old["wavelength"].values, dtype=np.float64)
-        sids = np.asarray(old["sample_id"].values).astype(str)
+        sids = spectrum_sample_ids(old)
         labels = label_names(old)
         state.label_units = {k: str(old[k].attrs["units"]) for k in labels}
         for sid in np.unique(sids):
@@ -471,7 +471,7 @@ def _merge(state: _State, parts: list[_Part], name: str) -> xr.Dataset:
         start = int(old["spectrum"].values.max()) + 1 if old.sizes["spectrum"] else 0
         ids = np.concatenate([old["spectrum"].values.astype(np.int64), np.arange(start, start + n_new, dtype=np.int64)])
         intensities.insert(0, np.asarray(old["intensity"].values, dtype=np.float32))
-        sids.insert(0, np.asarray(old["sample_id"].values).astype(str))
+        sids.insert(0, spectrum_sample_ids(old))
         shots.insert(0, np.asarray(old["shot"].values, dtype=np.int64))
         old_sha = (np.asarray(old[PROVENANCE_VAR].values).astype(str) if PROVENANCE_VAR in old
                    else np.full(old.sizes["spectrum"], "", dtype="<U64"))
@@ -512,7 +512,7 @@ def _sample_table(state: _State, parts: list[_Part], ds: xr.Dataset) -> list[dic
             row["file"] = ";".join(files)
             for k, (value, unit) in e.labels.items():
                 row[label_column(k, unit)] = value
-    sids = np.asarray(ds["sample_id"].values).astype(str)
+    sids = spectrum_sample_ids(ds)
     label_cols = {label_column(k, u) for k, u in state.label_units.items()}
     for sid, row in rows.items():
         row["n_spectra"] = int(np.count_nonzero(sids == sid))

@@ -9,6 +9,9 @@ from __future__ import annotations
 from libs_pipeline.spectra.number_format import detect_number_format
 from libs_pipeline.spectra.schemas import WAVELENGTH_RANGE_NM
 
+#: The two text layouts (reader names).
+SHOT_COLUMNS = "shot_columns"
+SPECTRUM_ROWS = "spectrum_rows"
 MIN_WAVELENGTH_HEADERS = 2
 
 
@@ -21,8 +24,6 @@ def _float(cell: str) -> float | None:
 
 def detect_layout(text: str) -> tuple[str, str]:
     """(reader, reason in plain words) for the text of a source file."""
-    from libs_pipeline.spectra.readers import SHOT_COLUMNS, SPECTRUM_ROWS
-
     lines = [ln.strip() for ln in text.splitlines()]
     first = next((ln for ln in lines if ln and not ln.startswith("#")), "")
     cells = detect_number_format(first).split(first)

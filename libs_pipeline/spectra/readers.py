@@ -19,13 +19,11 @@ import numpy as np
 import xarray as xr
 
 from libs_pipeline.spectra.findings import FileRejected, Finding, quoted
-from libs_pipeline.spectra.layout_detection import detect_layout
+from libs_pipeline.spectra.layout_detection import SHOT_COLUMNS, SPECTRUM_ROWS, detect_layout
 from libs_pipeline.spectra.number_format import NumberFormat, detect_number_format
 from libs_pipeline.spectra.store import open_zarr_spectra
 from libs_pipeline.spectra.text_decoding import DecodedText, decode_source
 
-SHOT_COLUMNS = "shot_columns"
-SPECTRUM_ROWS = "spectrum_rows"
 DATASET = "dataset"
 AUTO = "auto"
 READERS = (AUTO, SHOT_COLUMNS, SPECTRUM_ROWS, DATASET)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-BAD_SHOT_POLICIES = ("warn", "drop", "reject")
 SHOT_PROBLEMS = {
     "dead_shot": "every channel is 0 (a dead shot: the laser or detector did not fire)",
     "flat_shot": "every channel has the same value (a flat shot: no spectrum recorded)",

@@ -7,11 +7,9 @@ version. URIs: a ``.zarr``/``.nc`` path or ``<root>#<name>@<version>`` (``@LATES
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import shutil
-import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +22,7 @@ import xarray as xr
 
 from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text, publish_directory, temporary_sibling
 from libs_pipeline.spectra.dataset import SCHEMA_VERSION
+from libs_pipeline.spectra.file_lock import LockTimeoutError, exclusive_lock
 from libs_pipeline.spectra.schemas import is_safe_id, sample_table_schema, validate_spectra, validate_table
 
 LATEST = "LATEST"
@@ -37,7 +36,7 @@ class VersionNotFoundError(KeyError):
     """The dataset name or version does not exist in the store."""
 
 
-class DatasetLockedError(TimeoutError):
+class DatasetLockedError(LockTimeoutError):
     """Another process held the dataset's lock for longer than the timeout."""
 
 
@@ -110,8 +109,14 @@ def open_zarr_spectra(path: str | Path) -> xr.Dataset:
     return _with_str_vars(ds)
 
 
+def local_path(uri_or_path: str | Path) -> Path:
+    """The local path a plain path or a ``file://`` URI names."""
+    return Path(str(uri_or_path).removeprefix("file://"))
+
+
 def open_spectra(uri_or_path: str | Path) -> xr.Dataset:
-    """Open spectra lazily from a ``.zarr`` / ``.nc`` path or a store URI ``<root>#<name>@<version>``.
+    """Open spectra lazily from a ``.zarr`` / ``.nc`` path (or ``file://`` URI) or a store URI
+    ``<root>#<name>@<version>``.
 
     Raises FileNotFoundError for a missing path and ValueError (naming the URI) for anything that is not
     a dataset in the canonical layout.
@@ -122,7 +127,7 @@ def open_spectra(uri_or_path: str | Path) -> xr.Dataset:
         name, _, version = ref.partition("@")
         ds = SpectraStore(root).open(name, version or LATEST)
     else:
-        path = Path(text)
+        path = local_path(text)
         is_zarr = path.suffix == ".zarr" or (path / "zarr.json").exists()
         if not is_zarr and path.suffix not in (".nc", ".nc4", ".h5"):
             raise ValueError(f"cannot open spectra from {text!r}: expected a .zarr, a .nc or '<root>#<name>@<version>'")
@@ -217,24 +222,11 @@ class SpectraStore:
         ``timeout_s``: give up after that many seconds with DatasetLockedError (None = wait forever).
         """
         d = self._dir(name)
-        d.mkdir(parents=True, exist_ok=True)
-        with (d / ".lock").open("a") as fh:
-            deadline = None if timeout_s is None else time.monotonic() + timeout_s
-            while True:
-                try:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline is not None else 0))
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise DatasetLockedError(
-                            f"dataset '{name}' in {self.root} is locked by another ingest; gave up after {timeout_s:g} s "
-                            f"(lock file {d / '.lock'}; raise lock_timeout_s to wait longer)"
-                        ) from None
-                    time.sleep(0.05)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        waited = "" if timeout_s is None else f"{timeout_s:g}"  # the message is only shown after a timeout
+        message = (f"dataset '{name}' in {self.root} is locked by another ingest; gave up after {waited} s "
+                   f"(lock file {d / '.lock'}; raise lock_timeout_s to wait longer)")
+        with exclusive_lock(d / ".lock", timeout_s, timeout_message=message, error=DatasetLockedError):
+            yield
 
     def write_version(
         self,

@@ -19,7 +19,6 @@ import numpy as np
 from libs_pipeline.spectra.findings import FileRejected, Finding, number
 from libs_pipeline.spectra.readers import SpectraBlock
 
-OVERLAP_POLICIES = ("average", "keep_first", "keep_second", "reject")
 MIN_OVERLAP_CHANNELS = 2
 """A step back counts as a segment overlap only when both segments have at least this many channels in it
 (a single swapped pair of lines is an error, not an overlap)."""

@@ -8,7 +8,6 @@ Tasks receive a path and a chunk index, never arrays; each worker holds one chun
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,7 +19,8 @@ from typing import Any, Literal
 import xarray as xr
 
 from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text
-from libs_pipeline.spectra.store import LATEST, SpectraStore, open_spectra
+from libs_pipeline.spectra.file_hash import file_sha256
+from libs_pipeline.spectra.store import LATEST, SpectraStore, local_path, open_spectra
 from libs_pipeline.synth.interpolation import interpolate_samples
 from libs_pipeline.synth.noise_model import Detector, ShotFactor, fit_noise_model
 from libs_pipeline.synth.plan import SynthesisPlan
@@ -52,7 +52,7 @@ def open_measured(dataset: str | Path | xr.Dataset) -> xr.Dataset:
     """The measured dataset: an xr.Dataset, a .zarr/.nc path, or a store URI ``<root>#<name>@<version>``."""
     if isinstance(dataset, xr.Dataset):
         return dataset
-    return open_spectra(str(dataset).removeprefix("file://"))
+    return open_spectra(dataset)
 
 
 def dataset_identity(dataset: str | Path | xr.Dataset, ds: xr.Dataset) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def dataset_identity(dataset: str | Path | xr.Dataset, ds: xr.Dataset) -> dict[s
             name, _, version = ref.partition("@")
             version = SpectraStore(root).ref(name, version or LATEST).rpartition("@")[2]
         else:
-            path = Path(text.removeprefix("file://"))
+            path = local_path(text)
             if path.parent.parent.name == "spectra":  # <root>/spectra/<name>/<version>.zarr
                 name, version = path.parent.name, path.stem
             else:
@@ -114,7 +114,7 @@ def prepare_synthesis(
     plan = SynthesisPlan(tuple(model.sample_ids), int(per_sample), int(chunk_size), int(seed))
     text = model_json(model)
     sid = store_id(text, plan)
-    out = Path(str(out_uri).removeprefix("file://"))
+    out = local_path(out_uri)
     final = out if out.suffix == ".zarr" else out / "synthetic" / name / f"{sid}.zarr"
     work = work_dir_for(final)
     source = {"name": identity["name"], "version": identity["version"]}
@@ -247,14 +247,6 @@ def run_chunks(job: SynthesisJob | str | Path, client_or_address=None, progress:
 # --------------------------------------------------------------------------------- finalize
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def finalize_synthesis(job: SynthesisJob | str | Path) -> str:
     """Publish a job whose chunks are all written: parameters and manifest beside, then rename the store."""
     job = job if isinstance(job, SynthesisJob) else read_job(job)
@@ -278,7 +270,7 @@ def finalize_synthesis(job: SynthesisJob | str | Path) -> str:
             "plan": job.plan.to_dict(),
             "n_spectra": job.plan.n_spectra,
             "n_chunks": job.plan.n_chunks,
-            "noise_model": {"file": model_target.name, "sha256": _sha256(model_target)},
+            "noise_model": {"file": model_target.name, "sha256": file_sha256(model_target)},
             "attrs": job.attrs,
         },
     )

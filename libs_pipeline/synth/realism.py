@@ -20,10 +20,13 @@ import xarray as xr
 from scipy import stats
 
 from libs_pipeline.features.line_features import feature_column, line_features
-from libs_pipeline.features.lines import LineWindow
+from libs_pipeline.features.lines import LineWindow, resolve_lines
 from libs_pipeline.spectra.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from libs_pipeline.spectra.dataset import label_names
 from libs_pipeline.spectra.dataset import sample_ids as dataset_sample_ids
+from libs_pipeline.synth.generate import open_measured
 from libs_pipeline.synth.noise_model import SATURATION_MARGIN, as_str_array, detect_saturation
+from libs_pipeline.synth.synthetic_store import open_synthetic
 
 
 @dataclass(frozen=True)
@@ -330,11 +333,6 @@ def report_store(
     Lines default to ``default_lines(analyte)``, the analyte to the measured dataset's first label; the
     report goes to ``out_dir`` or ``<store>.realism/`` beside the store.
     """
-    from libs_pipeline.features.lines import resolve_lines
-    from libs_pipeline.spectra.dataset import label_names
-    from libs_pipeline.synth.generate import open_measured
-    from libs_pipeline.synth.synthetic_store import open_synthetic
-
     measured = open_measured(dataset_uri)
     if analyte is None:
         labels = label_names(measured)

@@ -26,6 +26,7 @@ from zarr.codecs import ZstdCodec
 
 from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text
 from libs_pipeline.spectra.dataset import LABEL_ROLE, SCHEMA_VERSION
+from libs_pipeline.spectra.store import local_path
 from libs_pipeline.synth.noise_model import NoiseModel, sample_spectra
 from libs_pipeline.synth.plan import SynthesisPlan
 
@@ -254,7 +255,7 @@ def write_chunk(work_dir: str, index: int) -> dict[str, Any]:
 
 def open_synthetic(uri: str | Path) -> xr.Dataset:
     """Open a finished synthetic store lazily (dask arrays, chunked along ``spectrum``)."""
-    path = Path(str(uri).removeprefix("file://"))
+    path = local_path(uri)
     if not (path / "zarr.json").is_file():
         raise FileNotFoundError(f"{path}: not a zarr store (no zarr.json)")
     ds = xr.open_zarr(path, consolidated=False, zarr_format=3)

@@ -1,231 +1,26 @@
-"""What the trust score learns, stored as ``trust.json`` beside the model: per-line area->concentration
-relations (training data); on in-distribution evidence the scales of every part (line-area residuals and
-consistency, intensity level, plasma outputs, wavelength offset and spectral shape) and the flag threshold for
-the target false-flag rate. The evidence is either held-out validation spectra (``fit_trust_calibration``) or
-the training spectra with out-of-fold predictions (``fit_trust_calibration_oof``, for small campaigns).
+"""The trust calibration of a model, stored as ``trust.json`` beside it: per-line calibrations, the scale of every
+part, the flag threshold, and the parts switched off with their reasons (``TrustCalibration.disabled_parts``).
 
-A part that cannot be calibrated (too few spectra or samples, zero spread, no such model output, identically
-zero residuals) is switched off and its reason kept in ``TrustCalibration.disabled_parts``; with every part off
-the calibration is still valid and flags nothing. Minimums (``TrustConfig``): ``min_part_spectra`` finite
-values and ``min_part_samples`` samples per part, features + 1 + ``min_part_spectra`` spectra for the intensity
-regression, ``min_threshold_scores`` finite scores for the threshold.
+``trust.fitting`` learns it (``fit_trust_calibration``, ``fit_trust_calibration_oof``), ``trust.scores`` applies it;
+the scales themselves are in ``trust.scales``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from scipy.optimize import nnls
 
-from libs_pipeline.config import TrustConfig
 from libs_pipeline.spectra.atomic import atomic_write_json
-from libs_pipeline.trust.measurements import CORRELATION, MEAN_INTENSITY, OFFSET_CHANNELS, SpectralReference
+from libs_pipeline.trust.measurements import SpectralReference
+from libs_pipeline.trust.scales import IntensityModel, LineCalibration, ResidualScale, RobustScale
 
 TRUST_FILE = "trust.json"
 COMBINATIONS = ("rms", "max")
 TRUST_SCHEMA_VERSION = "1"
-MAD_TO_SIGMA = 1.4826
-TAIL_Z = 1.959964
-
-
-def tail_spread(deviation: np.ndarray, center: float) -> float:
-    """Spread matched to the 95 % tail: quantile(|x - center|, 0.95) / 1.96 (= sigma for Gaussian data).
-
-    Unlike the MAD it grows with heavy tails, so every part reaches a given |z| equally rarely on
-    in-distribution data and no heavy-tailed part dominates the false flags of a max-combined score.
-    """
-    d = np.abs(np.asarray(deviation, dtype=np.float64) - center)
-    return float(np.quantile(d[np.isfinite(d)], 0.95) / TAIL_Z) if np.isfinite(d).any() else float("nan")
-
-
-def area_column(line: str) -> str:
-    """Column / task name of a line's area (the auxiliary target)."""
-    return f"{line}:area"
-
-
-@dataclass(frozen=True)
-class LineCalibration:
-    """Univariate calibration of one line: concentration = intercept + slope * area (fitted on training data)."""
-
-    intercept: float
-    slope: float
-
-    def predict(self, area: np.ndarray) -> np.ndarray:
-        return (self.intercept + self.slope * np.asarray(area, dtype=np.float64)).astype(np.float64)
-
-    @classmethod
-    def fit(cls, area: np.ndarray, concentration: np.ndarray, groups: np.ndarray | None = None) -> LineCalibration:
-        """Least squares on per-sample means when ``groups`` is given (less noise in the regressor), else per shot."""
-        area = np.asarray(area, dtype=np.float64)
-        conc = np.asarray(concentration, dtype=np.float64)
-        ok = np.isfinite(area) & np.isfinite(conc)
-        area, conc = area[ok], conc[ok]
-        if groups is not None:
-            g = np.asarray(groups)[ok]
-            frame = pd.DataFrame({"g": g, "a": area, "c": conc}).groupby("g", sort=False).mean()
-            if len(frame) >= 2:
-                area, conc = frame["a"].to_numpy(), frame["c"].to_numpy()
-        if area.size < 2 or np.ptp(area) == 0 or np.ptp(conc) == 0:
-            raise ValueError(
-                f"cannot fit line calibration: need >= 2 distinct areas and concentrations, got {area.size} points"
-            )
-        slope, intercept = np.polyfit(area, conc, 1)
-        return cls(intercept=float(intercept), slope=float(slope))
-
-
-@dataclass(frozen=True)
-class ResidualScale:
-    """Standardises a residual r observed at reference value p: z = (r / s(p) - center) / spread.
-
-    s(p) = sqrt(a² + b²p²) with p clipped to the validation range [p_low, p_high]: the heteroscedastic
-    scale absorbs noise that grows with the signal (shot-to-shot intensity fluctuation) without letting a
-    wild prediction widen its own tolerance; center is the median of r / s(p), spread its 95 %-tail
-    matched sd (``tail_spread``), both over all validation residuals.
-    """
-
-    a: float
-    b: float
-    center: float
-    spread: float
-    p_low: float
-    p_high: float
-
-    def scale(self, reference: np.ndarray) -> np.ndarray:
-        p = np.clip(np.asarray(reference, dtype=np.float64), self.p_low, self.p_high)
-        return np.sqrt(self.a**2 + (self.b * p) ** 2)
-
-    def standardise(self, residual: np.ndarray, reference: np.ndarray) -> np.ndarray:
-        u = np.asarray(residual, dtype=np.float64) / self.scale(reference)
-        return (u - self.center) / self.spread
-
-    @classmethod
-    def fit(cls, residual: np.ndarray, reference: np.ndarray, outlier_z: float = 5.0, name: str = "part") -> ResidualScale:
-        """Fit r² ≈ a² + b²p² by iteratively reweighted non-negative least squares (weights 1/s(p)⁴, since
-        var(r²) ∝ s⁴), leaving out residuals beyond ``outlier_z`` robust sigmas."""
-        r = np.asarray(residual, dtype=np.float64)
-        p = np.asarray(reference, dtype=np.float64)
-        ok = np.isfinite(r) & np.isfinite(p)
-        r, p = r[ok], p[ok]
-        if r.size < 5:
-            raise ValueError(f"cannot fit residual scale of {name}: need >= 5 finite validation residuals, got {r.size}")
-        rms = float(np.sqrt(np.mean(r**2)))
-        if rms == 0:
-            raise ValueError(f"cannot fit residual scale of {name}: validation residuals are all zero")
-        p_low, p_high = float(np.min(p)), float(np.max(p))
-        p = np.clip(p, p_low, p_high)
-        keep = np.ones(r.size, dtype=bool)
-        weight = np.ones(r.size)
-        floor = 1e-6 * rms
-        a = b = center = spread = 0.0
-        for _ in range(8):
-            design = np.column_stack([np.ones(keep.sum()), p[keep] ** 2]) * weight[keep, None]
-            (a2, b2), _ = nnls(design, r[keep] ** 2 * weight[keep])
-            a, b = max(float(np.sqrt(a2)), floor), float(np.sqrt(b2))
-            s2 = a**2 + (b * p) ** 2
-            u = r / np.sqrt(s2)
-            center = float(np.median(u[keep]))
-            spread = float(MAD_TO_SIGMA * np.median(np.abs(u[keep] - center)))
-            if not np.isfinite(spread) or spread <= 0:
-                spread = float(np.std(u[keep]))
-            if not np.isfinite(spread) or spread <= 0:
-                raise ValueError(f"cannot fit residual scale of {name}: validation residuals have zero spread")
-            new_keep = np.abs(u - center) / spread <= outlier_z
-            if new_keep.sum() < 5:
-                break
-            keep = new_keep
-            weight = 1.0 / s2 / np.mean(1.0 / s2)
-        u = r / np.sqrt(a**2 + (b * p) ** 2)
-        center = float(np.median(u))
-        spread = max(tail_spread(u, center), spread)
-        return cls(a=a, b=b, center=center, spread=spread, p_low=p_low, p_high=p_high)
-
-
-@dataclass(frozen=True)
-class RobustScale:
-    """z = (value - center) / spread: median and 95 %-tail matched sd (``tail_spread``) of validation values."""
-
-    center: float
-    spread: float
-
-    def standardise(self, values: np.ndarray) -> np.ndarray:
-        return (np.asarray(values, dtype=np.float64) - self.center) / self.spread
-
-    @classmethod
-    def fit(cls, values: np.ndarray, floor: float = 0.0, name: str = "part") -> RobustScale:
-        v = np.asarray(values, dtype=np.float64)
-        v = v[np.isfinite(v)]
-        if v.size < 5:
-            raise ValueError(f"cannot fit scale of {name}: need >= 5 finite validation values, got {v.size}")
-        center = float(np.median(v))
-        spread = max(tail_spread(v, center), float(floor))
-        if not np.isfinite(spread) or spread <= 0:
-            spread = float(np.std(v))
-        if not np.isfinite(spread) or spread <= 0:
-            raise ValueError(f"cannot fit scale of {name}: validation values have zero spread")
-        return cls(center=center, spread=spread)
-
-
-@dataclass
-class IntensityModel:
-    """log(mean intensity) expected from scale-free model outputs (linear, fitted on validation spectra):
-    the measured level disagreeing with it means the counts scale changed (gain, laser energy, collection)."""
-
-    features: list[str]
-    mean: np.ndarray
-    sd: np.ndarray
-    coef: np.ndarray
-    scale: RobustScale
-
-    def expected(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
-        x = np.column_stack([np.asarray(values[f], dtype=np.float64) for f in self.features]) if self.features else None
-        n = len(next(iter(values.values())))
-        design = np.ones((n, 1)) if x is None else np.column_stack([np.ones(n), (x - self.mean) / self.sd])
-        return design @ self.coef
-
-    def to_dict(self) -> dict:
-        return {
-            "features": list(self.features),
-            "mean": [float(v) for v in self.mean],
-            "sd": [float(v) for v in self.sd],
-            "coef": [float(v) for v in self.coef],
-            "scale": asdict(self.scale),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping, source: str) -> IntensityModel:
-        try:
-            out = cls(
-                [str(f) for f in d["features"]],
-                np.asarray(d["mean"], dtype=np.float64),
-                np.asarray(d["sd"], dtype=np.float64),
-                np.asarray(d["coef"], dtype=np.float64),
-                RobustScale(float(d["scale"]["center"]), float(d["scale"]["spread"])),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{source}: field 'intensity' is invalid ({type(exc).__name__}: {exc})") from None
-        k = len(out.features)
-        if out.mean.shape != (k,) or out.sd.shape != (k,) or out.coef.shape != (k + 1,) or out.scale.spread <= 0:
-            raise ValueError(f"{source}: field 'intensity' has inconsistent lengths or a non-positive spread")
-        return out
-
-
-def intensity_features(
-    analyte: str, plasma_tasks: Sequence[str], predictions: Mapping[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """Scale-free model outputs (of a total-normalised network): the analyte and the plasma outputs.
-
-    Predicted line areas are left out: a model may scale them with the measured level, which would leak
-    the very quantity this part checks.
-    """
-    out = {analyte: np.asarray(predictions[analyte], dtype=np.float64)}
-    for task in plasma_tasks:
-        out[task] = np.asarray(predictions[task], dtype=np.float64)
-    return out
 
 
 @dataclass
@@ -250,6 +45,8 @@ class TrustCalibration:
     spectral: SpectralReference | None = None
     wavelength_scale: RobustScale | None = None
     shape_scale: RobustScale | None = None
+    noise_scale: RobustScale | None = None
+    part_tails: dict[str, float] = field(default_factory=dict)
     combine: str = "max"
     target_false_flag_rate: float = 0.05
     validation_flag_rate: float = float("nan")
@@ -270,6 +67,8 @@ class TrustCalibration:
             names.append("wavelength")
         if self.shape_scale is not None:
             names.append("shape")
+        if self.noise_scale is not None:
+            names.append("noise")
         return names
 
     @property
@@ -282,7 +81,8 @@ class TrustCalibration:
         for part in self.part_names():
             self.disabled_parts[part] = reason
         self.aux_scales, self.consistency_scales, self.plasma_scales = {}, {}, {}
-        self.intensity = self.wavelength_scale = self.shape_scale = self.spectral = None
+        self.intensity = self.wavelength_scale = self.shape_scale = self.spectral = self.noise_scale = None
+        self.part_tails = {}
 
     def to_dict(self) -> dict:
         return {
@@ -300,6 +100,8 @@ class TrustCalibration:
             "spectral": None if self.spectral is None else self.spectral.to_dict(),
             "wavelength_scale": None if self.wavelength_scale is None else asdict(self.wavelength_scale),
             "shape_scale": None if self.shape_scale is None else asdict(self.shape_scale),
+            "noise_scale": None if self.noise_scale is None else asdict(self.noise_scale),
+            "part_tails": {k: float(v) for k, v in self.part_tails.items()},
             "threshold": self.threshold,
             "combine": self.combine,
             "target_false_flag_rate": self.target_false_flag_rate,
@@ -399,6 +201,8 @@ class TrustCalibration:
             spectral=None if spectral is None else SpectralReference.from_dict(spectral, source),
             wavelength_scale=None if wl_scale is None else robust("wavelength_scale", wl_scale),
             shape_scale=None if sp_scale is None else robust("shape_scale", sp_scale),
+            noise_scale=None if d.get("noise_scale") is None else robust("noise_scale", d["noise_scale"]),
+            part_tails=_part_tails(d.get("part_tails") or {}, source),
             combine=combine,
             target_false_flag_rate=float(d.get("target_false_flag_rate", 0.05)),
             validation_flag_rate=float(d.get("validation_flag_rate", float("nan"))),
@@ -409,6 +213,12 @@ class TrustCalibration:
             disabled_parts=disabled,
             extra=dict(d.get("extra", {})),
         )
+
+
+def _part_tails(d: object, source: str) -> dict[str, float]:
+    if not isinstance(d, Mapping) or not all(isinstance(v, (int, float)) and v >= 1.0 for v in d.values()):
+        raise ValueError(f"{source}: field 'part_tails' must map part names to numbers >= 1")
+    return {str(k): float(v) for k, v in d.items()}
 
 
 def save_trust(calibration: TrustCalibration, model_dir: str | Path) -> Path:
@@ -432,522 +242,15 @@ def load_trust(model_dir: str | Path) -> TrustCalibration:
     return TrustCalibration.from_dict(d, source=str(path))
 
 
-def line_label(line: object) -> tuple[str, str]:
-    """(name, display label) of a line given as a LineWindow, its dict, or a plain name.
-
-    Line names already read like "Cu I 327.40"; a name without its element gets "<element> <center> nm".
-    """
-    if isinstance(line, str):
-        return line, line
-    get = line.get if isinstance(line, Mapping) else lambda k, default=None: getattr(line, k, default)
-    name = get("name")
-    if not name:
-        raise ValueError(f"line {line!r} has no name")
-    element, center = get("element"), get("center_nm")
-    if element and center is not None and not str(name).startswith(str(element)):
-        return str(name), f"{element} {float(center):.1f} nm ({name})"
-    return str(name), str(name)
-
-
-def calibrate_threshold(scores: np.ndarray, target_false_flag_rate: float, min_scores: int = 20) -> float:
-    """The (1 - rate) quantile of in-distribution scores: a score above it is flagged."""
-    s = np.asarray(scores, dtype=np.float64)
-    s = s[np.isfinite(s)]
-    if s.size < min_scores:
-        raise ValueError(f"threshold calibration needs >= {min_scores} finite validation scores, got {s.size}")
-    if not 0 < target_false_flag_rate < 1:
-        raise ValueError(f"target_false_flag_rate must be in (0, 1), got {target_false_flag_rate}")
-    return float(np.quantile(s, 1.0 - target_false_flag_rate, method="linear"))
-
-
-def consistency_area(measured: pd.DataFrame, line: str, per_total: bool) -> np.ndarray:
-    """The measured area the consistency part calibrates: raw, or per unit mean intensity."""
-    area = measured[area_column(line)].to_numpy(dtype=np.float64)
-    if not per_total:
-        return area
-    level = measured[MEAN_INTENSITY].to_numpy(dtype=np.float64)
-    return area / np.where(level > 0, level, np.nan)
-
-
-#: Residuals smaller than this fraction of the reference's magnitude count as identically zero.
-ZERO_RTOL = 1e-6
-#: Within a sample, a prediction whose residual sd from a straight line in the area is below this fraction of its
-#: own sd is an exact linear function of the area (a univariate model of that very line).
-LINEAR_RTOL = 1e-4
-
-
-@dataclass
-class _Evidence:
-    """Per-spectrum material the part scales are fitted on: held-out validation rows or out-of-fold training rows.
-
-    ``implied[line]``: concentration implied by each row's measured area through a line calibration that did not
-    see the row's sample; ``line_fit(rows)``: (line calibrations, reasons for lines that failed) kept by a
-    calibration fitted on ``rows``; ``fixed_off``: parts off before any fitting (missing output, config).
-    """
-
-    analyte: str
-    named: list[tuple[str, str]]
-    predictions: dict[str, np.ndarray]
-    measured: pd.DataFrame
-    implied: dict[str, np.ndarray]
-    line_fit: Callable[[np.ndarray], tuple[dict[str, LineCalibration], dict[str, str]]]
-    groups: np.ndarray | None
-    per_total: bool
-    plasma_tasks: list[str]
-    spectral: SpectralReference | None
-    units: str | None
-    fixed_off: dict[str, str]
-
-
-def _shortage(ok: np.ndarray, groups: np.ndarray | None, config: TrustConfig, need: int | None = None) -> str | None:
-    """Why too few finite spectra (or samples) back a part; None when there are enough."""
-    need = config.min_part_spectra if need is None else need
-    n = int(np.sum(ok))
-    if n < need:
-        return f"only {n} spectra with finite values, need >= {need}"
-    if groups is not None:
-        k = len(np.unique(np.asarray(groups)[ok]))
-        if k < config.min_part_samples:
-            return f"only {k} sample(s) with finite values, need >= {config.min_part_samples}"
-    return None
-
-
-def _residual_part(
-    residual: np.ndarray, reference: np.ndarray, groups: np.ndarray | None, config: TrustConfig, name: str
-) -> tuple[ResidualScale | None, str | None]:
-    """(scale, None), or (None, why the part cannot be calibrated)."""
-    r = np.asarray(residual, dtype=np.float64)
-    p = np.asarray(reference, dtype=np.float64)
-    ok = np.isfinite(r) & np.isfinite(p)
-    problem = _shortage(ok, groups, config)
-    if problem:
-        return None, problem
-    size = max(float(np.max(np.abs(p[ok]))), float(np.finfo(np.float64).tiny))
-    if float(np.max(np.abs(r[ok]))) <= ZERO_RTOL * size:
-        return None, "residuals are identically zero, so there is nothing to check"
-    try:
-        return ResidualScale.fit(r[ok], p[ok], config.outlier_z, name=name), None
-    except ValueError as exc:
-        return None, str(exc)
-
-
-def _robust_part(
-    values: np.ndarray, groups: np.ndarray | None, config: TrustConfig, name: str, floor: float = 0.0
-) -> tuple[RobustScale | None, str | None]:
-    """(scale, None), or (None, why the part cannot be calibrated)."""
-    v = np.asarray(values, dtype=np.float64)
-    ok = np.isfinite(v)
-    problem = _shortage(ok, groups, config)
-    if problem:
-        return None, problem
-    if floor <= 0 and np.ptp(v[ok]) == 0:
-        return None, f"values are all equal ({v[ok][0]:.4g}): zero spread"
-    try:
-        return RobustScale.fit(v[ok], floor, name), None
-    except ValueError as exc:
-        return None, str(exc)
-
-
-def _linear_in_area(prediction: np.ndarray, area: np.ndarray, groups: np.ndarray | None) -> bool:
-    """True when within every sample the prediction is an exact linear function of the area (a univariate
-    model of that line): the consistency part would only compare two calibrations of the same number."""
-    c = np.asarray(prediction, dtype=np.float64)
-    a = np.asarray(area, dtype=np.float64)
-    ok = np.isfinite(c) & np.isfinite(a)
-    g = np.zeros(c.size, dtype=int) if groups is None else np.asarray(groups)
-    checked = 0
-    for sid in np.unique(g[ok]):
-        m = ok & (g == sid)
-        if m.sum() < 3 or np.ptp(a[m]) == 0 or np.std(c[m]) == 0:
-            continue
-        design = np.column_stack([np.ones(int(m.sum())), a[m]])
-        coef, *_ = np.linalg.lstsq(design, c[m], rcond=None)
-        if np.std(c[m] - design @ coef) > LINEAR_RTOL * np.std(c[m]):
-            return False
-        checked += 1
-    return checked > 0
-
-
-def _intensity_part(
-    features: Mapping[str, np.ndarray], level: np.ndarray, groups: np.ndarray | None, config: TrustConfig
-) -> tuple[IntensityModel | None, str | None]:
-    """Least squares of log(mean intensity) on the standardised scale-free outputs; it needs at least
-    (features + 1) + ``min_part_spectra`` spectra, so the residual scale rests on that many degrees of freedom."""
-    x = np.column_stack([np.asarray(v, dtype=np.float64) for v in features.values()])
-    level = np.asarray(level, dtype=np.float64)
-    target = np.log(np.where(level > 0, level, np.nan))
-    ok = np.isfinite(x).all(axis=1) & np.isfinite(target)
-    k = x.shape[1]
-    problem = _shortage(ok, groups, config, k + 1 + config.min_part_spectra)
-    if problem:
-        return None, f"{problem} (positive mean intensity and finite outputs; the fit has {k + 1} coefficients)"
-    mean, sd = x[ok].mean(axis=0), x[ok].std(axis=0)
-    sd = np.where(sd > 0, sd, 1.0)
-    design = np.column_stack([np.ones(int(ok.sum())), (x[ok] - mean) / sd])
-    coef, *_ = np.linalg.lstsq(design, target[ok], rcond=None)
-    resid = target[ok] - design @ coef
-    scale, why = _robust_part(resid, None if groups is None else np.asarray(groups)[ok], config, "intensity")
-    if scale is None:
-        return None, f"residuals of log(mean intensity): {why}"
-    return IntensityModel(list(features), mean, sd, coef, scale), None
-
-
-def _fit_line_calibrations(
-    measured: pd.DataFrame, concentration: np.ndarray, groups: np.ndarray | None, names: Sequence[str], per_total: bool
-) -> tuple[dict[str, LineCalibration], dict[str, str]]:
-    """Each line's area -> concentration calibration, and the reason for every line that cannot be fitted."""
-    y = np.asarray(concentration, dtype=np.float64)
-    if groups is not None:
-        n_samples = len(np.unique(np.asarray(groups)[np.isfinite(y)]))
-        if n_samples < 2:
-            why = f"line calibration needs >= 2 labelled training samples, got {n_samples}"
-            return {}, {n: why for n in names}
-    cals, problems = {}, {}
-    for n in names:
-        try:
-            cals[n] = LineCalibration.fit(consistency_area(measured, n, per_total), y, groups)
-        except ValueError as exc:
-            problems[n] = str(exc)
-    return cals, problems
-
-
-def _fit_parts(ev: _Evidence, rows: np.ndarray, config: TrustConfig, off: Mapping[str, str]) -> TrustCalibration:
-    """Every part's scale from the evidence ``rows`` (threshold left at a placeholder); parts in ``off`` stay off,
-    parts that cannot be fitted are switched off with the reason."""
-    names = [n for n, _ in ev.named]
-    preds = {k: v[rows] for k, v in ev.predictions.items()}
-    measured = ev.measured.iloc[rows]
-    groups = None if ev.groups is None else ev.groups[rows]
-    c_pred = preds[ev.analyte]
-    disabled = dict(off)
-    line_cal, line_problems = ev.line_fit(rows)
-    aux_scales, cons_scales = {}, {}
-    for n in names:
-        if f"aux:{n}" not in disabled:
-            area = measured[area_column(n)].to_numpy(dtype=np.float64)
-            predicted = preds[area_column(n)]
-            scale, why = _residual_part(area - predicted, predicted, groups, config, f"aux:{n}")
-            if scale is None:
-                disabled[f"aux:{n}"] = why
-            else:
-                aux_scales[n] = scale
-        if f"cons:{n}" in disabled:
-            continue
-        if n not in line_cal:
-            disabled[f"cons:{n}"] = f"line calibration: {line_problems[n]}"
-        elif _linear_in_area(c_pred, consistency_area(measured, n, ev.per_total), groups):
-            disabled[f"cons:{n}"] = (
-                f"residuals are identically zero: the model's {ev.analyte} prediction is an exact linear function "
-                "of this line's area"
-            )
-        else:
-            scale, why = _residual_part(c_pred - ev.implied[n][rows], c_pred, groups, config, f"cons:{n}")
-            if scale is None:
-                disabled[f"cons:{n}"] = why
-            else:
-                cons_scales[n] = scale
-    intensity = None
-    if "intensity" not in disabled:
-        features = intensity_features(ev.analyte, ev.plasma_tasks, preds)
-        intensity, why = _intensity_part(features, measured[MEAN_INTENSITY].to_numpy(dtype=np.float64), groups, config)
-        if intensity is None:
-            disabled["intensity"] = why
-    plasma_scales = {}
-    for task in ev.plasma_tasks:
-        if f"plasma:{task}" not in disabled:
-            scale, why = _robust_part(preds[task], groups, config, f"plasma:{task}")
-            if scale is None:
-                disabled[f"plasma:{task}"] = why
-            else:
-                plasma_scales[task] = scale
-    spectral_scales: dict[str, RobustScale | None] = {"wavelength": None, "shape": None}
-    if ev.spectral is not None:
-        values = {
-            "wavelength": (measured[OFFSET_CHANNELS].to_numpy(dtype=np.float64), config.min_offset_sigma_channels),
-            "shape": (dissimilarity(measured[CORRELATION].to_numpy()), 0.0),
-        }
-        for part, (v, floor) in values.items():
-            if part not in disabled:
-                spectral_scales[part], why = _robust_part(v, groups, config, part, floor)
-                if spectral_scales[part] is None:
-                    disabled[part] = why
-    use_spectral = any(s is not None for s in spectral_scales.values())
-    return TrustCalibration(
-        analyte=ev.analyte,
-        units=ev.units,
-        lines=names,
-        line_labels=dict(ev.named),
-        line_calibrations=line_cal,
-        aux_scales=aux_scales,
-        consistency_scales=cons_scales,
-        threshold=1.0,
-        per_total_areas=ev.per_total,
-        intensity=intensity,
-        plasma_scales=plasma_scales,
-        spectral=ev.spectral if use_spectral else None,
-        wavelength_scale=spectral_scales["wavelength"],
-        shape_scale=spectral_scales["shape"],
-        combine=config.combine,
-        target_false_flag_rate=config.target_false_flag_rate,
-        sample_flag_fraction=config.sample_flag_fraction,
-        reason_z=config.reason_z,
-        n_validation_spectra=int(rows.size),
-        n_validation_samples=0 if groups is None else int(len(np.unique(groups))),
-        disabled_parts=disabled,
-    )
-
-
-def _scores(cal: TrustCalibration, ev: _Evidence, rows: np.ndarray) -> np.ndarray:
-    """Combined scores of the evidence ``rows`` under ``cal`` (zeros when every part is off)."""
-    from libs_pipeline.trust.scores import combine_parts, trust_parts
-
-    if not cal.active:
-        return np.zeros(rows.size)
-    parts = trust_parts(cal, {k: v[rows] for k, v in ev.predictions.items()}, ev.measured.iloc[rows])
-    return combine_parts(parts, cal.part_names(), cal.combine)
-
-
-def _threshold_folds(groups: np.ndarray | None, config: TrustConfig) -> list[np.ndarray]:
-    """Sample folds for the threshold: one sample per fold up to ``loso_max_samples`` samples, else
-    ``threshold_folds`` folds; [] (in-sample quantile) without groups, with < 4 samples or threshold_folds=0."""
-    if groups is None or config.threshold_folds == 0:
-        return []
-    n_samples = len(np.unique(groups))
-    return sample_folds(groups, n_samples if n_samples <= config.loso_max_samples else config.threshold_folds)
-
-
-def _calibrate(ev: _Evidence, config: TrustConfig) -> TrustCalibration:
-    """Scales on all evidence rows, threshold from scores cross-fitted by sample (see ``_threshold_folds``)."""
-    everything = np.arange(len(ev.measured))
-    cal = _fit_parts(ev, everything, config, ev.fixed_off)
-    if not cal.active:
-        return _inactive(cal, "every part is disabled (see disabled_parts)")
-    in_sample = _scores(cal, ev, everything)
-    folds = _threshold_folds(ev.groups, config)
-    scores = in_sample
-    if folds:
-        # each fold is scored with everything fitted without its samples, as a new sample would be
-        scores = np.empty(everything.size)
-        for fold in folds:
-            rest = np.setdiff1d(everything, fold)
-            scores[fold] = _scores(_fit_parts(ev, rest, config, cal.disabled_parts), ev, fold)
-        loso = " (leave one sample out)" if len(folds) == len(np.unique(ev.groups)) else ""
-        method = f"cross-fitted by sample, {len(folds)} folds{loso}"
-    elif ev.groups is None:
-        method = "in-sample quantile (no sample groups)"
-    else:
-        method = f"in-sample quantile ({len(np.unique(ev.groups))} samples: too few to cross-fit)"
-    n_finite = int(np.isfinite(scores).sum())
-    if n_finite < config.min_threshold_scores:
-        cal.disable_all(f"threshold: only {n_finite} finite validation scores, need >= {config.min_threshold_scores}")
-        return _inactive(cal, "the threshold could not be calibrated")
-    cal.threshold = calibrate_threshold(scores, config.target_false_flag_rate, config.min_threshold_scores)
-    cal.extra["threshold_method"] = method
-    if folds:
-        cal.extra["out_of_sample_flag_rate"] = float(np.mean(scores > cal.threshold))
-    cal.validation_flag_rate = float(np.mean(in_sample > cal.threshold))
-    return cal
-
-
-def _inactive(cal: TrustCalibration, why: str) -> TrustCalibration:
-    """A valid calibration that flags nothing (every score is 0, the threshold a placeholder 1)."""
-    cal.threshold = 1.0
-    cal.validation_flag_rate = 0.0
-    cal.extra["threshold_method"] = f"none: {why}, so nothing is flagged"
-    return cal
-
-
-def _setup(
-    analyte: str,
-    predictions: Mapping[str, np.ndarray],
-    frames: Mapping[str, pd.DataFrame],
-    lines: Sequence[object],
-    config: TrustConfig,
-    spectral: SpectralReference | None,
-    plasma_tasks: Sequence[str] | None,
-) -> tuple[list[tuple[str, str]], bool, list[str], dict[str, str]]:
-    """Checks shared by both calibrations; (named lines, per-total areas, plasma tasks, parts off from the start)."""
-    named = [line_label(x) for x in lines]
-    if not named:
-        raise ValueError("trust calibration: no lines given")
-    names = [n for n, _ in named]
-    if analyte not in predictions:
-        raise ValueError(f"predictions have no analyte task {analyte!r} (keys: {sorted(predictions)})")
-    for name in names:
-        for what, frame in frames.items():
-            if area_column(name) not in frame.columns:
-                raise ValueError(f"{what} has no column {area_column(name)!r} (columns: {list(frame.columns)})")
-    has_level = all(MEAN_INTENSITY in frame.columns for frame in frames.values())
-    per_total = bool(config.per_total_areas and has_level)
-    if plasma_tasks is None:
-        plasma_tasks = [t for t in predictions if t != analyte and not t.endswith(":area")]
-    missing = [t for t in plasma_tasks if t not in predictions]
-    if missing:
-        raise ValueError(f"plasma tasks {missing} are not in the predictions (keys: {sorted(predictions)})")
-    off = {f"aux:{n}": f"model predicts no {n} area" for n in names if area_column(n) not in predictions}
-    if not config.intensity_part:
-        off["intensity"] = "switched off (TrustConfig.intensity_part is false)"
-    elif not has_level:
-        off["intensity"] = f"the measurements have no {MEAN_INTENSITY!r} column"
-    if not config.plasma_parts:
-        off.update({f"plasma:{t}": "switched off (TrustConfig.plasma_parts is false)" for t in plasma_tasks})
-    if not config.spectral_parts:
-        off.update({p: "switched off (TrustConfig.spectral_parts is false)" for p in ("wavelength", "shape")})
-    elif spectral is None:
-        off.update({p: "no spectral reference of the training spectra was given" for p in ("wavelength", "shape")})
-    else:
-        for what, frame in frames.items():
-            for col in (OFFSET_CHANNELS, CORRELATION):
-                if what != "train_measured" and col not in frame.columns:
-                    raise ValueError(f"{what} has no column {col!r}: measure it with the same spectral reference")
-    return named, per_total, list(plasma_tasks) if config.plasma_parts else [], off
-
-
-def _as_columns(predictions: Mapping[str, np.ndarray], n: int, what: str) -> dict[str, np.ndarray]:
-    """Predictions as float64 1-D arrays, each of ``n`` rows."""
-    out = {}
-    for task, values in predictions.items():
-        v = np.asarray(values, dtype=np.float64).reshape(-1)
-        if v.shape[0] != n:
-            raise ValueError(f"{what}[{task!r}] has {v.shape[0]} rows, the measurements {n}")
-        out[task] = v
-    return out
-
-
-def fit_trust_calibration(
-    analyte: str,
-    train_measured: pd.DataFrame,
-    train_concentration: np.ndarray,
-    val_predictions: Mapping[str, np.ndarray],
-    val_measured: pd.DataFrame,
-    lines: Sequence[object],
-    *,
-    train_groups: np.ndarray | None = None,
-    val_groups: np.ndarray | None = None,
-    units: str | None = None,
-    config: TrustConfig | None = None,
-    spectral: SpectralReference | None = None,
-    plasma_tasks: Sequence[str] | None = None,
-) -> TrustCalibration:
-    """Learn line calibrations on training data, then part scales and the threshold on held-out validation data.
-
-    ``train_measured`` / ``val_measured``: ``measure_spectra`` tables (``<line>:area`` columns at least;
-    ``mean_intensity`` enables per-total consistency and the intensity part; the offset/correlation columns
-    with ``spectral`` enable the wavelength and shape parts). ``val_predictions``: the model's outputs on
-    the validation spectra (a line without a ``<line>:area`` output has its aux part off); ``plasma_tasks``
-    (default: every output that is neither the analyte nor an area) get plasma-state parts. The validation
-    samples must not have been used to train the model. Parts that cannot be calibrated are switched off with
-    the reason in ``disabled_parts`` (see ``TrustConfig`` for the minimums), never an error.
-
-    Threshold: the (1 - target rate) quantile of validation scores. With ``val_groups`` (>= 4 samples) the
-    scores are cross-fitted by sample (each fold scored with scales fitted on the other folds; one sample per
-    fold up to ``loso_max_samples`` samples), so the rate holds for new samples; the scales kept are fitted on all.
-    """
-    config = config or TrustConfig()
-    y = np.asarray(train_concentration, dtype=np.float64)
-    if len(train_measured) != y.shape[0]:
-        raise ValueError(f"train_measured has {len(train_measured)} rows but train_concentration has {y.shape[0]}")
-    frames = {"train_measured": train_measured, "val_measured": val_measured}
-    named, per_total, plasma, off = _setup(analyte, val_predictions, frames, lines, config, spectral, plasma_tasks)
-    names = [n for n, _ in named]
-    preds = _as_columns(val_predictions, len(val_measured), "val_predictions")
-    groups = None if train_groups is None else np.asarray(train_groups).astype(str)
-    line_cal, problems = _fit_line_calibrations(train_measured, y, groups, names, per_total)
-    implied = {n: cal.predict(consistency_area(val_measured, n, per_total)) for n, cal in line_cal.items()}
-    evidence = _Evidence(
-        analyte=analyte,
-        named=named,
-        predictions=preds,
-        measured=val_measured.reset_index(drop=True),
-        implied=implied,
-        line_fit=lambda rows: (line_cal, problems),
-        groups=None if val_groups is None else np.asarray(val_groups).astype(str),
-        per_total=per_total,
-        plasma_tasks=plasma,
-        spectral=spectral if "wavelength" not in off else None,
-        units=units,
-        fixed_off=off,
-    )
-    calibration = _calibrate(evidence, config)
-    calibration.extra["scales_from"] = "held-out validation spectra"
-    return calibration
-
-
-def fit_trust_calibration_oof(
-    analyte: str,
-    measured: pd.DataFrame,
-    concentration: np.ndarray,
-    oof_predictions: Mapping[str, np.ndarray],
-    lines: Sequence[object],
-    groups: np.ndarray,
-    *,
-    units: str | None = None,
-    config: TrustConfig | None = None,
-    spectral: SpectralReference | None = None,
-    plasma_tasks: Sequence[str] | None = None,
-) -> TrustCalibration:
-    """Calibrate on the training spectra themselves, from out-of-fold predictions (each sample's rows predicted by
-    a model fitted without that sample); no validation samples are taken away from training.
-
-    Cross-fitted by sample: the predictions (caller), the concentration each line area implies (line calibration
-    refitted without the row's sample), the threshold scores (folds as in ``fit_trust_calibration``, each fold
-    scored with line calibrations and scales fitted without it), and the offset/correlation columns when the
-    caller measured them against a reference without the row's sample (``calibrate_trust_from_oof`` does).
-    In-sample: the line calibrations and scales kept (fitted on all rows, as the deployed model is).
-    """
-    config = config or TrustConfig()
-    y = np.asarray(concentration, dtype=np.float64)
-    g = np.asarray(groups).astype(str)
-    if not (len(measured) == y.shape[0] == g.shape[0]):
-        raise ValueError(f"measured has {len(measured)} rows, concentration {y.shape[0]}, groups {g.shape[0]}")
-    measured = measured.reset_index(drop=True)
-    frames = {"measured": measured}
-    named, per_total, plasma, off = _setup(analyte, oof_predictions, frames, lines, config, spectral, plasma_tasks)
-    names = [n for n, _ in named]
-    preds = _as_columns(oof_predictions, len(measured), "oof_predictions")
-
-    def line_fit(rows: np.ndarray) -> tuple[dict[str, LineCalibration], dict[str, str]]:
-        return _fit_line_calibrations(measured.iloc[rows], y[rows], g[rows], names, per_total)
-
-    implied = {n: np.full(len(measured), np.nan) for n in names}
-    for sid in np.unique(g):
-        held = np.flatnonzero(g == sid)
-        cals, _ = line_fit(np.flatnonzero(g != sid))
-        for n, cal in cals.items():
-            implied[n][held] = cal.predict(consistency_area(measured.iloc[held], n, per_total))
-    evidence = _Evidence(
-        analyte=analyte,
-        named=named,
-        predictions=preds,
-        measured=measured,
-        implied=implied,
-        line_fit=line_fit,
-        groups=g,
-        per_total=per_total,
-        plasma_tasks=plasma,
-        spectral=spectral if "wavelength" not in off else None,
-        units=units,
-        fixed_off=off,
-    )
-    calibration = _calibrate(evidence, config)
-    calibration.extra["scales_from"] = "out-of-fold predictions on the training spectra (leave one sample out)"
-    return calibration
-
-
-def sample_folds(groups: np.ndarray, n_folds: int) -> list[np.ndarray]:
-    """Row indices of ``n_folds`` folds that never split a sample (samples dealt round-robin in order of
-    first appearance); [] when there are fewer than 4 samples."""
-    g = np.asarray(groups).astype(str)
-    order = list(dict.fromkeys(g.tolist()))
-    if len(order) < 4 or n_folds < 2:
-        return []
-    k = min(n_folds, len(order))
-    fold_of = {sid: i % k for i, sid in enumerate(order)}
-    labels = np.array([fold_of[sid] for sid in g])
-    return [np.flatnonzero(labels == i) for i in range(k)]
-
-
-def dissimilarity(correlation: np.ndarray) -> np.ndarray:
-    """log(1 - correlation): how unlike the training reference a spectrum is (larger = less alike)."""
-    c = np.asarray(correlation, dtype=np.float64)
-    return np.log(np.clip(1.0 - c, 1e-9, None))
+__all__ = [
+    "COMBINATIONS",
+    "IntensityModel",
+    "LineCalibration",
+    "ResidualScale",
+    "RobustScale",
+    "TRUST_FILE",
+    "TRUST_SCHEMA_VERSION",
+    "TrustCalibration",
+    "load_trust",
+    "save_trust",
+]

@@ -52,6 +52,10 @@ def part_reason(part: str, z: float, row: Mapping[str, float], calibration: Trus
     if kind == "shape":
         corr = float(row.get("spectral_correlation", np.nan))
         return f"spectrum shape unlike the training spectra (correlation {corr:.3f}, {abs(z):.1f}σ; other matrix or contamination?)"
+    if kind == "noise":
+        ratio = float(row.get("noise_per_count_ratio", np.nan))
+        return (f"shot noise per count {ratio:.2f}x the training level ({z:+.1f}σ; detector gain changed, or "
+                "spectra resampled from another instrument?)")
     raise ValueError(f"unknown trust part {part!r}")
 
 

@@ -101,3 +101,37 @@ def plot_roc_curves(
         ax.axis("off")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_trust_vs_error(
+    scores: np.ndarray, errors: np.ndarray, threshold: float, path: str | Path, units: str = "", title: str = ""
+) -> Path:
+    """Two panels: |error| against trust score (threshold marked: flagged spectra right of it), and the
+    risk-coverage curve (RMSEP of the kept predictions as the most suspect are rejected) with its oracle."""
+    from libs_pipeline.trust.error_metrics import risk_coverage
+
+    s = np.asarray(scores, dtype=np.float64)
+    e = np.abs(np.asarray(errors, dtype=np.float64))
+    rc = risk_coverage(s, e)
+    cap = max(float(np.nanmax(np.where(np.isfinite(s), s, np.nan), initial=threshold)), threshold) * 1.5 + 1e-9
+    fig = Figure(figsize=(9, 3.6))
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    flagged = s > threshold
+    left.scatter(np.clip(np.where(np.isfinite(s), s, cap), None, cap)[~flagged], e[~flagged], s=8, alpha=0.6,
+                 label=f"kept ({int((~flagged).sum())})")
+    left.scatter(np.clip(np.where(np.isfinite(s), s, cap), None, cap)[flagged], e[flagged], s=8, alpha=0.8,
+                 color="tab:red", label=f"flagged ({int(flagged.sum())})")
+    left.axvline(threshold, color="k", lw=0.8, ls="--")
+    left.set_xlabel("trust score")
+    left.set_ylabel(f"|error| {units}".strip())
+    left.legend(fontsize=8)
+    right.plot(rc.coverage, rc.rmsep, label=f"trust score (AURC {rc.aurc:.3g})")
+    oracle = np.sqrt(np.cumsum(np.sort(e) ** 2) / np.arange(1, e.size + 1))
+    right.plot(rc.coverage, oracle, ls=":", color="grey", label=f"oracle ({rc.aurc_oracle:.3g})")
+    right.axhline(rc.aurc_random, color="k", lw=0.8, ls="--", label="no rejection")
+    right.set_xlabel("coverage (fraction kept)")
+    right.set_ylabel(f"RMSEP of kept {units}".strip())
+    right.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

@@ -1,7 +1,7 @@
 """Apply a trained model with its trust calibration: concentration, predictive uncertainty, trust score, flag, reason.
 
-Glue between ``libs_pipeline.models`` (network outputs), ``libs_pipeline.features`` (measured line areas)
-and the trust scores; per spectrum and per sample, written as CSV or Parquet.
+Glue between the model's outputs, ``libs_pipeline.features`` (measured line areas) and the trust scores; per
+spectrum and per sample (``libs_pipeline.prediction`` resolves the model and writes the tables).
 
 Any servable model works, duck-typed: ``.analyte`` (str), ``.lines`` (LineWindow dicts), ``.wavelength``,
 ``.predict(intensity) -> {task: array}`` with at least the analyte (a CNN adds ``<line>:area`` and plasma
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,10 +20,10 @@ import xarray as xr
 
 from libs_pipeline.config import TrustConfig
 from libs_pipeline.features.lines import LineWindow
-from libs_pipeline.spectra.atomic import atomic_write_bytes
+from libs_pipeline.spectra.dataset import spectrum_sample_ids
 from libs_pipeline.spectra.grid import intensity_on_grid
-from libs_pipeline.spectra.store import open_spectra
-from libs_pipeline.trust.calibration import TrustCalibration, fit_trust_calibration, fit_trust_calibration_oof
+from libs_pipeline.trust.calibration import TrustCalibration
+from libs_pipeline.trust.fitting import fit_trust_calibration, fit_trust_calibration_oof
 from libs_pipeline.trust.measurements import (
     CORRELATION,
     OFFSET_CHANNELS,
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
     from libs_pipeline.models import TrainedModel
 
 CHUNK_SPECTRA = 1024
-TABLE_SUFFIXES = (".csv", ".parquet")
 
 
 @dataclass
@@ -131,8 +129,8 @@ def calibrate_model_trust(
         pred,
         val_measured,
         lines,
-        train_groups=np.asarray(train["sample_id"].values).astype(str),
-        val_groups=np.asarray(validation["sample_id"].values).astype(str),
+        train_groups=spectrum_sample_ids(train),
+        val_groups=spectrum_sample_ids(validation),
         units=train[analyte].attrs.get("units"),
         config=config,
         spectral=reference,
@@ -141,7 +139,7 @@ def calibrate_model_trust(
 
 def _sample_rows(ds: xr.Dataset) -> dict[str, np.ndarray]:
     """Row indices of every sample, in order of first appearance."""
-    g = np.asarray(ds["sample_id"].values).astype(str)
+    g = spectrum_sample_ids(ds)
     return {sid: np.flatnonzero(g == sid) for sid in dict.fromkeys(g.tolist())}
 
 
@@ -228,7 +226,7 @@ def calibrate_trust_from_oof(
         y,
         oof_predictions,
         model_lines(model),
-        np.asarray(train["sample_id"].values).astype(str),
+        spectrum_sample_ids(train),
         units=train[analyte].attrs.get("units"),
         config=config,
         spectral=reference,
@@ -256,7 +254,7 @@ def predict_with_trust(
     pred, std, measured = _predict_dataset(model, ds, resample, mc_samples, seed, calibration.spectral)
     table = trust_scores(calibration, pred, measured)
     n = len(table)
-    sids = np.asarray(ds["sample_id"].values).astype(str)
+    sids = spectrum_sample_ids(ds)
     uncertainty = std[model.analyte].astype(np.float64) if std is not None else np.full(n, np.nan)
     head = pd.DataFrame(
         {
@@ -283,87 +281,3 @@ def predict_with_trust(
     order = ["sample_id", "analyte", "units", "n_spectra", "concentration", "uncertainty", "trust_score",
              "flagged_fraction", "flag", "reason", "top_part"]
     return PredictionTables(spectra=spectra, samples=samples[order])
-
-
-def sample_table_path(out: str | Path) -> Path:
-    """Where the per-sample table goes beside the per-spectrum one: ``x.csv`` -> ``x.samples.csv``."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}.samples{out.suffix}")
-
-
-def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Atomically write a table as CSV or Parquet, chosen by the file suffix."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        data = frame.to_csv(index=False).encode("utf-8")
-    elif suffix == ".parquet":
-        data = frame.to_parquet(index=False)
-    else:
-        raise ValueError(f"{path}: table suffix must be one of {TABLE_SUFFIXES}, got {suffix or '(none)'!r}")
-    atomic_write_bytes(path, data)
-    return path
-
-
-def write_prediction_tables(tables: PredictionTables, out: str | Path) -> tuple[Path, Path]:
-    """Per-spectrum table at ``out``, per-sample table beside it (``<stem>.samples<suffix>``)."""
-    out = Path(out)
-    if out.suffix.lower() not in TABLE_SUFFIXES:
-        raise ValueError(f"{out}: table suffix must be one of {TABLE_SUFFIXES}, got {out.suffix or '(none)'!r}")
-    return write_table(tables.spectra, out), write_table(tables.samples, sample_table_path(out))
-
-
-def resolve_model_dir(model: str | Path, registry_root: str | Path | None = None, name: str | None = None) -> Path:
-    """A model directory: ``model`` itself when it is one, else version/alias ``model`` of ``name`` in the registry
-    at ``registry_root`` (whose files are verified against the manifest)."""
-    path = Path(model)
-    if path.is_dir():
-        return path
-    if registry_root is None or name is None:
-        raise FileNotFoundError(
-            f"model {str(model)!r} is not a directory; to use a registered version give the registry root and "
-            "model name (--registry ROOT --name NAME)"
-        )
-    from libs_pipeline.registry import ModelRegistry
-
-    return ModelRegistry(registry_root).path(name, str(model))
-
-
-def load_model_with_trust(model_dir: str | Path) -> tuple[TrainedModel, TrustCalibration]:
-    """The served model (network or baseline calibration) and its ``trust.json`` from one model directory."""
-    from libs_pipeline.candidates import load_servable
-    from libs_pipeline.trust.calibration import load_trust
-
-    return load_servable(model_dir), load_trust(model_dir)
-
-
-@dataclass
-class PredictionRun:
-    """What ``run_prediction`` produced: the tables, where they were written, and which model made them."""
-
-    tables: PredictionTables
-    model_dir: Path
-    spectra_path: Path | None
-    samples_path: Path | None
-
-
-def run_prediction(
-    model: str | Path,
-    spectra: str | Path | xr.Dataset,
-    out: str | Path | None = None,
-    registry_root: str | Path | None = None,
-    name: str | None = None,
-    mc_samples: int = 20,
-    seed: int = 0,
-    resample: bool = False,
-) -> PredictionRun:
-    """Resolve the model (directory or registered version), load it with its trust.json, predict ``spectra``
-    with trust, and write the tables when ``out`` is given (``out`` and ``<stem>.samples<suffix>``)."""
-    if out is not None and Path(out).suffix.lower() not in TABLE_SUFFIXES:
-        raise ValueError(f"{out}: table suffix must be one of {TABLE_SUFFIXES}, got {Path(out).suffix or '(none)'!r}")
-    model_dir = resolve_model_dir(model, registry_root, name)
-    trained, calibration = load_model_with_trust(model_dir)
-    ds = spectra if isinstance(spectra, xr.Dataset) else open_spectra(str(spectra))
-    tables = predict_with_trust(trained, calibration, ds, mc_samples=mc_samples, seed=seed, resample=resample)
-    paths = write_prediction_tables(tables, out) if out is not None else (None, None)
-    return PredictionRun(tables=tables, model_dir=model_dir, spectra_path=paths[0], samples_path=paths[1])

@@ -4,7 +4,8 @@ Parts (each a z-score learned on in-distribution validation data):
 ``aux:<line>`` measured vs predicted line area; ``cons:<line>`` predicted concentration vs the one implied
 by the measured area through the training calibration; ``intensity`` measured mean intensity vs the level
 the scale-free outputs imply; ``plasma:<task>`` the model's plasma outputs vs validation; ``wavelength``
-offset of the spectrum against the training reference; ``shape`` how unlike the reference its shape is.
+offset of the spectrum against the training reference; ``shape`` how unlike the reference its shape is;
+``noise`` its shot noise per count (the detector gain, which brightness does not change) vs the training spectra.
 The score combines the enabled parts (max |z| or RMS) and is flagged above the calibrated threshold; parts
 in ``calibration.disabled_parts`` are neither computed nor required.
 """
@@ -16,16 +17,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from libs_pipeline.trust.calibration import (
-    COMBINATIONS,
-    TrustCalibration,
-    consistency_area,
-    area_column,
-    dissimilarity,
-    intensity_features,
-)
+from libs_pipeline.trust.calibration import COMBINATIONS, TrustCalibration
+from libs_pipeline.trust.scales import area_column, consistency_area, dissimilarity, intensity_features
 from libs_pipeline.trust.explanation import explain
-from libs_pipeline.trust.measurements import CORRELATION, MEAN_INTENSITY, OFFSET_CHANNELS
+from libs_pipeline.trust.measurements import CORRELATION, MEAN_INTENSITY, NOISE_PER_COUNT, OFFSET_CHANNELS
 
 
 def _require(frame: pd.DataFrame, col: str, why: str) -> np.ndarray:
@@ -92,17 +87,24 @@ def trust_parts(
         corr = _require(measured, CORRELATION, "measure_spectra with the calibration's spectral reference")
         z["shape"] = np.clip(calibration.shape_scale.standardise(dissimilarity(corr)), 0.0, None)
         details["spectral_correlation"] = corr
+    if calibration.noise_scale is not None:
+        noise = _require(measured, NOISE_PER_COUNT, "measure_spectra")
+        z["noise"] = calibration.noise_scale.standardise(noise)
+        details["noise_per_count_ratio"] = np.exp(noise - calibration.noise_scale.center)
     return pd.DataFrame({"prediction": c_pred, **z, **details}, index=measured.index)
 
 
-def combine_parts(parts: pd.DataFrame, part_names: Sequence[str], combine: str = "max") -> np.ndarray:
-    """max |z| (or RMS) over the parts; a non-finite part makes the score +inf (cannot be checked => flag);
-    0 for every spectrum when no part is enabled."""
+def combine_parts(
+    parts: pd.DataFrame, part_names: Sequence[str], combine: str = "max", tails: Mapping[str, float] | None = None
+) -> np.ndarray:
+    """max |z| (or RMS) over the parts, each |z| first divided by its ``tails`` factor (1 when absent); a
+    non-finite part makes the score +inf (cannot be checked => flag); 0 for every spectrum when no part is enabled."""
     if combine not in COMBINATIONS:
         raise ValueError(f"combine must be one of {COMBINATIONS}, got {combine!r}")
     if not part_names:
         return np.zeros(len(parts))
-    z = parts[list(part_names)].to_numpy(dtype=np.float64)
+    divisors = np.array([float((tails or {}).get(p, 1.0)) for p in part_names])
+    z = parts[list(part_names)].to_numpy(dtype=np.float64) / divisors
     bad = ~np.isfinite(z).all(axis=1)
     zf = np.where(np.isfinite(z), z, 0.0)
     score = np.sqrt(np.mean(zf**2, axis=1)) if combine == "rms" else np.max(np.abs(zf), axis=1)
@@ -116,7 +118,7 @@ def trust_scores(
     """Per spectrum: prediction, score, flag, reason (empty when not flagged), top_part, every part and detail."""
     parts = trust_parts(calibration, predictions, measured)
     names = calibration.part_names()
-    score = combine_parts(parts, names, calibration.combine)
+    score = combine_parts(parts, names, calibration.combine, calibration.part_tails)
     flag = score > calibration.threshold
     records = parts.to_dict(orient="records")
     reasons, tops = [], []
@@ -148,7 +150,7 @@ def sample_trust(
         raise ValueError(f"uncertainty has {unc.shape[0]} entries but the table has {len(table)} rows")
     names = calibration.part_names()
     detail_cols = [c for c in table.columns if c.startswith(("implied:", "value:")) or c in (
-        "intensity_ratio", "wavelength_offset_nm", "spectral_correlation")]
+        "intensity_ratio", "wavelength_offset_nm", "spectral_correlation", "noise_per_count_ratio")]
     rows = []
     for sid in dict.fromkeys(sids.tolist()):
         idx = np.flatnonzero(sids == sid)

@@ -9,7 +9,7 @@ import pytest
 from sklearn.cross_decomposition import PLSRegression
 
 from libs_pipeline.baselines.pls_selection import SelectedPLS, pls_linear_model
-from tests.baselines.selection_toy import WL, campaign, gauss, window
+from libs_pipeline.testing.selection_toy import WL, campaign, gauss, window
 
 NA = window("A 600", 600.0)
 IS = window("IS 550", 550.0)

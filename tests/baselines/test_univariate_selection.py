@@ -11,7 +11,7 @@ from libs_pipeline.baselines.calibration_forms import fit_curve, predict_curve
 from libs_pipeline.baselines.univariate import UnivariateCalibration
 from libs_pipeline.baselines.univariate_selection import SelectedUnivariate
 from libs_pipeline.features import feature_column, line_features
-from tests.baselines.selection_toy import WL, campaign, gauss, window
+from libs_pipeline.testing.selection_toy import WL, campaign, gauss, window
 
 NA = window("A 600", 600.0)
 IS = window("IS 550", 550.0)

@@ -19,8 +19,6 @@ from libs_pipeline.evaluation.nested import loso_predictions
 from libs_pipeline.features import default_lines
 from libs_pipeline.spectra.campaign_loading import load_campaign
 
-pytestmark = pytest.mark.realdata
-
 
 @functools.lru_cache(maxsize=1)
 def _load(folder: str):

@@ -16,7 +16,7 @@ from libs_pipeline.evaluation.protocol import LeakError
 from libs_pipeline.evaluation.run import check_model_unseen, default_run_name, run_evaluation
 from libs_pipeline.spectra.store import open_spectra
 from libs_pipeline.testing import toy_campaign
-from tests.conftest import write_zarr
+from libs_pipeline.testing.stores import write_zarr
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -8,7 +8,7 @@ import pytest
 from libs_pipeline.features.baseline import estimate_baseline, remove_baseline
 from libs_pipeline.features.line_features import auxiliary_targets
 from libs_pipeline.features.lines import default_lines
-from tests.features.synthetic_lines import gaussian_line, grid
+from libs_pipeline.testing.synthetic_lines import gaussian_line, grid
 
 LINES = [(324.754, 3000.0), (327.396, 1800.0), (394.40, 9000.0), (396.15, 14000.0), (700.0, 5000.0), (701.0, 4000.0)]
 

@@ -17,7 +17,7 @@ from libs_pipeline.features.line_features import (
 )
 from libs_pipeline.features.lines import LineWindow, default_lines
 from libs_pipeline.spectra.dataset import make_spectra_dataset
-from tests.features.synthetic_lines import gaussian_line, grid, sloped_baseline, voigt_line
+from libs_pipeline.testing.synthetic_lines import gaussian_line, grid, sloped_baseline, voigt_line
 
 CU1, CU2 = default_lines("Cu")
 AREA1, AREA2 = 800.0, 450.0  # counts*nm

@@ -17,3 +17,24 @@ def prefect_harness(tmp_path_factory):
         with temporary_settings(updates={PREFECT_HOME: str(home)}):
             with prefect_test_harness(server_startup_timeout=120):
                 yield
+
+
+@pytest.fixture
+def recorded_events(monkeypatch):
+    """Events emitted by the code under test, recorded by Prefect's asserting events client (not sent).
+    Call the yielded function to drain the worker and get the events so far."""
+    from prefect.events.clients import AssertingEventsClient
+    from prefect.events.worker import EventsWorker
+
+    AssertingEventsClient.reset()
+    worker = EventsWorker.instance(AssertingEventsClient)
+    monkeypatch.setattr(EventsWorker, "instance", lambda *_: worker)
+
+    def events():
+        worker.drain()
+        return [e for client in AssertingEventsClient.all for e in client.events]
+
+    try:
+        yield events
+    finally:
+        worker.drain()

@@ -29,7 +29,12 @@ def test_evaluate_flow_writes_report_and_artifacts(prefect_harness, toy_zarr, tm
     assert "univariate" in str(table[0].data) and "pls" in str(table[0].data)
     markdown = _artifact("evaluation-report-flow-run-1")
     assert len(markdown) == 1 and markdown[0].type == "markdown"
-    assert markdown[0].data == report.read_text()
+    # the report as written, with its figures embedded (a browser does not load the relative file paths)
+    from flows.artifacts import embed_images
+
+    assert "![parity plot](parity.png)" in report.read_text()
+    assert markdown[0].data == embed_images(report.read_text(), base_dir=report.parent)
+    assert markdown[0].data.count("](data:image/png;base64,") == 2 and "](parity.png)" not in markdown[0].data
 
 
 def test_evaluate_flow_default_run_name_and_failure(prefect_harness, toy_zarr, tmp_path):

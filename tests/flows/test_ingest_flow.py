@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.spectra.conftest import write_campaign
+from libs_pipeline.testing.campaign_files import write_campaign
 
 
 def _artifacts(flow_run_id) -> dict:
@@ -22,8 +22,9 @@ def _artifacts(flow_run_id) -> dict:
     return {a.key: a for a in asyncio.run(read())}
 
 
-def test_ingest_flow_creates_a_version_and_publishes_the_report(prefect_harness, tmp_path):
-    from flows.ingest import REPORT_KEY, SUMMARY_KEY, ingest
+def test_ingest_flow_creates_a_version_and_publishes_the_report(prefect_harness, recorded_events, tmp_path):
+    from flows.events import SPECTRA_VERSION_CREATED
+    from flows.ingest import ingest, report_key, summary_key
     from libs_pipeline.config import IngestOptions
     from libs_pipeline.spectra.store import SpectraStore
 
@@ -36,15 +37,30 @@ def test_ingest_flow_creates_a_version_and_publishes_the_report(prefect_harness,
     out = state.result()
     store = SpectraStore(tmp_path / "store")
     assert out["status"] == "partial" and out["version"] == store.latest("toy") and out["uri"] == store.uri("toy")
-    assert set(out) == {"name", "status", "version", "parent", "uri", "report_path", "quarantine_report"}
+    assert set(out) == {"name", "status", "version", "parent", "uri", "report_path", "quarantine_report", "changed",
+                        "n_spectra", "n_new_spectra", "n_files_accepted", "n_files_rejected"}
+    assert (out["n_spectra"], out["n_new_spectra"], out["n_files_accepted"], out["n_files_rejected"]) == (6, 6, 2, 1)
+    (event,) = [e for e in recorded_events() if e.event == SPECTRA_VERSION_CREATED]
+    assert event.resource.id == "libs-pipeline.spectra.toy" and event.resource.name == "toy"
+    assert event.payload == {
+        "dataset": "toy", "version": out["version"], "parent": None, "store": str((tmp_path / "store").resolve()),
+        "uri": out["uri"], "status": "partial", "n_spectra": 6, "n_new_spectra": 6, "n_files_accepted": 2,
+        "n_files_rejected": 1,
+    }
+    again = ingest(str(manifest), str(tmp_path / "store"), options=IngestOptions(saturation_level=1e9),
+                   return_state=True)
+    assert again.result()["changed"] is False  # nothing new: no second event
+    assert len([e for e in recorded_events() if e.event == SPECTRA_VERSION_CREATED]) == 1
     found = _artifacts(state.state_details.flow_run_id)
+    REPORT_KEY, SUMMARY_KEY = report_key("toy"), summary_key("toy")
+    assert (REPORT_KEY, SUMMARY_KEY) == ("ingest-validation-report-toy", "ingest-summary-toy")
     assert found[REPORT_KEY].type == "table" and found[SUMMARY_KEY].type == "markdown"
     assert "empty_file" in str(found[REPORT_KEY].data) and "empty.txt" in str(found[REPORT_KEY].data)
     assert "partial" in str(found[SUMMARY_KEY].data)
 
 
 def test_ingest_flow_fails_when_every_file_is_rejected(prefect_harness, tmp_path):
-    from flows.ingest import REPORT_KEY, IngestRejectedError, ingest
+    from flows.ingest import IngestRejectedError, ingest, report_key
 
     folder = tmp_path / "c"
     folder.mkdir()
@@ -54,6 +70,6 @@ def test_ingest_flow_fails_when_every_file_is_rejected(prefect_harness, tmp_path
     assert state.is_failed()
     with pytest.raises(IngestRejectedError, match="every new file was rejected"):
         state.result()
-    assert "binary_file" in str(_artifacts(state.state_details.flow_run_id)[REPORT_KEY].data)
+    assert "binary_file" in str(_artifacts(state.state_details.flow_run_id)[report_key("m")].data)
     allowed = ingest(str(folder / "m.yaml"), str(tmp_path / "store"), fail_if_rejected=False)
     assert allowed["status"] == "rejected" and allowed["version"] is None

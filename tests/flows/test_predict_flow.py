@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.trust.conftest import build_toy_model_dir, toy
+from libs_pipeline.testing.trust_fakes import build_toy_model_dir, toy
 
 
 @pytest.fixture(scope="module")
@@ -49,5 +49,5 @@ def test_predict_flow_fails_on_missing_model(prefect_harness, model_and_spectra)
     from flows.predict import predict_flow
 
     _, spectra, root = model_and_spectra
-    with pytest.raises(FileNotFoundError, match="--registry ROOT --name NAME"):
+    with pytest.raises(FileNotFoundError, match="--root ROOT --name NAME"):
         predict_flow(str(root / "no-such-model"), str(spectra), str(root / "x.csv"))

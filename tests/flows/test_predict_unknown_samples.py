@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from libs_pipeline.cli import app
 from libs_pipeline.spectra.store import SpectraStore
-from tests.trust.conftest import toy
+from libs_pipeline.testing.trust_fakes import toy
 
 runner = CliRunner()
 
@@ -97,7 +97,7 @@ def test_predict_exits_1_when_every_raw_file_is_rejected(tmp_path, model_dir):
     res = runner.invoke(app, ["predict", str(tmp_path / "x"), "--model", str(model_dir), "--store", str(tmp_path / "s")])
     assert res.exit_code == 1 and "every file was rejected" in res.output
     res = runner.invoke(app, ["predict", str(tmp_path / "x"), "--model", str(model_dir)])
-    assert res.exit_code == 1 and "cannot open spectra" in res.output and "give --store ROOT" in res.output
+    assert res.exit_code == 1 and "cannot open spectra" in res.output and "give --root ROOT" in res.output
 
 
 def test_drop_folder_flow_predicts_new_files_once(prefect_harness, tmp_path, model_dir):

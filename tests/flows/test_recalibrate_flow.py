@@ -2,90 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from libs_pipeline.config import RecalibrationConfig
-from libs_pipeline.registry import ModelRegistry, challenger
-from libs_pipeline.registry.challenger import Comparison
+from libs_pipeline.registry import ModelRegistry
 from libs_pipeline.spectra.store import SpectraStore
 from libs_pipeline.testing import toy_campaign
+from libs_pipeline.testing.recalibration_fakes import (
+    NO_SYNTHESIS,
+    TINY_TRAINING,
+    make_store,
+    register_fake_champion,
+    tiny_config,
+)
+from tests.flows.flow_doubles import fake_training, run_artifacts
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-TINY_TRAINING = {
-    "max_steps": 10, "eval_every": 5, "batch_size": 16, "val_fraction": 0.34,
-    "stem_channels": 2, "block_channels": [2], "dense_units": 8, "head_units": 4,
-}
-
-
-def make_store(root: Path, n_samples: int = 8, seed: int = 0) -> str:
-    ds = toy_campaign(n_samples=n_samples, n_shots=16, n_channels=256, seed=seed)
-    return SpectraStore(root).write_version("toy", ds, sources=[{"test": True}], reader="dataset")
-
-
-def tiny_config(root: Path, **update) -> RecalibrationConfig:
-    """The held-out path with the multitask challenger only (the leave-one-sample-out path has its own tests)."""
-    base = {
-        "root": str(root), "dataset": "toy", "synthesis": {"per_sample": 16, "chunk_size": 64, "n_workers": 1},
-        "training": TINY_TRAINING, "promotion": {"max_flag_rate": 1.0}, "protocol": "holdout",
-        "candidates": ["multitask_aug"],
-    }
-    return RecalibrationConfig(**{**base, **update})
-
-
-def fake_model_dir(path: Path, tag: str) -> Path:
-    """Files shaped like a saved model (the registry does not look inside them)."""
-    path.mkdir(parents=True)
-    for name in ("weights.pt", "normalisation.json", "config.json", "metrics.json", "trust.json"):
-        (path / name).write_text(json.dumps({"tag": tag, "file": name}))
-    return path
-
-
-NO_SYNTHESIS = {"synthesis": {"per_sample": 0}, "training": {**TINY_TRAINING, "augmentation": False}}
-
-
-def fake_training(monkeypatch, compare_metrics: dict) -> None:
-    """Replace the train subflow, the trust calibration and the comparison by fast fakes (no torch)."""
-    import flows.recalibrate as module
-
-    def fake_train_flow(training, model_dir):
-        fake_model_dir(Path(model_dir), "challenger")
-        return model_dir
-
-    def fake_compare(split, models, out_dir):
-        import pandas as pd
-
-        assert set(compare_metrics) <= set(models) | {"univariate", "pls"}
-        return Comparison(table=pd.DataFrame(), metrics={k: dict(v) for k, v in compare_metrics.items()})
-
-    monkeypatch.setattr(module, "run_training_flow", fake_train_flow)
-    monkeypatch.setattr(challenger, "calibrate_trust", lambda *a, **k: {"trust_threshold": 2.0, "training_metrics": {}})
-    monkeypatch.setattr(challenger, "compare_on_heldout", fake_compare)
-
-
-def register_fake_champion(root: Path, spectra_version: str = "0" * 16) -> str:
-    reg = ModelRegistry(root)
-    staged = fake_model_dir(root / "fake-staged", "champion")
-    manifest = {"data": {"spectra": {"name": "toy", "version": spectra_version}}, "seeds": {},
-                "metrics": {"rmsep": 0.5}, "config_hash": "old"}
-    version = reg.register("toy", staged, manifest)
-    reg.promote("toy", version)
-    return version
-
-
-def run_artifacts(flow_run_id: str) -> dict[str, object]:
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
-        )
-    return {a.key: a for a in found}
-
 
 @pytest.mark.slow
 def test_first_run_promotes_second_run_skips(tmp_path):
@@ -273,7 +207,7 @@ def test_small_campaign_compares_families_by_loso_and_serves_the_best(tmp_path):
     from flows.recalibrate import recalibrate
 
     from libs_pipeline.candidates import load_servable
-    from libs_pipeline.trust.prediction import run_prediction
+    from libs_pipeline.prediction import run_prediction
 
     version = make_store(tmp_path)
     config = RecalibrationConfig(root=str(tmp_path), dataset="toy", candidates=["univariate", "pls"])

@@ -48,6 +48,11 @@ def test_flow_on_two_worker_cluster_by_address(prefect_harness, toy_zarr, tmp_pa
     assert Path(result["realism"]["figure"]).stat().st_size > 20_000
     markdown = _artifact(f"synthetic-realism-{uri.stem}")
     assert len(markdown) == 1 and markdown[0].type == "markdown" and "PASSED" in markdown[0].data
+    assert "![synthetic vs measured spectra](data:image/png;base64," in markdown[0].data  # shows in the UI
+    from flows.artifacts import artifact_key
+
+    (progress,) = _artifact(artifact_key("synthesis-progress", uri.stem))
+    assert progress.type == "progress" and progress.data == 100.0
     table = _artifact(f"synthetic-realism-table-{uri.stem}")
     assert len(table) == 1 and "S05" in str(table[0].data)
     # the cluster run wrote exactly the bytes of an in-process run
@@ -67,3 +72,19 @@ def test_flow_reuses_a_finished_store_and_validates_parameters(prefect_harness, 
         synthesize(dataset_uri=toy_zarr, out_uri=str(tmp_path), per_sample=0)
     with pytest.raises(Exception, match="detector"):
         synthesize(dataset_uri=toy_zarr, out_uri=str(tmp_path), per_sample=5, options={"detector": "shared"})
+
+
+def test_synthesize_parameters_are_a_typed_form_in_the_ui():
+    """The deployment's parameter schema (what the Prefect UI renders) types every option; no loose dict."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.recalibrate import recalibrate
+    from flows.synthesize import synthesize
+
+    schema = parameter_schema(synthesize.fn).model_dump()
+    assert schema["properties"]["options"]["anyOf"][0] == {"$ref": "#/definitions/SynthesisOptions"}
+    options = schema["definitions"]["SynthesisOptions"]["properties"]
+    assert options["detector"]["enum"] == ["per_sample", "pooled"] and "dataset_uri" not in options
+    recal = parameter_schema(recalibrate.fn).model_dump()["definitions"]
+    assert {"RecalibrationConfig", "RecalibrationSynthesis", "RecalibrationTraining"} <= set(recal)
+    assert recal["RecalibrationTraining"]["properties"]["max_steps"]["type"] == "integer"

@@ -37,8 +37,23 @@ def test_prefect_yaml_validates_and_entrypoints_load():
         assert not unknown, f"{d.entrypoint}: parameters {unknown} are not arguments of the flow"
     assert set(flows) == {"ingest", "synthesize", "train", "evaluate", "predict", "recalibrate", "predict-drop-folder"}
     flow, rec = flows["recalibrate"]
-    assert rec.concurrency_limit == 1
+    assert (rec.concurrency_limit.limit, rec.concurrency_limit.collision_strategy) == (1, "ENQUEUE")
     assert [(s.cron, s.timezone) for s in rec.schedules] == [("30 2 * * *", "UTC")]
+    assert all(d.work_pool.job_variables == {"env": {"PREFECT_LOGGING_EXTRA_LOGGERS": "libs_pipeline"}}
+               for d in model.deployments)
+    # the triggers validate as `prefect deploy` validates them, and watch the event ingest emits
+    from prefect.cli.deploy._triggers import _initialize_deployment_triggers
+    from prefect.client.schemas.objects import ConcurrencyLimitStrategy
+
+    from flows.events import SPECTRA_VERSION_CREATED, spectra_resource
+
+    assert ConcurrencyLimitStrategy(rec.concurrency_limit.collision_strategy) == ConcurrencyLimitStrategy.ENQUEUE
+    (trigger,) = _initialize_deployment_triggers("nightly", [dict(t) for t in rec.triggers])
+    assert trigger.name == "recalibrate-on-new-spectra-version" and trigger.enabled
+    assert trigger.expect == {SPECTRA_VERSION_CREATED}
+    assert trigger.match.root == {"prefect.resource.id": spectra_resource(rec.parameters["config"]["dataset"])}
+    assert (trigger.posture, trigger.threshold) == ("Reactive", 1)
+    assert all(not d.triggers for d in model.deployments if d is not rec)
     from libs_pipeline.config import RecalibrationConfig
 
     assert RecalibrationConfig(**rec.parameters["config"]).dataset == "virtual-aluminium"
@@ -50,12 +65,28 @@ def test_serve_builds_the_yaml_deployments_with_overrides(tmp_path):
     assert (dep.name, dep.flow_name) == ("nightly", "recalibrate")
     assert dep.entrypoint == "flows.recalibrate.recalibrate"
     assert dep.parameters == {"config": {"root": str(tmp_path), "dataset": "toy"}}
-    assert dep.concurrency_limit == 1
+    assert dep.concurrency_limit == 1 and dep.concurrency_options.collision_strategy == "ENQUEUE"
     assert len(dep.schedules) == 1 and dep.schedules[0].schedule.cron == "30 2 * * *"
+    (trigger,) = dep.triggers
+    assert trigger.match.root == {"prefect.resource.id": "libs-pipeline.spectra.toy"}  # follows --dataset
+    assert trigger.expect == {"libs-pipeline.spectra.version-created"}
+    from uuid import uuid4
+
+    deployment_id = uuid4()
+    trigger.set_deployment_id(deployment_id)  # what serve does once the deployment exists
+    automation = trigger.as_automation()
+    assert automation.actions[0].deployment_id == deployment_id
+    assert automation.name == "recalibrate-on-new-spectra-version"
+    assert [a.type for a in automation.actions] == ["run-deployment"]
     assert dep.schedules[0].schedule.timezone == "UTC"
     (unscheduled,) = serve.build_deployments(only=["recalibrate"], schedules=False)
     assert not unscheduled.schedules
     assert unscheduled.parameters == {"config": {"root": "runs", "dataset": "virtual-aluminium"}}
+    assert unscheduled.triggers[0].match.root == {"prefect.resource.id": "libs-pipeline.spectra.virtual-aluminium"}
+    (tuned,) = serve.build_deployments(root=str(tmp_path), only=["recalibrate"],
+                                       recalibration_config={"training": {"max_steps": 10}, "seed": 3})
+    assert tuned.parameters == {"config": {"root": str(tmp_path), "dataset": "virtual-aluminium",
+                                           "training": {"max_steps": 10}, "seed": 3}}
     everything = serve.build_deployments(root=str(tmp_path), dataset="toy")
     by_flow = {d.flow_name: d for d in everything}
     assert by_flow["predict"].parameters == {"registry_root": str(tmp_path), "name": "toy", "model": "champion"}

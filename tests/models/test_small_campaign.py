@@ -13,7 +13,7 @@ from libs_pipeline.models.inputs import analyte_windows, background_channels, wi
 from libs_pipeline.models.network import fit_pool
 from libs_pipeline.models.step_budget import inner_loso_errors, select_step_budget
 from libs_pipeline.testing import toy_campaign
-from tests.conftest import write_zarr
+from libs_pipeline.testing.stores import write_zarr
 
 ROI = {"roi": "analyte", "val_fraction": 0.0}
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from libs_pipeline.cli import app
 from libs_pipeline.models import load_model
 from libs_pipeline.models.training_run import load_training_config, training_sources
-from tests.conftest import write_zarr
+from libs_pipeline.testing.stores import write_zarr
 
 
 def _write_config(tmp_path, toy_ds, **extra):

@@ -7,17 +7,7 @@ import pytest
 from libs_pipeline.config import CampaignConfig
 from libs_pipeline.physics.campaign import simulate_campaign
 from libs_pipeline.physics.scenarios import scenario_config
-
-SMALL = dict(
-    n_samples=3,
-    n_shots=6,
-    wavelength_start_nm=250.0,
-    wavelength_stop_nm=400.0,
-    n_channels=1024,
-    basis_temperatures=3,
-    basis_densities=3,
-)
-SEED = 7
+from libs_pipeline.testing.physics_campaigns import SEED, SMALL
 
 
 @pytest.fixture(scope="session")

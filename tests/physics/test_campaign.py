@@ -24,8 +24,7 @@ from libs_pipeline.physics.compositions import reference_composition
 from libs_pipeline.physics.detector import Detector
 from libs_pipeline.physics.spectrometer import Spectrometer, instrument_grid
 from libs_pipeline.spectra.dataset import label_names
-
-from .conftest import SEED, SMALL
+from libs_pipeline.testing.physics_campaigns import SEED, SMALL
 
 # milliseconds per libskit call: 40 nm, 256 channels, 2 x 2 basis
 TINY = {**SMALL, "n_samples": 2, "n_shots": 3, "wavelength_start_nm": 300.0, "wavelength_stop_nm": 340.0,

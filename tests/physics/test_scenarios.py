@@ -18,8 +18,7 @@ from libs_pipeline.physics.scenarios import (
     scenario_edits,
     scenario_names,
 )
-
-from .conftest import SEED, SMALL
+from libs_pipeline.testing.physics_campaigns import SEED, SMALL
 
 
 def window_sum(ds, lo, hi, rows=None):

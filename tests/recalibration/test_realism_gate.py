@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import libs_pipeline.synth.realism_holdout as realism_holdout
+import libs_pipeline.recalibration.realism_gate as realism_gate
 from libs_pipeline.candidates import CNNCandidate, UnivariateCandidate
 from libs_pipeline.recalibration import RealismEligibility, augmented_families, realism_exclusions
 from libs_pipeline.spectra.dataset import select_samples
@@ -32,7 +32,7 @@ def test_only_augmented_families_are_checked():
 @pytest.mark.parametrize("passed", [True, False])
 def test_exclusion_follows_the_check(monkeypatch, passed):
     calls = []
-    monkeypatch.setattr(realism_holdout, "holdout_realism", _fake_report(passed, calls))
+    monkeypatch.setattr(realism_gate, "holdout_realism", _fake_report(passed, calls))
     summary, excluded = realism_exclusions(CANDIDATES, toy_campaign(n_samples=4), "Cu")
     assert summary == {"passed": passed}
     assert calls[0][1] == {"max_shape_modes": 0}  # the noise model the family draws from
@@ -45,7 +45,7 @@ def test_exclusion_follows_the_check(monkeypatch, passed):
 
 def test_eligibility_is_judged_on_each_folds_training_samples_once(monkeypatch):
     calls = []
-    monkeypatch.setattr(realism_holdout, "holdout_realism", _fake_report(False, calls))
+    monkeypatch.setattr(realism_gate, "holdout_realism", _fake_report(False, calls))
     ds = toy_campaign(n_samples=4)
     eligible = RealismEligibility(CANDIDATES, "Cu")
     fold = select_samples(ds, ["S00", "S01", "S02"])

@@ -7,26 +7,13 @@ import multiprocessing
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from libs_pipeline.registry import CorruptModelError, ModelRegistry, RegistryError
 from libs_pipeline.registry.model_registry import ALIASES_FILE, HISTORY_FILE
-
-MANIFEST = {"data": {"spectra": {"name": "toy", "version": "abc"}}, "seeds": {"train": 0}, "metrics": {"rmsep": 0.5}}
-
-
-def stage(tmp_path: Path, tag: str, weights: bytes | None = None) -> Path:
-    """A saved-model directory like libs_pipeline.models.save_model writes (content differs per tag)."""
-    d = tmp_path / f"staged-{tag}"
-    d.mkdir()
-    (d / "weights.pt").write_bytes(weights if weights is not None else os.urandom(4096))
-    (d / "normalisation.json").write_text(json.dumps({"tag": tag}))
-    (d / "config.json").write_text(json.dumps({"analyte": "Cu"}))
-    (d / "metrics.json").write_text(json.dumps({"rmsep": 0.5}))
-    return d
+from libs_pipeline.testing.registry_fakes import TOY_MANIFEST, stage_model_dir
 
 
 @pytest.fixture
@@ -35,8 +22,8 @@ def reg(tmp_path) -> ModelRegistry:
 
 
 def test_register_copies_files_and_writes_full_manifest(reg, tmp_path):
-    staged = stage(tmp_path, "a")
-    version = reg.register("cu", staged, {**MANIFEST, "trust_threshold": 2.5, "metrics": {"rmsep": np.float32(0.25)}})
+    staged = stage_model_dir(tmp_path, "a")
+    version = reg.register("cu", staged, {**TOY_MANIFEST, "trust_threshold": 2.5, "metrics": {"rmsep": np.float32(0.25)}})
     assert len(version) == 16 and all(c in "0123456789abcdef" for c in version)
     vdir = reg.path("cu", version)
     assert vdir == tmp_path / "store" / "models" / "cu" / version
@@ -45,7 +32,7 @@ def test_register_copies_files_and_writes_full_manifest(reg, tmp_path):
     assert m["name"] == "cu" and m["version"] == version
     assert set(m["files"]) == {"weights.pt", "normalisation.json", "config.json", "metrics.json"}
     assert m["files"]["weights.pt"]["bytes"] == 4096
-    assert m["data"] == MANIFEST["data"] and m["seeds"] == {"train": 0}
+    assert m["data"] == TOY_MANIFEST["data"] and m["seeds"] == {"train": 0}
     assert m["metrics"] == {"rmsep": 0.25}  # numpy scalar converted
     assert m["trust_threshold"] == 2.5
     assert m["code"]["package_version"] == "0.1.0"
@@ -58,9 +45,9 @@ def test_register_copies_files_and_writes_full_manifest(reg, tmp_path):
 
 def test_register_same_files_is_idempotent(reg, tmp_path):
     weights = os.urandom(1000)
-    v1 = reg.register("cu", stage(tmp_path, "a", weights), MANIFEST)
+    v1 = reg.register("cu", stage_model_dir(tmp_path, "a", weights), TOY_MANIFEST)
     (tmp_path / "again").mkdir()
-    v2 = reg.register("cu", stage(tmp_path / "again", "a", weights), MANIFEST)
+    v2 = reg.register("cu", stage_model_dir(tmp_path / "again", "a", weights), TOY_MANIFEST)
     assert v1 == v2
     assert len(reg.history("cu")) == 1
     assert not [p for p in (tmp_path / "store" / "models" / "cu").iterdir() if p.name.startswith(".tmp")]
@@ -75,31 +62,31 @@ def test_register_same_files_is_idempotent(reg, tmp_path):
     ],
 )
 def test_register_rejects_bad_staged_directories(reg, tmp_path, mutate, message):
-    staged = stage(tmp_path, "bad")
+    staged = stage_model_dir(tmp_path, "bad")
     mutate(staged)
     with pytest.raises(RegistryError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        reg.register("cu", staged, MANIFEST)
+        reg.register("cu", staged, TOY_MANIFEST)
     assert reg.versions("cu") == []
 
 
 def test_register_rejects_bad_manifests_and_names(reg, tmp_path):
-    staged = stage(tmp_path, "a")
+    staged = stage_model_dir(tmp_path, "a")
     with pytest.raises(RegistryError, match="lacks required key\\(s\\): seeds"):
         reg.register("cu", staged, {"data": {}, "metrics": {}})
     with pytest.raises(RegistryError, match="registry-owned key\\(s\\): files"):
-        reg.register("cu", staged, {**MANIFEST, "files": {}})
+        reg.register("cu", staged, {**TOY_MANIFEST, "files": {}})
     with pytest.raises(RegistryError, match="object is not JSON-serialisable"):
-        reg.register("cu", staged, {**MANIFEST, "metrics": {"x": object()}})
+        reg.register("cu", staged, {**TOY_MANIFEST, "metrics": {"x": object()}})
     with pytest.raises(RegistryError, match="invalid model name '../evil'"):
-        reg.register("../evil", staged, MANIFEST)
+        reg.register("../evil", staged, TOY_MANIFEST)
     with pytest.raises(RegistryError, match="does not exist"):
-        reg.register("cu", tmp_path / "nope", MANIFEST)
+        reg.register("cu", tmp_path / "nope", TOY_MANIFEST)
     assert not (tmp_path / "store" / "evil").exists()
 
 
 def test_truncated_weights_are_reported_and_never_served(reg, tmp_path):
-    v1 = reg.register("cu", stage(tmp_path, "a"), MANIFEST)
-    v2 = reg.register("cu", stage(tmp_path, "b"), MANIFEST)
+    v1 = reg.register("cu", stage_model_dir(tmp_path, "a"), TOY_MANIFEST)
+    v2 = reg.register("cu", stage_model_dir(tmp_path, "b"), TOY_MANIFEST)
     reg.promote("cu", v1)
     weights = tmp_path / "store" / "models" / "cu" / v2 / "weights.pt"
     with open(weights, "r+b") as fh:
@@ -117,7 +104,7 @@ def test_truncated_weights_are_reported_and_never_served(reg, tmp_path):
 
 
 def test_altered_extra_and_missing_files_are_detected(reg, tmp_path):
-    v = reg.register("cu", stage(tmp_path, "a"), MANIFEST)
+    v = reg.register("cu", stage_model_dir(tmp_path, "a"), TOY_MANIFEST)
     vdir = tmp_path / "store" / "models" / "cu" / v
     data = bytearray((vdir / "weights.pt").read_bytes())
     data[10] ^= 0xFF
@@ -134,7 +121,7 @@ def test_altered_extra_and_missing_files_are_detected(reg, tmp_path):
 
 
 def test_promote_rollback_and_history(reg, tmp_path):
-    v1, v2, v3 = (reg.register("cu", stage(tmp_path, t), MANIFEST) for t in "abc")
+    v1, v2, v3 = (reg.register("cu", stage_model_dir(tmp_path, t), TOY_MANIFEST) for t in "abc")
     assert reg.aliases("cu") == {}
     with pytest.raises(RegistryError, match="has no earlier version to roll back to"):
         reg.rollback("cu")
@@ -167,7 +154,7 @@ def test_promote_rollback_and_history(reg, tmp_path):
 
 
 def test_rollback_to_corrupt_version_is_refused(reg, tmp_path):
-    v1, v2 = (reg.register("cu", stage(tmp_path, t), MANIFEST) for t in "ab")
+    v1, v2 = (reg.register("cu", stage_model_dir(tmp_path, t), TOY_MANIFEST) for t in "ab")
     reg.promote("cu", v1)
     reg.promote("cu", v2)
     (tmp_path / "store" / "models" / "cu" / v1 / "weights.pt").write_bytes(b"")
@@ -177,7 +164,7 @@ def test_rollback_to_corrupt_version_is_refused(reg, tmp_path):
 
 
 def test_unknown_references_and_bad_aliases(reg, tmp_path):
-    v = reg.register("cu", stage(tmp_path, "a"), MANIFEST)
+    v = reg.register("cu", stage_model_dir(tmp_path, "a"), TOY_MANIFEST)
     reg.promote("cu", v)
     with pytest.raises(RegistryError, match="has no version or alias 'prod' \\(aliases: champion"):
         reg.path("cu", "prod")
@@ -189,7 +176,7 @@ def test_unknown_references_and_bad_aliases(reg, tmp_path):
 
 
 def test_torn_history_line_is_dropped_on_next_write(reg, tmp_path):
-    v1, v2 = (reg.register("cu", stage(tmp_path, t), MANIFEST) for t in "ab")
+    v1, v2 = (reg.register("cu", stage_model_dir(tmp_path, t), TOY_MANIFEST) for t in "ab")
     reg.promote("cu", v1)
     history = tmp_path / "store" / "models" / "cu" / HISTORY_FILE
     with open(history, "a") as fh:
@@ -211,7 +198,7 @@ def _promote_many(root: str, alias: str, versions: list[str], n: int, barrier) -
 
 
 def test_concurrent_promotes_lose_no_update(reg, tmp_path):
-    v1, v2 = (reg.register("cu", stage(tmp_path, t), MANIFEST) for t in "ab")
+    v1, v2 = (reg.register("cu", stage_model_dir(tmp_path, t), TOY_MANIFEST) for t in "ab")
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
     n = 40
@@ -237,7 +224,7 @@ def test_concurrent_promotes_lose_no_update(reg, tmp_path):
 
 def test_registry_import_does_not_import_torch():
     code = (
-        "import sys, libs_pipeline.registry, libs_pipeline.registry.challenger; "
+        "import sys, libs_pipeline.registry; "
         "print('torch' in sys.modules, 'prefect' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -12,7 +12,7 @@ from libs_pipeline.config import IngestOptions
 from libs_pipeline.spectra.ingest import ingest_campaign
 from libs_pipeline.spectra.store import SpectraStore
 
-from .instrument_files import shot_columns_text, toy_shots, write
+from libs_pipeline.testing.instrument_files import shot_columns_text, toy_shots, write
 
 INGEST = textwrap.dedent("""
     import sys

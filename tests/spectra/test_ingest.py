@@ -15,8 +15,7 @@ from libs_pipeline.config import IngestOptions
 from libs_pipeline.spectra.ingest import ingest_campaign
 from libs_pipeline.spectra.store import SpectraStore
 from libs_pipeline.testing import toy_campaign, write_shot_columns_file
-
-from .conftest import add_sample, shot_file_values, write_campaign
+from libs_pipeline.testing.campaign_files import add_sample, shot_file_values, write_campaign
 
 
 def _sha(path: Path) -> str:

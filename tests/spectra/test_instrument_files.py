@@ -17,7 +17,7 @@ from libs_pipeline.config import IngestOptions
 from libs_pipeline.spectra.ingest import ingest_campaign
 from libs_pipeline.spectra.store import SpectraStore
 
-from .instrument_files import shot_columns_text, spectrum_rows_text, toy_shots, write
+from libs_pipeline.testing.instrument_files import shot_columns_text, spectrum_rows_text, toy_shots, write
 
 
 def _manifest(folder, entries, labels=True):

@@ -6,13 +6,10 @@ import hashlib
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from libs_pipeline.config import IngestOptions
 from libs_pipeline.spectra.ingest import ingest_campaign
 from libs_pipeline.spectra.store import SpectraStore
-
-pytestmark = pytest.mark.realdata
 
 
 def _parse(path) -> tuple[np.ndarray, np.ndarray]:

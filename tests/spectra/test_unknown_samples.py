@@ -14,7 +14,7 @@ from libs_pipeline.spectra.ingest import ingest_campaign
 from libs_pipeline.spectra.store import SpectraStore
 from libs_pipeline.spectra.unknown_samples import ingest_new_files, is_campaign_manifest, spectra_files
 
-from .instrument_files import shot_columns_text, spectrum_rows_text, toy_shots, write
+from libs_pipeline.testing.instrument_files import shot_columns_text, spectrum_rows_text, toy_shots, write
 
 OREAS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "oreas_na"
 WL, X = toy_shots()

@@ -24,7 +24,7 @@ from libs_pipeline.synth.generate import (
 )
 from libs_pipeline.synth.noise_model import NoiseModel
 from libs_pipeline.synth.synthetic_store import open_synthetic
-from tests.synth.conftest import tree_bytes
+from libs_pipeline.testing.stores import tree_bytes
 
 PER_SAMPLE, CHUNK = 50, 32  # 300 spectra, 10 chunks; chunk 1 straddles samples S00/S01
 

@@ -127,7 +127,6 @@ def test_report_input_errors(toy_ds):
         RealismThresholds(ks_alpha=0)
 
 
-@pytest.mark.realdata
 def test_real_oreas_data_fit_and_realism(oreas_dir):
     rows = list(csv.DictReader((oreas_dir / "Na_ppm_from_tutorial.csv").open()))
     shots, sids, labels = [], [], []

@@ -10,7 +10,6 @@ from libs_pipeline.synth.realism_holdout import holdout_realism
 
 
 @pytest.mark.slow
-@pytest.mark.realdata
 def test_real_oreas_holdout(oreas_dir, capsys):
     from libs_pipeline.config import IngestOptions
     from libs_pipeline.spectra.campaign_loading import load_campaign

@@ -9,16 +9,9 @@ import pandas as pd
 import pytest
 
 from libs_pipeline.config import TrustConfig
-from libs_pipeline.trust.calibration import (
-    TRUST_FILE,
-    LineCalibration,
-    ResidualScale,
-    calibrate_threshold,
-    fit_trust_calibration,
-    line_label,
-    load_trust,
-    save_trust,
-)
+from libs_pipeline.trust.calibration import TRUST_FILE, load_trust, save_trust
+from libs_pipeline.trust.fitting import calibrate_threshold, fit_trust_calibration, line_label, sample_folds
+from libs_pipeline.trust.scales import LineCalibration, ResidualScale
 
 
 def test_line_calibration_recovers_linear_relation_from_sample_means():
@@ -175,8 +168,6 @@ def test_config_controls_rate_and_combination(trust_setup, cu_lines):
 
 
 def test_sample_folds_never_split_a_sample():
-    from libs_pipeline.trust.calibration import sample_folds
-
     groups = np.repeat(["a", "b", "c", "d", "e", "f", "g"], 3)
     folds = sample_folds(groups, 5)
     assert len(folds) == 5

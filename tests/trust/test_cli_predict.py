@@ -7,8 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from libs_pipeline.cli import app
-
-from .conftest import toy
+from libs_pipeline.testing.trust_fakes import toy
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +51,7 @@ def test_predict_registered_version(cnn_model_dir, spectra_nc, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "champion"], "--registry ROOT --name NAME"),
+        (["--model", "champion"], "--root ROOT --name NAME"),
         (["--out", "x.xlsx"], "table suffix must be one of"),
     ],
 )

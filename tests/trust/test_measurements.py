@@ -94,3 +94,25 @@ def test_full_calibration_round_trips(full_trust_setup, tmp_path):
     assert loaded.spectral is not None and loaded.intensity is not None
     np.testing.assert_allclose(loaded.intensity.coef, cal.intensity.coef)
     assert json.loads((tmp_path / "trust.json").read_text())["shape_scale"]["spread"] > 0
+
+
+def test_noise_per_count_measures_the_gain_not_the_brightness():
+    from libs_pipeline.trust.measurements import log_noise_per_count
+
+    rng = np.random.default_rng(0)
+    wl = np.linspace(300.0, 400.0, 2000)
+    signal = 200.0 + 3000.0 * np.exp(-0.5 * ((wl - 350.0) / 0.2) ** 2)  # continuum + one line
+    gain1 = rng.poisson(np.tile(signal, (20, 1))).astype(float)
+    brighter = rng.poisson(np.tile(3.0 * signal, (20, 1))).astype(float)
+    gain2 = 2.0 * rng.poisson(np.tile(signal / 2.0, (20, 1))).astype(float)  # same level, twice the counts/electron
+    base = log_noise_per_count(gain1).mean()
+    assert abs(base) < 0.15  # about log(1): one count per electron (a low quantile on integer counts is coarse)
+    assert log_noise_per_count(brighter).mean() == pytest.approx(base, abs=0.1)  # brightness does not move it
+    assert log_noise_per_count(gain2).mean() - base == pytest.approx(np.log(2.0), abs=0.1)
+    np.testing.assert_allclose(log_noise_per_count(gain1 * 0.5) - log_noise_per_count(gain1), np.log(0.5), atol=1e-9)
+    # resampled from a coarser grid: linear interpolation smooths the noise
+    coarse = np.linspace(300.0, 400.0, 1000)
+    resampled = np.array([np.interp(wl, coarse, row) for row in rng.poisson(np.tile(np.interp(coarse, wl, signal), (5, 1)))])
+    assert (log_noise_per_count(resampled) < -1.0).all()
+    with pytest.raises(ValueError, match="2-D"):
+        log_noise_per_count(gain1[0])

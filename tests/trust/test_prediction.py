@@ -7,18 +7,16 @@ import pandas as pd
 import pytest
 
 from libs_pipeline.models import load_model
-from libs_pipeline.trust.calibration import load_trust
-from libs_pipeline.trust.prediction import (
-    calibrate_model_trust,
+from libs_pipeline.prediction import (
     load_model_with_trust,
-    predict_with_trust,
     resolve_model_dir,
     run_prediction,
     sample_table_path,
     write_prediction_tables,
 )
-
-from .conftest import toy
+from libs_pipeline.testing.trust_fakes import toy
+from libs_pipeline.trust.calibration import load_trust
+from libs_pipeline.trust.prediction import calibrate_model_trust, predict_with_trust
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +107,7 @@ def test_run_prediction_from_directory_and_registry(cnn_model_dir, fresh, tmp_pa
     assert (resolve_model_dir("champion", tmp_path / "store", "toy-cu") / "trust.json").is_file()
     again = run_prediction("champion", fresh, None, tmp_path / "store", "toy-cu", mc_samples=3)
     pd.testing.assert_frame_equal(again.tables.spectra, run.tables.spectra)
-    with pytest.raises(FileNotFoundError, match="--registry ROOT --name NAME"):
+    with pytest.raises(FileNotFoundError, match="--root ROOT --name NAME"):
         resolve_model_dir("champion")
     with pytest.raises(ValueError, match="table suffix"):
         run_prediction(cnn_model_dir, fresh, tmp_path / "out.txt")

@@ -41,7 +41,10 @@ def test_output_columns_and_parts(trust_setup, fresh):
     for col in names + ["implied:Cu I 324.75", "implied:Cu I 327.40"]:
         assert col in table.columns
     assert cal.part_names() == names and cal.combine == "max"
-    np.testing.assert_allclose(table["score"], table[names].abs().max(axis=1))
+    # the score is the max over parts of |z| / the part's cross-fitted tail factor (>= 1)
+    tails = np.array([cal.part_tails.get(p, 1.0) for p in names])
+    assert (tails >= 1.0).all()
+    np.testing.assert_allclose(table["score"], (table[names].abs() / tails).max(axis=1))
 
 
 def test_gain_change_is_flagged_with_areas_above_prediction(trust_setup, fresh):
@@ -161,18 +164,20 @@ def test_full_parts_hold_the_rate_and_name_the_cause(full_trust_setup, fresh):
     """With mean intensity and the spectral reference: gain -> intensity part, axis shift -> wavelength part
     (named first), a foreign element's lines -> shape part; the in-distribution rate still holds."""
     model, cal, _, _ = full_trust_setup
-    assert cal.part_names()[-3:] == ["intensity", "wavelength", "shape"] and not cal.per_total_areas
+    assert cal.part_names()[-4:] == ["intensity", "wavelength", "shape", "noise"] and not cal.per_total_areas
     base = _full_score(full_trust_setup, fresh)
     assert 0.03 <= base["flag"].mean() <= 0.07
     x = fresh["intensity"].values
     gained = _full_score(full_trust_setup, fresh, x * 0.6)
     assert gained["flag"].mean() > 0.9 and (gained["intensity"] < -3).mean() > 0.9
     # the stand-in predicts absolute areas, so the line-area parts see the gain too at high Cu
-    assert gained["top_part"].isin(["intensity", "aux:Cu I 324.75", "aux:Cu I 327.40"]).all()
+    # (and the noise part: shot noise per count drops with the gain)
+    assert gained["top_part"].isin(["intensity", "noise", "aux:Cu I 324.75", "aux:Cu I 327.40"]).all()
+    assert gained["noise_per_count_ratio"].median() == pytest.approx(0.6, abs=0.05)
     assert gained["intensity_ratio"].median() == pytest.approx(0.6, abs=0.03)
-    low_cu = gained["prediction"] < 1.0  # where the line parts are weak, the intensity part explains the flag
-    assert (gained.loc[low_cu, "top_part"] == "intensity").all()
-    assert gained.loc[low_cu, "reason"].str.match(r"intensity 0\.\d\dx the level expected").all()
+    low_cu = gained["prediction"] < 1.0  # where the line parts are weak, the level parts explain the flag
+    assert gained.loc[low_cu, "top_part"].isin(["intensity", "noise"]).all()
+    assert gained.loc[low_cu, "reason"].str.match(r"(intensity 0\.\d\dx the level expected|shot noise per count 0\.\d\dx)").all()
     shifted = _full_score(full_trust_setup, fresh, np.roll(x, 1, axis=1))
     nm = np.median(np.diff(fresh["wavelength"].values))
     np.testing.assert_allclose(shifted["wavelength_offset_nm"], nm, rtol=0.02)  # one channel, sub-channel precise
@@ -198,3 +203,18 @@ def test_missing_measurements_for_enabled_parts_are_errors(full_trust_setup, fre
     no_reference = measure_spectra(x, fresh["wavelength"].values, model.lines)
     with pytest.raises(ValueError, match="no column 'wavelength_offset_channels'"):
         trust_parts(cal, model.predict(x), no_reference)
+
+
+def test_part_tails_equalise_a_part_whose_out_of_sample_scores_are_wide():
+    from libs_pipeline.trust.fitting import NOMINAL_TAIL, part_tails
+
+    rng = np.random.default_rng(0)
+    good = rng.normal(size=2000)
+    wide = 3.0 * rng.normal(size=2000)
+    frames = [pd.DataFrame({"good": good[:1000], "wide": wide[:1000]}),
+              pd.DataFrame({"good": good[1000:], "wide": wide[1000:]})]
+    tails = part_tails(frames, 0.05)
+    assert tails["good"] == pytest.approx(1.0, abs=0.06)  # a normal's 95 % |z| quantile is 1.96: no change
+    assert tails["wide"] == pytest.approx(3.0 * 1.96 / NOMINAL_TAIL, rel=0.08)
+    narrow = part_tails([pd.DataFrame({"narrow": 0.1 * good})], 0.05)
+    assert narrow["narrow"] == 1.0  # never sharpened beyond its scale

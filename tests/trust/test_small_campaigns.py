@@ -20,7 +20,7 @@ from libs_pipeline.trust.prediction import (
 )
 from libs_pipeline.trust.scores import trust_scores
 
-from .conftest import RidgeStandIn, toy
+from libs_pipeline.testing.trust_fakes import RidgeStandIn, toy
 
 
 class LineAreaModel:
@@ -86,7 +86,7 @@ def small(cu_lines_):
 def test_out_of_fold_calibration_disables_what_an_analyte_only_model_cannot_check(small):
     _, train, cal = small
     first, second = "Cu I 324.75", "Cu I 327.40"  # the model uses the first line
-    assert cal.part_names() == [f"cons:{second}", "intensity", "wavelength", "shape"]
+    assert cal.part_names() == [f"cons:{second}", "intensity", "wavelength", "shape", "noise"]
     assert cal.disabled_parts[f"aux:{first}"] == f"model predicts no {first} area"
     assert cal.disabled_parts[f"aux:{second}"] == f"model predicts no {second} area"
     assert cal.disabled_parts[f"cons:{first}"].startswith("residuals are identically zero")
@@ -110,7 +110,7 @@ def test_fresh_in_distribution_data_is_flagged_near_target_and_shifted_data_is_f
     assert bad.spectra["flag"].mean() > 0.95 and bad.samples["flag"].all()
     assert bad.spectra["reason"].str.contains("wavelength axis shifted by").mean() > 0.9
     gained = predict_with_trust(model, cal, remeasured.assign(intensity=remeasured["intensity"] * 0.5))
-    assert (gained.spectra["top_part"] == "intensity").mean() > 0.9 and gained.samples["flag"].all()
+    assert gained.spectra["top_part"].isin(["intensity", "noise"]).mean() > 0.9 and gained.samples["flag"].all()
 
 
 def test_disabled_parts_round_trip_through_trust_json_and_old_files_still_load(small, trust_setup, tmp_path):
@@ -159,7 +159,7 @@ def test_identically_zero_aux_residuals_switch_the_part_off(cu_lines_):
     cal = calibrate_trust_from_oof(model, train, oof, TrustConfig(spectral_parts=False))
     assert cal.disabled_parts["aux:Cu I 324.75"] == "residuals are identically zero, so there is nothing to check"
     assert cal.disabled_parts["wavelength"] == "switched off (TrustConfig.spectral_parts is false)"
-    assert cal.part_names() == ["cons:Cu I 327.40", "intensity"]
+    assert cal.part_names() == ["cons:Cu I 327.40", "intensity", "noise"]
 
 
 def test_out_of_fold_input_errors(small):
@@ -205,7 +205,7 @@ def test_multitask_model_out_of_fold_keeps_every_part_and_drops_a_constant_outpu
     cal = calibrate_trust_from_oof(model, train, oof)
     lines = ["Cu I 324.75", "Cu I 327.40"]
     assert cal.part_names() == [f"aux:{n}" for n in lines] + [f"cons:{n}" for n in lines] + [
-        "intensity", "wavelength", "shape"]
+        "intensity", "wavelength", "shape", "noise"]
     assert cal.disabled_parts == {"plasma:T_K": "values are all equal (9000): zero spread"}
     assert cal.intensity.features == ["Cu", "T_K"]
     fresh = toy("F", n_samples=6, n_shots=40, seed=28, cu_range=(0.3, 4.7))

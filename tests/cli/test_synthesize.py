@@ -53,7 +53,7 @@ def test_synthesize_errors(store_root, tmp_path):
                                        "--per-sample", "5", "--workers", "0"])
     assert missing.exit_code == 2 and "error:" in missing.output
     no_name = CliRunner().invoke(app, ["synthesize", "--store", str(root), "--dataset", "LATEST", "--per-sample", "5"])
-    assert no_name.exit_code == 2 and "--store needs --name" in no_name.output
+    assert no_name.exit_code == 2 and "--root needs --name" in no_name.output
     no_out = CliRunner().invoke(app, ["synthesize", "--dataset", str(tmp_path / "x.zarr"), "--per-sample", "5"])
     assert no_out.exit_code == 2 and "give --out" in no_out.output
     bad = CliRunner().invoke(app, ["synthesize", "--dataset", str(tmp_path / "x.zarr"), "--per-sample", "5",

@@ -1,4 +1,4 @@
-"""Files written the way instrument software writes them (for the tests): locales, encodings, gzip, layouts."""
+"""Files written the way instrument software writes them (test fixtures): locales, encodings, gzip, layouts."""
 
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
-"""Sample splits (given / seeded, extremes kept in training) and leave-one-sample-out predictions."""
+"""Sample splits (given / seeded, extremes kept in training)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from libs_pipeline.evaluation.crossval import leave_one_group_out
 from libs_pipeline.evaluation.split import split_samples
 
 SAMPLES = [f"S{i:02d}" for i in range(10)]
@@ -48,24 +46,3 @@ def test_split_errors(kwargs, message):
     args = {"samples": SAMPLES, **kwargs}
     with pytest.raises(ValueError, match=message):
         split_samples(**args)
-
-
-def test_leave_one_group_out_never_sees_its_own_group():
-    groups = np.array(["a", "a", "b", "c", "c", "c"])
-    seen = []
-
-    def fit_predict(train, test):
-        assert set(groups[train]).isdisjoint(groups[test])
-        seen.append(groups[test][0])
-        return np.full(test.size, float(len(train)))
-
-    out = leave_one_group_out(fit_predict, groups)
-    assert seen == ["a", "b", "c"]
-    np.testing.assert_array_equal(out, [4, 4, 5, 3, 3, 3])
-
-
-def test_leave_one_group_out_errors():
-    with pytest.raises(ValueError, match="at least 2 groups"):
-        leave_one_group_out(lambda tr, te: te, ["a", "a"])
-    with pytest.raises(ValueError, match="group 'a': fit_predict returned 1 predictions for 2 rows"):
-        leave_one_group_out(lambda tr, te: np.zeros(1), ["a", "a", "b"])

@@ -1,5 +1,5 @@
-"""Challenger steps without Prefect: training split, training config, trust calibration, held-out comparison,
-data validation report."""
+"""Held-out recalibration steps without Prefect: training split, training config, trust calibration, held-out
+comparison."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import pytest
 
 from libs_pipeline.config import RecalibrationConfig
 from libs_pipeline.registry import heldout_samples
-from libs_pipeline.registry.challenger import (
+from libs_pipeline.recalibration import (
     TrainingSplit,
     calibrate_trust,
     compare_on_heldout,
-    data_validation_report,
     training_config,
     write_training_split,
 )
@@ -62,14 +61,6 @@ def test_training_config_fills_data_and_checks_augmentation(store, tmp_path):
         training_config(forced, split, None)
 
 
-def test_data_validation_report(store, tmp_path):
-    _, version = store
-    text = data_validation_report(tmp_path, "toy", version)
-    assert text.startswith(f"# Data version `toy@{version}`")
-    assert "128 spectra of 8 samples, 256 channels" in text
-    assert "schema validation of the stored data: passed" in text
-
-
 @pytest.mark.slow
 def test_trust_calibration_and_heldout_comparison(store, tmp_path):
     from libs_pipeline.models import save_model, train_model
@@ -105,11 +96,17 @@ def test_trust_calibration_and_heldout_comparison(store, tmp_path):
     assert np.isfinite(ch["rmsep"]) and 0.0 <= ch["flag_rate"] <= 1.0 and ch["n_spectra"] == 16 * len(split.heldout)
     assert result.metrics["plain"]["rmsep"] == pytest.approx(ch["rmsep"])  # same weights, no trust.json
     assert np.isnan(result.metrics["plain"]["flag_rate"])
+    # the trusted model's flags are judged against its errors: flagged vs kept RMSEP and a trust figure
+    assert {"rmsep_flagged", "rmsep_kept", "error_auroc"} <= set(ch) and "rmsep_kept" not in result.metrics["plain"]
+    split_rms = [v for v in (ch["rmsep_flagged"], ch["rmsep_kept"]) if v is not None]
+    assert split_rms and all(np.isfinite(split_rms))
+    assert result.figures["trust_challenger"].endswith("trust_challenger.png")
+    assert open(result.figures["trust_challenger"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert np.isnan(result.metrics["wide"]["rmsep"])
     assert any("wide" in n and "cover only" in n for n in result.notes)
     assert any("plain" in n and "no trust.json" in n for n in result.notes)
     assert {p.name for p in (tmp_path / "report").iterdir()} == {
-        "parity.png", "residuals.png", "metrics.csv", "predictions.csv", "baselines"
+        "parity.png", "residuals.png", "trust_challenger.png", "metrics.csv", "predictions.csv", "baselines"
     }
     # the baselines fitted on the training split are saved as servable models (one may be served instead)
     assert set(result.baseline_dirs) == {"univariate", "pls"}
@@ -117,3 +114,34 @@ def test_trust_calibration_and_heldout_comparison(store, tmp_path):
 
     for name, path in result.baseline_dirs.items():
         assert load_servable(path).kind == name
+
+
+@pytest.mark.slow
+def test_trust_samples_are_neither_trained_on_nor_early_stopping_and_a_reuse_is_refused(tmp_path):
+    import dataclasses
+
+    from libs_pipeline.evaluation.protocol import LeakError
+    from libs_pipeline.models import save_model, train_model
+
+    s = SpectraStore(tmp_path)
+    version = s.write_version("toy", toy_campaign(n_samples=12, n_shots=10, n_channels=256), sources=[{}],
+                              reader="dataset")
+    split = write_training_split(tmp_path, "toy", version, 0.25, seed=0, trust_fraction=0.25)
+    assert split.trust_samples and not set(split.trust_samples) & (set(split.heldout) | set(split.train_samples))
+    assert sorted(split.heldout + split.trust_samples + split.train_samples) == [f"S{i:02d}" for i in range(12)]
+    train = s.open("toy.train", split.train["version"])
+    assert not set(train["sample_id"].values.astype(str)) & set(split.trust_samples)  # not in the training part
+    assert TrainingSplit.from_dict(split.to_dict()) == split
+    config = RecalibrationConfig(
+        root=str(tmp_path), dataset="toy", synthesis={"per_sample": 0},
+        training={"max_steps": 6, "eval_every": 3, "batch_size": 16, "val_fraction": 0.34, "stem_channels": 2,
+                  "block_channels": [2], "dense_units": 8, "head_units": 4},
+    )
+    cfg = training_config(config, split, None)
+    model_dir = save_model(train_model(cfg.measured_uris, cfg), tmp_path / "m")
+    trust = calibrate_trust(split, model_dir)
+    assert trust["trust_samples"] == split.trust_samples and trust["trust_samples_role"].startswith("reserved")
+    val = trust["training_metrics"]["val_samples"]
+    leaky = dataclasses.replace(split, trust_samples=[val[0], *split.trust_samples])
+    with pytest.raises(LeakError, match=f"sample '{val[0]}' is used for both early stopping and trust calibration"):
+        calibrate_trust(leaky, model_dir)

@@ -1,4 +1,4 @@
-"""Known synthetic lines for feature tests: pixel-averaged Gaussian/Voigt profiles of known area on a sloped baseline."""
+"""Known synthetic lines for tests: pixel-averaged Gaussian/Voigt profiles of known area on a sloped baseline."""
 
 from __future__ import annotations
 

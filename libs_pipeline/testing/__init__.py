@@ -11,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from libs_pipeline.spectra.dataset import make_spectra_dataset
+from libs_pipeline.spectra.shot_columns import write_shot_columns_file  # noqa: F401  (fixtures use it from here)
 
 CU_LINES_NM = (324.75, 327.40)
 MATRIX_LINES_NM = (308.22, 309.27, 394.40, 396.15)
@@ -63,9 +64,3 @@ def toy_campaign(
         labels={"Cu": (labels, "wt%")},
         attrs={"instrument": "toy", "source": "libs_pipeline.testing.toy_campaign", "seed": seed},
     )
-
-
-def write_shot_columns_file(path, wavelength: np.ndarray, intensity: np.ndarray, fmt: str = "%.4f") -> None:
-    """Write format (a): a wavelength column followed by one column per shot, comma-separated."""
-    table = np.column_stack([wavelength, np.asarray(intensity).T])
-    np.savetxt(path, table, delimiter=",", fmt=fmt)

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from libs_pipeline.cli import app
 from libs_pipeline.registry import ModelRegistry
-from tests.registry.test_model_registry import MANIFEST, stage
+from libs_pipeline.testing.registry_fakes import TOY_MANIFEST, stage_model_dir
 
 runner = CliRunner()
 
@@ -16,7 +16,7 @@ runner = CliRunner()
 def test_models_cli_round_trip(tmp_path):
     root = tmp_path / "store"
     reg = ModelRegistry(root)
-    v1, v2 = (reg.register("cu", stage(tmp_path, t), MANIFEST) for t in "ab")
+    v1, v2 = (reg.register("cu", stage_model_dir(tmp_path, t), TOY_MANIFEST) for t in "ab")
 
     out = runner.invoke(app, ["models", "promote", "cu", v1, "--root", str(root)])
     assert out.exit_code == 0, out.output
@@ -43,7 +43,7 @@ def test_models_cli_round_trip(tmp_path):
 def test_models_show_corrupt_version_exits_2(tmp_path):
     root = tmp_path / "store"
     reg = ModelRegistry(root)
-    v = reg.register("cu", stage(tmp_path, "a"), MANIFEST)
+    v = reg.register("cu", stage_model_dir(tmp_path, "a"), TOY_MANIFEST)
     (root / "models" / "cu" / v / "weights.pt").write_bytes(b"x")
     out = runner.invoke(app, ["models", "show", "cu", v, "--root", str(root)])
     assert out.exit_code == 2 and "is corrupt and will not be served" in out.output

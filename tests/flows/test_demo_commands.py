@@ -1,0 +1,30 @@
+"""The follow-up commands the demo prints point at the demo's store (not the default root `runs`) and work."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from typer.testing import CliRunner
+
+from libs_pipeline.cli import app, demo_follow_up_commands
+from libs_pipeline.registry import ModelRegistry
+from libs_pipeline.testing.registry_fakes import TOY_MANIFEST, stage_model_dir
+
+
+def test_demo_follow_up_commands_find_the_demo_models(tmp_path, monkeypatch):
+    store = tmp_path / "demo output" / "store"  # a space: the printed commands quote the path
+    registry = ModelRegistry(store)
+    version = registry.register("virtual-aluminium", stage_model_dir(tmp_path, "a"), TOY_MANIFEST)
+    registry.promote("virtual-aluminium", version)
+    monkeypatch.chdir(tmp_path)  # no runs/ here: the default root finds nothing
+    runner = CliRunner()
+    default = runner.invoke(app, ["models", "list", "virtual-aluminium"])
+    assert version not in default.output
+
+    commands = demo_follow_up_commands(str(store), "virtual-aluminium")
+    assert commands[0] == f"libs-pipeline models list virtual-aluminium --root '{store}'"
+    listed, shown, history = (runner.invoke(app, shlex.split(c)[1:]) for c in commands[:3])
+    assert listed.exit_code == 0 and version in listed.output and "champion" in listed.output
+    assert shown.exit_code == 0 and json.loads(shown.output)["manifest"]["version"] == version
+    assert history.exit_code == 0 and f"promote champion {version}" in history.output
