@@ -1,4 +1,5 @@
-"""Figures of the trust evaluation (PNG): score distributions per scenario, ROC curves against the comparison detectors."""
+"""Figures of the trust evaluation (PNG): score distributions per scenario, ROC curves against the comparison
+detectors, and trust against error (score vs |error|, risk-coverage, error ROC) for one model's predictions."""
 
 from __future__ import annotations
 
@@ -104,34 +105,50 @@ def plot_roc_curves(
 
 
 def plot_trust_vs_error(
-    scores: np.ndarray, errors: np.ndarray, threshold: float, path: str | Path, units: str = "", title: str = ""
+    scores: np.ndarray, errors: np.ndarray, threshold: float, path: str | Path, units: str = "", title: str = "",
+    k: float = 2.0,
 ) -> Path:
-    """Two panels: |error| against trust score (threshold marked: flagged spectra right of it), and the
-    risk-coverage curve (RMSEP of the kept predictions as the most suspect are rejected) with its oracle."""
-    from libs_pipeline.trust.error_metrics import risk_coverage
+    """Three panels on the same predictions: |error| against trust score (threshold marked: flagged spectra right
+    of it); the risk-coverage curve (RMSEP of the kept predictions as the most suspect are rejected) with its
+    oracle; the ROC of the score for the wrong predictions (|error| > k x their RMSEP), when there are both."""
+    from libs_pipeline.trust.error_metrics import error_auroc, error_tolerance, risk_coverage
 
     s = np.asarray(scores, dtype=np.float64)
     e = np.abs(np.asarray(errors, dtype=np.float64))
     rc = risk_coverage(s, e)
-    cap = max(float(np.nanmax(np.where(np.isfinite(s), s, np.nan), initial=threshold)), threshold) * 1.5 + 1e-9
-    fig = Figure(figsize=(9, 3.6))
-    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    finite = np.where(np.isfinite(s), s, np.nan)
+    cap = max(float(np.nanmax(finite, initial=threshold)), threshold) * 1.5 + 1e-9
+    shown = np.clip(np.where(np.isfinite(s), s, cap), None, cap)
+    fig = Figure(figsize=(13, 3.6))
+    left, middle, right = (fig.add_subplot(1, 3, i) for i in (1, 2, 3))
     flagged = s > threshold
-    left.scatter(np.clip(np.where(np.isfinite(s), s, cap), None, cap)[~flagged], e[~flagged], s=8, alpha=0.6,
-                 label=f"kept ({int((~flagged).sum())})")
-    left.scatter(np.clip(np.where(np.isfinite(s), s, cap), None, cap)[flagged], e[flagged], s=8, alpha=0.8,
-                 color="tab:red", label=f"flagged ({int(flagged.sum())})")
+    left.scatter(shown[~flagged], e[~flagged], s=8, alpha=0.6, label=f"kept ({int((~flagged).sum())})")
+    left.scatter(shown[flagged], e[flagged], s=8, alpha=0.8, color="tab:red", label=f"flagged ({int(flagged.sum())})")
     left.axvline(threshold, color="k", lw=0.8, ls="--")
     left.set_xlabel("trust score")
     left.set_ylabel(f"|error| {units}".strip())
     left.legend(fontsize=8)
-    right.plot(rc.coverage, rc.rmsep, label=f"trust score (AURC {rc.aurc:.3g})")
+    middle.plot(rc.coverage, rc.rmsep, label=f"trust score (AURC {rc.aurc:.3g})")
     oracle = np.sqrt(np.cumsum(np.sort(e) ** 2) / np.arange(1, e.size + 1))
-    right.plot(rc.coverage, oracle, ls=":", color="grey", label=f"oracle ({rc.aurc_oracle:.3g})")
-    right.axhline(rc.aurc_random, color="k", lw=0.8, ls="--", label="no rejection")
-    right.set_xlabel("coverage (fraction kept)")
-    right.set_ylabel(f"RMSEP of kept {units}".strip())
-    right.legend(fontsize=8)
+    middle.plot(rc.coverage, oracle, ls=":", color="grey", label=f"oracle ({rc.aurc_oracle:.3g})")
+    middle.axhline(rc.aurc_random, color="k", lw=0.8, ls="--", label="no rejection")
+    middle.set_xlabel("coverage (fraction kept)")
+    middle.set_ylabel(f"RMSEP of kept {units}".strip())
+    middle.legend(fontsize=8)
+    rmsep = float(np.sqrt(np.mean(e**2))) if e.size else 0.0
+    wrong = e > (error_tolerance(rmsep, k) if rmsep > 0 else np.inf)
+    if wrong.any() and not wrong.all():
+        filled = np.where(np.isfinite(s), s, cap)  # an unscorable spectrum counts as the most suspect
+        fpr, tpr = roc_curve(filled[~wrong], filled[wrong])
+        right.plot(fpr, tpr, label=f"AUROC {error_auroc(s, e, error_tolerance(rmsep, k)):.3f} "
+                                   f"({int(wrong.sum())} wrong of {e.size})")
+        right.legend(fontsize=8, loc="lower right")
+    else:
+        right.text(0.5, 0.5, f"no ROC: {'every' if wrong.all() else 'no'} prediction is wrong\n(|error| > {k:g}×RMSEP)",
+                   ha="center", va="center", transform=right.transAxes)
+    right.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    right.set_xlabel("false-positive rate (right predictions flagged)")
+    right.set_ylabel("true-positive rate (wrong ones flagged)")
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path)

@@ -26,3 +26,15 @@ def test_figures_are_png(tmp_path):
         plot_roc_curves(ref, scen, tmp_path / "x.png", "extreme")
     with pytest.raises(ValueError, match="no in-distribution scores for detector 'pls_q'"):
         plot_roc_curves({"trust_score": ref["trust_score"]}, scen, tmp_path / "x.png")
+
+
+def test_trust_vs_error_figure_with_and_without_wrong_predictions(tmp_path):
+    from libs_pipeline.trust.figures import plot_trust_vs_error
+
+    rng = np.random.default_rng(0)
+    scores = rng.gamma(2.0, 1.0, 200)
+    scores[0] = np.inf  # an unscorable spectrum is drawn as the most suspect, not dropped
+    errors = rng.normal(size=200) * (0.1 + 0.2 * np.where(np.isfinite(scores), scores, 10.0))
+    for name, e in (("mixed.png", errors), ("none_wrong.png", np.full(200, 0.1))):
+        path = plot_trust_vs_error(scores, e, 4.0, tmp_path / name, "wt%", "t")
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
