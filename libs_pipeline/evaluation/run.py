@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from libs_pipeline.candidates import MeanCandidate, PLSCandidate, UnivariateCandidate
+from libs_pipeline.candidates import MeanCandidate, PLSCandidate, UnivariateCandidate, load_servable
 from libs_pipeline.config import EvaluationConfig
 from libs_pipeline.evaluation.metrics import evaluate_methods
 from libs_pipeline.evaluation.nested import jsonable, nested_loso
@@ -162,12 +162,9 @@ def check_model_unseen(model_dir: str | Path, test_samples: Sequence[str]) -> No
 
 
 def model_predictions(model_dir: str | Path, test: xr.Dataset, analyte: str) -> np.ndarray:
-    """The neural model's primary-task prediction per spectrum (``libs_pipeline.models`` imported only here)."""
-    try:
-        from libs_pipeline.models import load_model
-    except ImportError as exc:
-        raise RuntimeError(f"model_dir {model_dir} given but libs_pipeline.models cannot be imported: {exc}") from exc
-    model = load_model(model_dir)
+    """The saved model's primary-task prediction per spectrum: any servable model directory (a network, a CNN
+    ensemble, or a univariate/PLS baseline that recalibration served instead of the network)."""
+    model = load_servable(model_dir)
     wl = np.asarray(test["wavelength"].values, dtype=np.float64)
     model_wl = getattr(model, "wavelength", None)
     if model_wl is not None:

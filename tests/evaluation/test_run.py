@@ -248,3 +248,20 @@ def test_nested_protocol_cannot_score_one_fitted_model(toy_zarr, tmp_path):
     config = EvaluationConfig(dataset_uri=toy_zarr, root=str(tmp_path), model_dir=str(tmp_path / "m"))
     with pytest.raises(ValueError, match="cannot score one fitted model; give --test-sample ids"):
         run_evaluation(config)
+
+
+def test_a_served_baseline_model_directory_is_evaluated(toy_zarr, tmp_path):
+    """Recalibration may serve a univariate/PLS baseline instead of the network: evaluate takes its directory too."""
+    from libs_pipeline.candidates import UnivariateCandidate, save_servable
+    from libs_pipeline.spectra.dataset import select_samples
+
+    ds = open_spectra(toy_zarr).load()
+    test_samples = ["S01", "S04"]
+    train = select_samples(ds, [s for s in sorted(set(ds["sample_id"].values.astype(str))) if s not in test_samples])
+    fitted = UnivariateCandidate().fit(train, "Cu")
+    model_dir = save_servable(fitted.model, tmp_path / "served")
+    result = run_evaluation(_config(toy_zarr, tmp_path, test_samples=test_samples, model_dir=str(model_dir)))
+    preds = pd.read_csv(result.predictions_path)
+    assert "neural" in result.table.index and np.isfinite(preds["neural"]).all()
+    # the same calibration fitted by the evaluator on the same training samples predicts the same numbers
+    np.testing.assert_allclose(preds["neural"], preds["univariate"], rtol=1e-9)
