@@ -245,7 +245,7 @@ class Scorer:
         table = trust_scores(self.trust, pred, measured)
         visible = trust_scores(self.trust_visible, self.model.predict(x, auxiliaries="visible"), measured)
         y_pred = table["prediction"].to_numpy(dtype=np.float64)
-        ensemble = np.stack([m.predict(x)[self.analyte] for m in self.members]).astype(np.float64)
+        ensemble = np.stack([pred[self.analyte]] + [m.predict(x)[self.analyte] for m in self.members[1:]]).astype(np.float64)
         mc_std = self.model.predict_with_uncertainty(x, self.mc_samples, self.seed, dropout=self.mc_rate)[1][self.analyte]
         scores = {
             OURS: table["score"].to_numpy(dtype=np.float64),
@@ -494,7 +494,8 @@ def _concat(parts: list[dict]) -> dict:
 
 def oreas_benchmark(args) -> dict:
     from libs_pipeline.candidates import default_candidates
-    from libs_pipeline.evaluation.nested import choose_family, loso_predictions
+    from libs_pipeline.evaluation.nested import loso_predictions
+    from libs_pipeline.recalibration.loso_selection import CandidateComparison, choose_served
     from libs_pipeline.recalibration.realism_gate import realism_exclusions
     from libs_pipeline.spectra.campaign_loading import load_campaign
 
@@ -535,9 +536,8 @@ def oreas_benchmark(args) -> dict:
             log(f"fold {h}: inner leave-one-sample-out of {f}")
             inner[f] = loso_predictions(train, analyte, candidates[f])
         _, excluded = realism_exclusions(candidates, train, analyte, seed=args.seed)
-        eligible = [f for f in families if f not in excluded]
-        served = choose_family(eligible, {f: inner[f].per_sample()["y_pred"].to_numpy() - inner[f].per_sample()["y_true"].to_numpy()
-                                          for f in eligible})
+        comparison = CandidateComparison(analyte, "ppm", others, inner)
+        served = choose_served(comparison, excluded=excluded).winner  # the rule recalibration serves by
         served_by_fold[h] = served
         row: dict[str, Any] = {"sample": h, "certified_ppm": float(y_h[0]), "served": served}
         for f in families:

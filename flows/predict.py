@@ -6,11 +6,12 @@ Publishes the per-sample table (and the flagged spectra) as Prefect table artifa
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
+
+from flows.artifacts import artifact_key
 
 ARTIFACT_ROWS = 1000
 
@@ -39,10 +40,6 @@ def predict_spectra(model_dir: str, spectra: str, out: str, mc_samples: int, see
         "spectra_flagged": int(s["flag"].sum()),
         "samples_flagged": int(p["flag"].sum()),
     }
-
-
-def _artifact_key(text: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:100] or "predictions"
 
 
 @task
@@ -92,7 +89,7 @@ def predict_flow(
     logger = get_run_logger()
     model_dir = resolve_model(model, registry_root, name)
     summary = predict_spectra(model_dir, spectra, out, mc_samples, seed, resample)
-    summary["artifacts"] = publish_tables(summary, _artifact_key(f"predictions-{name or Path(model_dir).name}"))
+    summary["artifacts"] = publish_tables(summary, artifact_key("predictions", name or Path(model_dir).name))
     logger.info(
         "predicted %d spectra of %d samples: %d spectra and %d samples flagged; tables %s, %s",
         summary["n_spectra"], summary["n_samples"], summary["spectra_flagged"], summary["samples_flagged"],

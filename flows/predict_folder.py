@@ -13,7 +13,8 @@ from prefect import flow, get_run_logger, task
 from prefect.states import Completed
 
 from flows.ingest import publish_task
-from flows.predict import _artifact_key, publish_tables, resolve_model
+from flows.artifacts import artifact_key
+from flows.predict import publish_tables, resolve_model
 from libs_pipeline.config import IngestOptions
 
 
@@ -88,7 +89,7 @@ def predict_drop_folder(
     model_dir = resolve_model(model, registry_root, name)
     out = str(Path(store) / "predictions" / ingest["run"] / "predictions.csv")
     prediction = predict_batch_task(model_dir, store, ingest, sha256s, out, mc_samples, seed, resample)
-    prediction["artifacts"] = publish_tables(prediction, _artifact_key(f"drop-folder-{name}"))
+    prediction["artifacts"] = publish_tables(prediction, artifact_key("drop-folder", name))
     summary["predictions"] = prediction
     logger.info("predicted %d spectra of %d samples (%d samples flagged): %s", prediction["n_spectra"],
                 prediction["n_samples"], prediction["samples_flagged"], prediction["samples_table"])

@@ -89,12 +89,12 @@ def compare_on_heldout(
             x = intensity_on_grid(test, model.wavelength, resample=True)
             preds[label] = np.asarray(model.predict(x)[model.analyte], dtype=np.float64).ravel()
             continue
-        tables = predict_with_trust(model, load_trust(model_dir), test, mc_samples=0, resample=True)
+        calibration = load_trust(model_dir)
+        tables = predict_with_trust(model, calibration, test, mc_samples=0, resample=True)
         preds[label] = tables.spectra["concentration"].to_numpy(dtype=np.float64)
         flags = tables.spectra["flag"].to_numpy(dtype=bool)
         flag_rates[label] = float(np.mean(flags))
-        trusted[label] = (tables.spectra["trust_score"].to_numpy(dtype=np.float64), flags,
-                          float(load_trust(model_dir).threshold))
+        trusted[label] = (tables.spectra["trust_score"].to_numpy(dtype=np.float64), flags, float(calibration.threshold))
     baseline_dirs: dict[str, str] = {}
     if baselines:
         candidates = {c.name: c for c in (UnivariateCandidate(lines=lines), PLSCandidate(lines=lines))}
@@ -143,8 +143,8 @@ def _trust_on_heldout(scores: np.ndarray, flags: np.ndarray, errors: np.ndarray)
     """Does the model's trust flag its wrong held-out predictions? RMSEP flagged vs kept, and the error-AUROC
     (wrong = |error| > 2 x the model's own held-out RMSEP; None when nothing or everything is wrong)."""
     split = flagged_vs_kept(errors, flags)
-    rmsep = float(np.sqrt(np.mean(np.square(errors)))) if errors.size else math.nan
-    auroc = error_auroc(scores, errors, error_tolerance(rmsep)) if np.isfinite(rmsep) and rmsep > 0 else None
+    rmsep = split["rmsep_all"]
+    auroc = error_auroc(scores, errors, error_tolerance(rmsep)) if rmsep else None
     return {"rmsep_flagged": split["rmsep_flagged"], "rmsep_kept": split["rmsep_kept"], "error_auroc": auroc}
 
 

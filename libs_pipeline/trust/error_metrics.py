@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import beta
 
-from libs_pipeline.trust.ood_evaluation import auroc
+from libs_pipeline.trust.ood_evaluation import auroc, flag_metrics
 
 DEFAULT_K = 2.0
 COVERAGES = (1.0, 0.9, 0.8)
@@ -68,6 +68,7 @@ class RiskCoverage:
 
     coverage: np.ndarray
     rmsep: np.ndarray
+    rmsep_oracle: np.ndarray
     aurc: float
     aurc_oracle: float
     aurc_random: float
@@ -105,6 +106,7 @@ def risk_coverage(scores: np.ndarray, errors: np.ndarray) -> RiskCoverage:
     return RiskCoverage(
         coverage=np.arange(1, n + 1) / n,
         rmsep=rmsep,
+        rmsep_oracle=oracle,
         aurc=float(rmsep.mean()),
         aurc_oracle=float(oracle.mean()),
         aurc_random=float(np.sqrt(np.mean(e**2))),
@@ -174,17 +176,12 @@ def flag_rate(flags: np.ndarray, groups: np.ndarray, sample_flags: np.ndarray | 
 
 
 def flagged_vs_kept(errors: np.ndarray, flags: np.ndarray) -> dict:
-    """RMSEP of the flagged and of the kept predictions, and how many of each (None where a group is empty)."""
-    e = np.abs(np.asarray(errors, dtype=np.float64).ravel())
-    f = np.asarray(flags, dtype=bool).ravel()
-    if e.shape != f.shape:
-        raise ValueError(f"{e.size} errors but {f.size} flags")
-
-    def rms(x: np.ndarray) -> float | None:
-        return float(np.sqrt(np.mean(x**2))) if x.size else None
-
-    return {"rmsep_flagged": rms(e[f]), "rmsep_kept": rms(e[~f]), "rmsep_all": rms(e),
-            "n_flagged": int(f.sum()), "n_kept": int((~f).sum())}
+    """RMSEP of the flagged and of the kept predictions, and how many of each (None where a group is empty):
+    ``ood_evaluation.flag_metrics`` on prediction errors."""
+    e = np.asarray(errors, dtype=np.float64).ravel()
+    m = flag_metrics(np.zeros(e.size), e, flags)
+    return {"rmsep_flagged": m["rmsep_flagged"], "rmsep_kept": m["rmsep_unflagged"], "rmsep_all": m["rmsep_all"],
+            "n_flagged": m["n_flagged"], "n_kept": m["n"] - m["n_flagged"]}
 
 
 __all__ = [
