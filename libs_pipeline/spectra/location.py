@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import time
@@ -361,6 +362,8 @@ def open_location(
     text = str(url)
     if not text.strip():
         raise StoreURLError("store root is empty")
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/?[^/]", text) and "://" not in text:  # s3:/bucket, s3:bucket
+        raise StoreURLError(f"store root {redact(text)!r}: malformed URL (write scheme://bucket/path)")
     scheme = scheme_of(text)
     if scheme in LOCAL_SCHEMES:
         raw = text.split("://", 1)[1] if "://" in text else text
@@ -368,8 +371,6 @@ def open_location(
             raw = raw[1:]
         path = str(Path(raw).expanduser().absolute())
         return Location(path, fsspec.filesystem("file"), path, {})
-    if ":/" in text and "://" not in text:
-        raise StoreURLError(f"store root {text!r}: malformed URL (write scheme://bucket/path)")
     options = dict(storage_options or {})
     fs = _filesystem(scheme, options)
     path = fs._strip_protocol(text)
