@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from libs_pipeline.baselines.pls import PLSCalibration
 from libs_pipeline.config import CampaignConfig, IngestOptions, TrainingConfig, TrustConfig
 from libs_pipeline.evaluation.protocol import check_disjoint_roles
 from libs_pipeline.models import load_model, save_model, train_model
@@ -51,7 +52,6 @@ from libs_pipeline.trust.detectors import (
     PLSDistanceDetector,
     combined_t2_q,
     raw_counts,
-    select_pls_components,
 )
 from libs_pipeline.trust.error_metrics import (
     error_auroc,
@@ -219,7 +219,7 @@ class Scorer:
         self.pls: dict[str, PLSDistanceDetector] = {}
         self.pls_components: dict[str, int] = {}
         for name, transform in (("model_input", self.model.normaliser.transform), ("raw", raw_counts)):
-            k = select_pls_components(x_tr, y_tr, g_tr, max_components=8, transform=transform)
+            k = PLSCalibration(max_components=8, transform=transform).fit(x_tr, y_tr, g_tr).n_components_
             self.pls[name] = PLSDistanceDetector(k, transform=transform).fit(x_tr, y_tr)
             self.pls_components[name] = k
         x_cal = np.asarray(calibration["intensity"].values, dtype=np.float32)

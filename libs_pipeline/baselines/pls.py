@@ -8,7 +8,7 @@ sides) is kept, then the model is refitted on all training spectra.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn.cross_decomposition import PLSRegression
@@ -56,9 +56,16 @@ def truncated_predictions(
 
 
 class PLSCalibration:
-    """scikit-learn PLSRegression on total-normalised spectra, n_components by GroupKFold CV."""
+    """scikit-learn PLSRegression on total-normalised spectra, n_components by GroupKFold CV.
 
-    def __init__(self, max_components: int = 10, n_splits: int = 5, scale: bool = False) -> None:
+    ``transform``: what the model sees (default ``normalise_total``; the trust benchmark's PLS detectors also
+    fit it on a served network's input or on raw counts).
+    """
+
+    def __init__(
+        self, max_components: int = 10, n_splits: int = 5, scale: bool = False,
+        transform: Callable[[np.ndarray], np.ndarray] = normalise_total,
+    ) -> None:
         if max_components < 1:
             raise ValueError(f"max_components must be >= 1, got {max_components}")
         if n_splits < 2:
@@ -66,6 +73,7 @@ class PLSCalibration:
         self.max_components = max_components
         self.n_splits = n_splits
         self.scale = scale
+        self.transform = transform
         self.n_components_: int | None = None
         self.cv_rmse_: np.ndarray | None = None  # index k-1 = RMSE with k components
         self.cv_folds_: list[tuple[np.ndarray, np.ndarray]] = []  # (train groups, test groups) per fold
@@ -76,7 +84,7 @@ class PLSCalibration:
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: Sequence[object]) -> PLSCalibration:
         """Choose n_components by grouped CV on (X, y, groups), then refit on everything."""
-        Xn = normalise_total(X)
+        Xn = np.asarray(self.transform(X), dtype=np.float64)
         y = np.asarray(y, dtype=np.float64).ravel()
         groups = np.asarray(groups)
         if y.shape[0] != Xn.shape[0] or groups.shape[0] != Xn.shape[0]:
@@ -105,7 +113,7 @@ class PLSCalibration:
         """Predicted concentration per spectrum (float64)."""
         if self.model_ is None:
             raise RuntimeError("PLSCalibration.predict called before fit")
-        Xn = normalise_total(X)
+        Xn = np.asarray(self.transform(X), dtype=np.float64)
         expected = self.model_.n_features_in_
         if Xn.shape[1] != expected:
             raise ValueError(f"X: {Xn.shape[1]} channels, but the model was fitted on {expected}")

@@ -19,16 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from libs_pipeline.spectra.totals import spectrum_totals
+
 NORMALISATIONS = ("total", "log_total", "background", "none")
 BACKGROUND_METHODS = ("background",)
 CHANNEL_SCALINGS = ("global", "channel", "none")
 _MIN_SCALE = 1e-6
 
 
-def spectrum_totals(intensity: np.ndarray) -> np.ndarray:
-    """Mean of the non-negative counts of each spectrum (n,): the divisor of the "total" normalisation."""
-    x = np.asarray(intensity, dtype=np.float32)
-    return np.clip(x, 0.0, None).mean(axis=1, dtype=np.float64)
 
 
 def spectrum_divisors(intensity: np.ndarray, method: str, reference: np.ndarray | None = None) -> np.ndarray:

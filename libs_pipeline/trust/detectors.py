@@ -11,16 +11,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 from sklearn.cross_decomposition import PLSRegression
-from sklearn.model_selection import GroupKFold
 
-
-def normalise_total(intensity: np.ndarray) -> np.ndarray:
-    """Divide each spectrum by its total intensity (the usual LIBS normalisation before PLS)."""
-    x = np.asarray(intensity, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"intensity must be 2-D (spectra, channels), got shape {x.shape}")
-    total = x.sum(axis=1, keepdims=True)
-    return x / np.where(np.abs(total) > 0, total, 1.0)
+from libs_pipeline.baselines.pls import normalise_total
 
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -29,29 +21,6 @@ Transform = Callable[[np.ndarray], np.ndarray]
 def raw_counts(intensity: np.ndarray) -> np.ndarray:
     """The spectra as measured (float64), for a detector that must see gain and intensity changes."""
     return np.asarray(intensity, dtype=np.float64)
-
-
-def select_pls_components(
-    intensity: np.ndarray, y: np.ndarray, groups: np.ndarray, max_components: int = 10,
-    transform: Transform = normalise_total,
-) -> int:
-    """Number of PLS components with the lowest GroupKFold (by sample) RMSE, on ``transform(intensity)``."""
-    x = np.asarray(transform(intensity), dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    groups = np.asarray(groups)
-    n_groups = len(np.unique(groups))
-    if n_groups < 3:
-        raise ValueError(f"select_pls_components: need >= 3 samples for group cross-validation, got {n_groups}")
-    n_splits = min(5, n_groups)
-    limit = max(1, min(max_components, x.shape[1], int(x.shape[0] * (n_splits - 1) / n_splits) - 1))
-    errors = []
-    for k in range(1, limit + 1):
-        sq = 0.0
-        for train, test in GroupKFold(n_splits=n_splits).split(x, y, groups):
-            model = PLSRegression(n_components=k, scale=False).fit(x[train], y[train])
-            sq += float(np.sum((model.predict(x[test]).reshape(-1) - y[test]) ** 2))
-        errors.append(np.sqrt(sq / y.size))
-    return int(np.argmin(errors)) + 1
 
 
 class PLSDistanceDetector:

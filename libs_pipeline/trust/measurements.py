@@ -13,6 +13,7 @@ from scipy.stats import norm
 
 from libs_pipeline.features.line_features import line_features
 from libs_pipeline.features.lines import LineWindow
+from libs_pipeline.spectra.totals import spectrum_totals
 
 MEAN_INTENSITY = "mean_intensity"
 OFFSET_CHANNELS = "wavelength_offset_channels"
@@ -21,11 +22,9 @@ NOISE_PER_COUNT = "log_noise_per_count"
 
 
 def mean_intensity(intensity: np.ndarray) -> np.ndarray:
-    """Mean of the non-negative counts of each spectrum (the model's total normalisation uses the same)."""
-    x = np.asarray(intensity, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"intensity must be 2-D (spectra, channels), got shape {x.shape}")
-    return np.clip(x, 0.0, None).mean(axis=1)
+    """Mean of the non-negative counts of each spectrum: ``spectra.totals.spectrum_totals``, which the model's
+    total normalisation divides by."""
+    return spectrum_totals(intensity)
 
 
 NOISE_QUANTILE = 0.1
@@ -60,7 +59,7 @@ def log_noise_per_count(intensity: np.ndarray) -> np.ndarray:
 def _highpass(intensity: np.ndarray, width: int) -> np.ndarray:
     """Total-normalised spectra minus their running mean over ``width`` channels: lines, not baseline."""
     x = np.clip(np.asarray(intensity, dtype=np.float64), 0.0, None)
-    total = x.mean(axis=1, keepdims=True)
+    total = spectrum_totals(x)[:, None]
     x = x / np.where(total > 0, total, 1.0)
     return x - uniform_filter1d(x, size=width, axis=1, mode="nearest")
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from libs_pipeline.baselines.pls import PLSCalibration
 from libs_pipeline.testing import toy_campaign
 from libs_pipeline.trust.detectors import (
     PLSDistanceDetector,
     combined_t2_q,
     normalise_total,
     predictive_std_score,
-    select_pls_components,
+    raw_counts,
 )
 from libs_pipeline.trust.ood_evaluation import auroc
 
@@ -42,16 +43,19 @@ def test_foreign_peak_raises_q_and_gain_does_not(fitted):
     assert np.mean(combined > 1) > 0.99
 
 
-def test_select_components_and_errors(toy_ds):
-    k = select_pls_components(toy_ds["intensity"].values, toy_ds["Cu"].values, toy_ds["sample_id"].values, 4)
-    assert 1 <= k <= 4
-    with pytest.raises(ValueError, match="need >= 3 samples"):
-        select_pls_components(toy_ds["intensity"].values[:20], toy_ds["Cu"].values[:20], toy_ds["sample_id"].values[:20])
+def test_detector_components_chosen_by_the_pls_baseline_on_the_detector_input(toy_ds):
+    x, y, g = toy_ds["intensity"].values, toy_ds["Cu"].values, toy_ds["sample_id"].values
+    raw = PLSCalibration(max_components=4, transform=raw_counts).fit(x, y, g)
+    total = PLSCalibration(max_components=4).fit(x, y, g)
+    assert 1 <= raw.n_components_ <= 4 and 1 <= total.n_components_ <= 4
+    at_zero = raw.predict(np.zeros_like(x))  # raw counts: affine in the gain, unlike total-normalised input
+    np.testing.assert_allclose(raw.predict(x * 2.0) - at_zero, 2.0 * (raw.predict(x) - at_zero), rtol=1e-5)
+    np.testing.assert_allclose(total.predict(x * 2.0), total.predict(x), rtol=1e-6)
     with pytest.raises(RuntimeError, match="not fitted"):
         PLSDistanceDetector().q(toy_ds["intensity"].values)
     with pytest.raises(ValueError, match="n_components must be >= 1"):
         PLSDistanceDetector(0)
-    with pytest.raises(ValueError, match="must be 2-D"):
+    with pytest.raises(ValueError, match=r"expected \(n_spectra, n_channels\), got shape \(5,\)"):
         normalise_total(np.ones(5))
 
 
@@ -64,7 +68,6 @@ def test_predictive_std_score():
 
 
 def test_pls_detector_on_raw_counts_sees_a_gain_change_that_total_normalisation_hides(toy_ds):
-    from libs_pipeline.trust.detectors import raw_counts
 
     x, y = toy_ds["intensity"].values, toy_ds["Cu"].values
     total = PLSDistanceDetector(n_components=3).fit(x, y)
