@@ -7,6 +7,7 @@ children (the cluster's nanny and worker processes), sampled every 50 ms.
 
     python benchmarks/synth_throughput.py                      # 100 000 spectra x 4096 channels
     python benchmarks/synth_throughput.py --n-spectra 1000000  # the million-spectrum store
+    python benchmarks/synth_throughput.py --n-spectra 20000 --speedup-n-spectra 20000   # a quick check
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import psutil
 from libs_pipeline.synth.generate import generate_synthetic, open_measured
 from libs_pipeline.synth.noise_model import fit_noise_model, sample_spectra
 from libs_pipeline.synth.plan import SynthesisPlan
-from libs_pipeline.synth.synthetic_store import COMPRESSOR
+from libs_pipeline.synth.synthetic_store import intensity_compressor
 from libs_pipeline.testing import toy_campaign
 
 
@@ -115,7 +116,8 @@ def chunk_profile(model, chunk_size: int, repeats: int = 3) -> dict:
     draw, write = [], []
     with tempfile.TemporaryDirectory() as tmp:
         arr = zarr.create_array(Path(tmp) / "p.zarr", shape=(chunk_size * repeats, model.n_channels), dtype="float32",
-                                chunks=(chunk_size, model.n_channels), compressors=COMPRESSOR, zarr_format=3)
+                                chunks=(chunk_size, model.n_channels), compressors=intensity_compressor(model),
+                                zarr_format=3)
         for i in range(repeats):
             t = time.perf_counter()
             block = sample_spectra(model, sid, chunk_size, rng)
@@ -128,11 +130,13 @@ def chunk_profile(model, chunk_size: int, repeats: int = 3) -> dict:
             "compression_ratio": size / (chunk_size * repeats * model.n_channels * 4)}
 
 
-def timed_run(dataset: str, out: Path, n_spectra: int, n_samples: int, workers: int, chunk_size: int, seed: int) -> dict:
+def timed_run(dataset: str, out: Path, n_spectra: int, n_samples: int, workers: int, chunk_size: int, seed: int,
+              shard_chunks: int = 8) -> dict:
     per_sample = -(-n_spectra // n_samples)
     with cluster(workers) as address, PeakRss() as rss:
         cpu0, start = tree_cpu_seconds(), time.perf_counter()
-        uri = generate_synthetic(dataset, out, per_sample, seed=seed, chunk_size=chunk_size, client_or_address=address)
+        uri = generate_synthetic(dataset, out, per_sample, seed=seed, chunk_size=chunk_size, client_or_address=address,
+                                 shard_chunks=shard_chunks)
         seconds = time.perf_counter() - start
         cpu = tree_cpu_seconds() - cpu0
     n = per_sample * n_samples
@@ -149,6 +153,7 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--chunk-size", type=int, default=1024)
+    ap.add_argument("--shard-chunks", type=int, default=8, help="chunks per shard (one task per shard)")
     ap.add_argument("--speedup-n-spectra", type=int, default=None,
                     help="spectra of the 1-worker vs N-worker comparison (default: min(n, 100000))")
     ap.add_argument("--seed", type=int, default=0)
@@ -169,16 +174,19 @@ def main() -> None:
         profile = chunk_profile(model, args.chunk_size)
 
         main_run = timed_run(dataset, scratch / "main", args.n_spectra, args.n_samples, args.workers,
-                             args.chunk_size, args.seed)
+                             args.chunk_size, args.seed, args.shard_chunks)
         small = timed_run(dataset, scratch / "small", max(args.n_spectra // 100, args.n_samples), args.n_samples,
-                          args.workers, args.chunk_size, args.seed)
+                          args.workers, args.chunk_size, args.seed, args.shard_chunks)
         n_speed = args.speedup_n_spectra or min(args.n_spectra, 100_000)
         if n_speed == args.n_spectra:
             many = main_run
         else:
-            many = timed_run(dataset, scratch / "many", n_speed, args.n_samples, args.workers, args.chunk_size, args.seed)
-        one = timed_run(dataset, scratch / "one", n_speed, args.n_samples, 1, args.chunk_size, args.seed)
-        plan = SynthesisPlan(tuple(model.sample_ids), -(-args.n_spectra // args.n_samples), args.chunk_size, args.seed)
+            many = timed_run(dataset, scratch / "many", n_speed, args.n_samples, args.workers, args.chunk_size, args.seed,
+                             args.shard_chunks)
+        one = timed_run(dataset, scratch / "one", n_speed, args.n_samples, 1, args.chunk_size, args.seed,
+                        args.shard_chunks)
+        plan = SynthesisPlan(tuple(model.sample_ids), -(-args.n_spectra // args.n_samples), args.chunk_size, args.seed,
+                             args.shard_chunks)
     finally:
         if args.workdir is None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -188,6 +196,8 @@ def main() -> None:
         "workers": args.workers,
         "chunk_size": args.chunk_size,
         "n_chunks": plan.n_chunks,
+        "shard_chunks": plan.shard_chunks,
+        "n_shards": plan.n_shards,
         "seconds": round(main_run["seconds"], 3),
         "spectra_per_s": round(main_run["spectra_per_s"], 1),
         "rng_limit_spectra_per_s": round(limit, 1),

@@ -117,8 +117,8 @@ def build_deployments(
             for s in (d.get("schedules") or [])
         ]
         params = override_parameters(d.get("parameters") or {}, root, dataset)
-        if dataset is not None and flow.name in ("predict", "predict-drop-folder") and "name" in params:
-            params["name"] = dataset
+        if dataset is not None and flow.name in ("predict", "predict-drop-folder") and "name" in params.get("config", {}):
+            params["config"] = {**params["config"], "name": dataset}  # the model is named after its dataset
         if recalibration_config and flow.name == "recalibrate":
             params["config"] = {**params.get("config", {}), **recalibration_config}
         selected.append(

@@ -1,7 +1,8 @@
 """Figures that show inside the Prefect UI: PNG files embedded in markdown artifacts as ``data:image/png`` URIs.
 
-A browser will not load a ``file://`` image from a web page, so every flow that publishes a figure embeds it
-(downscaled until it is below ``MAX_IMAGE_BYTES``) and still names the file under ``reports/``. A figure that
+A browser will not load a ``file://`` (or ``s3://``) image from a web page, so every flow that publishes a figure
+embeds it (downscaled until it is below ``MAX_IMAGE_BYTES``) and still names the file under ``reports/``. Figures
+are read through ``Location``, so a report on an object store (``s3://.../reports/<run>/``) embeds the same way. A figure that
 cannot be made small enough is linked instead, and the markdown says so. Artifact keys come from
 ``artifact_key`` (lowercase letters, digits, single dashes: what Prefect accepts). ``ProgressArtifact`` turns a
 library progress callback ``(done, total)`` into a live progress artifact.
@@ -13,11 +14,12 @@ import base64
 import io
 import re
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 from PIL import Image
 
 from libs_pipeline.evaluation.report import artifact_key
+from libs_pipeline.spectra.location import Location, open_location, scheme_of
 
 __all__ = ["MAX_IMAGE_BYTES", "ProgressArtifact", "artifact_key", "embed_images", "figure_markdown", "png_data_uri"]
 
@@ -27,6 +29,7 @@ MAX_IMAGE_BYTES = 150_000
 MAX_WIDTH_PX = 1200
 MIN_WIDTH_PX = 320
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_WEB = re.compile(r"^(https?|data|ftp|mailto):", re.IGNORECASE)
 _IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<target>[^)\s]+)\)")
 
 
@@ -39,12 +42,23 @@ def _png_bytes(image: Image.Image, width: int) -> bytes:
     return buf.getvalue()
 
 
-def small_png(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> bytes | None:
-    """The PNG at ``path`` as at most ``max_bytes`` bytes: as it is when small enough, else downscaled (widths
-    ``MAX_WIDTH_PX`` down to ``MIN_WIDTH_PX``); None when even the smallest is too large."""
-    raw = Path(path).read_bytes()
+def _figure(path: str | Path | Location) -> Location:
+    """The figure file: a local path, ``file://`` URI or store URL (``s3://...``), read through ``Location``."""
+    return open_location(path, check=False)
+
+
+def _link(where: Location) -> str:
+    """Where the UI should link a figure: its ``file://`` URI locally, its store URL otherwise."""
+    return where.local_path.as_uri() if where.is_local else where.url
+
+
+def small_png(path: str | Path | Location, max_bytes: int = MAX_IMAGE_BYTES) -> bytes | None:
+    """The PNG at ``path`` (local or on the store) as at most ``max_bytes`` bytes: as it is when small enough,
+    else downscaled (widths ``MAX_WIDTH_PX`` down to ``MIN_WIDTH_PX``); None when even the smallest is too large."""
+    where = _figure(path)
+    raw = where.read_bytes()
     if not raw.startswith(PNG_SIGNATURE):
-        raise ValueError(f"{path}: not a PNG file")
+        raise ValueError(f"{where.url}: not a PNG file")
     with Image.open(io.BytesIO(raw)) as image:
         image.load()
         if len(raw) <= max_bytes and image.width <= MAX_WIDTH_PX:
@@ -58,50 +72,49 @@ def small_png(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> bytes | Non
     return None
 
 
-def png_data_uri(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> str | None:
+def png_data_uri(path: str | Path | Location, max_bytes: int = MAX_IMAGE_BYTES) -> str | None:
     """``data:image/png;base64,...`` of the (downscaled) PNG at ``path``; None when it cannot fit ``max_bytes``."""
     data = small_png(path, max_bytes)
     return None if data is None else "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def _image_markdown(alt: str, path: Path, max_bytes: int) -> str:
-    uri = png_data_uri(path, max_bytes)
+def _image_markdown(alt: str, where: Location, max_bytes: int) -> str:
+    uri = png_data_uri(where, max_bytes)
     if uri is None:
-        return (f"[{alt}]({path.resolve().as_uri()}) (not embedded: larger than {max_bytes // 1000} kB even "
-                f"downscaled; file `{path}`)")
+        return (f"[{alt}]({_link(where)}) (not embedded: larger than {max_bytes // 1000} kB even "
+                f"downscaled; file `{where.url}`)")
     return f"![{alt}]({uri})"
 
 
 def figure_markdown(path: str | Path, caption: str, max_bytes: int = MAX_IMAGE_BYTES) -> str:
-    """Markdown that shows the figure in the Prefect UI (embedded) and names its file."""
-    path = Path(path)
-    return f"{_image_markdown(caption, path, max_bytes)}\n\n*{caption}*: `{path.resolve()}`\n"
+    """Markdown that shows the figure in the Prefect UI (embedded) and names its file (local or on the store)."""
+    where = _figure(path)
+    return f"{_image_markdown(caption, where, max_bytes)}\n\n*{caption}*: `{where.url}`\n"
 
 
-def _local_path(target: str, base_dir: Path | None) -> Path | None:
-    """The file an image target names (``file://`` URI, absolute path, or relative to ``base_dir``); None for
-    web and data URIs."""
-    if target.startswith("file://"):
-        return Path(unquote(urlparse(target).path))
-    if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE):  # http:, https:, data:, ...
+def _figure_location(target: str, base_dir: str | Path | None) -> Location | None:
+    """The file an image target names (``file://`` URI, store URL, absolute path, or relative to ``base_dir``,
+    itself a local folder or a store URL); None for web and data URIs."""
+    if _WEB.match(target):
         return None
-    path = Path(unquote(target))
-    return path if path.is_absolute() or base_dir is None else base_dir / path
+    if scheme_of(target) or base_dir is None or Path(unquote(target)).is_absolute():
+        return _figure(target if scheme_of(target) else unquote(target))
+    return _figure(base_dir).join(*Path(unquote(target)).parts)
 
 
 def embed_images(markdown: str, base_dir: str | Path | None = None, max_bytes: int = MAX_IMAGE_BYTES) -> str:
-    """``markdown`` with every local PNG image (``![alt](file:///...)``, an absolute or a ``base_dir``-relative
-    path) replaced by its data URI; a missing file becomes a note, web images stay as they are."""
-    base = Path(base_dir) if base_dir is not None else None
+    """``markdown`` with every PNG image (``![alt](file:///...)``, ``s3://...``, an absolute or a
+    ``base_dir``-relative path) replaced by its data URI; a missing file becomes a note, web images stay as
+    they are."""
 
     def replace(match: re.Match) -> str:
         alt, target = match.group("alt"), match.group("target")
-        path = _local_path(target, base)
-        if path is None or path.suffix.lower() != ".png":
+        where = _figure_location(target, base_dir)
+        if where is None or not where.name.lower().endswith(".png"):
             return match.group(0)
-        if not path.is_file():
-            return f"*(figure {alt!r} missing: `{path}`)*"
-        return _image_markdown(alt, path, max_bytes)
+        if not where.is_file():
+            return f"*(figure {alt!r} missing: `{where.url}`)*"
+        return _image_markdown(alt, where, max_bytes)
 
     return _IMAGE.sub(replace, markdown)
 

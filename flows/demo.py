@@ -16,7 +16,14 @@ from flows.evaluate import evaluate
 from flows.ingest import ingest
 from flows.predict import predict_flow
 from flows.recalibrate import recalibrate
-from libs_pipeline.config import CampaignConfig, RecalibrationConfig
+from libs_pipeline.config import (
+    CampaignConfig,
+    DemoConfig,
+    EvaluationConfig,
+    IngestConfig,
+    PredictionConfig,
+    RecalibrationConfig,
+)
 from libs_pipeline.spectra.atomic import atomic_write_json
 
 DATASET = "virtual-aluminium"
@@ -53,51 +60,43 @@ def score_batch_task(store: str, name: str, version: str, spectra_table: str) ->
 
 
 @flow(name="demo", log_prints=True)
-def demo(
-    out: str = "demo-output",
-    n_samples: int = 40,
-    n_shots: int = 20,
-    n_channels: int = 4096,
-    batch_samples: int = 6,
-    batch_shots: int = 10,
-    scenario: str = "interfering_element",
-    severity: str = "strong",
-    per_sample: int = 200,
-    max_steps: int = 1500,
-    seed: int = 0,
-) -> dict:
-    """Run the whole main job under ``out``; returns a summary dict (paths, versions, metrics, trust)."""
+def demo(config: DemoConfig | None = None) -> dict:
+    """Run the whole main job under ``config.out``; returns a summary dict (paths, versions, metrics, trust)."""
+    config = config or DemoConfig()
+    seed, scenario, severity = config.seed, config.scenario, config.severity
     logger = get_run_logger()
     started = time.perf_counter()
-    root = Path(out).resolve()
+    root = Path(config.out).resolve()
     store = str(root / "store")
-    reference = CampaignConfig(name=DATASET, n_samples=n_samples, n_shots=n_shots, n_channels=n_channels)
+    reference = CampaignConfig(name=DATASET, n_samples=config.n_samples, n_shots=config.n_shots,
+                               n_channels=config.n_channels)
 
     manifest = simulate_task(reference, seed, str(root / "campaign"))
-    ingested = ingest(manifest=manifest, store=store, name=DATASET)
+    ingested = ingest(IngestConfig(manifest=manifest, root=store, name=DATASET))
     logger.info("reference campaign ingested: %s version %s", DATASET, ingested["version"])
 
     outcome = recalibrate(RecalibrationConfig(
         root=store, dataset=DATASET, seed=seed,
-        synthesis={"per_sample": per_sample, "chunk_size": 1024},
-        training={"max_steps": max_steps, "val_fraction": 0.3, "eval_every": 25, "patience": 12, "num_threads": 1, "progress_bar": False},
+        synthesis={"per_sample": config.per_sample, "chunk_size": 1024},
+        training={"max_steps": config.max_steps, "val_fraction": 0.3, "eval_every": 25, "patience": 12, "num_threads": 1, "progress_bar": False},
     ))
     heldout = outcome.get("heldout_samples")
     if not heldout:
         raise RuntimeError(f"recalibration ({outcome.get('status')}) names no held-out samples to evaluate on")
-    report = evaluate(dataset_uri=f"{store}#{DATASET}@{ingested['version']}", root=store,
-                      model_dir=outcome["champion_path"], test_samples=heldout, seed=seed)
+    report = evaluate(EvaluationConfig(dataset_uri=f"{store}#{DATASET}@{ingested['version']}", root=store,
+                                       model_dir=outcome["champion_path"], test_samples=heldout, seed=seed))
 
-    batch = reference.model_copy(update={"name": "fresh-batch", "n_samples": batch_samples, "n_shots": batch_shots})
+    batch = reference.model_copy(update={"name": "fresh-batch", "n_samples": config.batch_samples,
+                                         "n_shots": config.batch_shots})
     predictions = {}
     for label, (scen, sev) in {"nominal": ("nominal", "mild"), f"{scenario}-{severity}": (scenario, severity)}.items():
         name = f"fresh-batch-{label}"
         batch_manifest = simulate_task(batch, seed + 1000, str(root / "batches" / label), scen, sev)
-        version = ingest(manifest=batch_manifest, store=store, name=name)["version"]
-        predictions[label] = predict_flow(
+        version = ingest(IngestConfig(manifest=batch_manifest, root=store, name=name))["version"]
+        predictions[label] = predict_flow(PredictionConfig(
             model="champion", spectra=f"{store}#{name}@{version}", out=str(root / "predictions" / f"{label}.csv"),
-            registry_root=store, name=DATASET,
-        )
+            root=store, name=DATASET,
+        ))
         predictions[label]["flagged_vs_kept"] = score_batch_task(store, name, version,
                                                                  predictions[label]["spectra_table"])
     summary = {

@@ -12,9 +12,10 @@ react to. One place for the event names and resource ids, so emitters and trigge
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from prefect.events import Event, emit_event
+
+from libs_pipeline.spectra.location import open_location
 
 SPECTRA_VERSION_CREATED = "libs-pipeline.spectra.version-created"
 CHAMPION_CHANGED = "libs-pipeline.model.champion-changed"
@@ -37,7 +38,7 @@ def emit_spectra_version(store: str, outcome: dict) -> Event | None:
         "dataset": dataset,
         "version": outcome["version"],
         "parent": outcome.get("parent"),
-        "store": str(Path(store).resolve()),
+        "store": open_location(store, check=False).url,  # absolute path, or the credential-free URL
         "uri": outcome.get("uri"),
         "status": outcome["status"],
         "n_spectra": outcome["n_spectra"],

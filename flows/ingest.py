@@ -8,17 +8,16 @@ files were rejected, Failed when every new file was rejected.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed
 
 from flows.artifacts import artifact_key
 from flows.events import emit_spectra_version
-from libs_pipeline.config import IngestOptions
-from libs_pipeline.spectra.ingest import ingest_campaign
+from libs_pipeline.config import IngestConfig
+from libs_pipeline.spectra.ingest import run_ingest
+from libs_pipeline.spectra.location import open_location
+
 
 def report_key(dataset: str) -> str:
     """Key of the validation-report table artifact of ``dataset`` (one per dataset)."""
@@ -35,9 +34,9 @@ class IngestRejectedError(RuntimeError):
 
 
 @task(name="ingest-campaign")
-def ingest_task(manifest: str, store: str, name: str | None, options: IngestOptions) -> dict:
-    """Run the ingest; returns ids and paths only (version, uri, report path, status)."""
-    result = ingest_campaign(manifest, store, name=name, options=options)
+def ingest_task(config: IngestConfig) -> dict:
+    """Run the ingest; returns ids and URLs only (version, uri, report URL, status)."""
+    result = run_ingest(config)
     get_run_logger().info(
         "%s: %s -> version %s (%d spectra, %d accepted, %d skipped, %d rejected file(s))",
         result.name, result.status, result.version, result.n_spectra, len(result.accepted), len(result.skipped),
@@ -61,9 +60,11 @@ def ingest_task(manifest: str, store: str, name: str | None, options: IngestOpti
 
 @task(name="publish-ingest-report", retries=2, retry_delay_seconds=2)
 def publish_task(report_path: str) -> list[str]:
-    """Publish the validation report (table) and the run summary (markdown) as Prefect artifacts."""
-    path = Path(report_path)
-    report = json.loads(path.read_text(encoding="utf-8"))
+    """Publish the validation report (table) and the run summary (markdown) as Prefect artifacts.
+
+    ``report_path``: the report's URL in the store (local path, ``s3://...``)."""
+    path = open_location(report_path)
+    report = path.read_json()
     keys = ("severity", "file", "rule", "count", "line", "column", "coordinate", "last_line", "reason")
     rows = [{k: f.get(k) for k in keys} for f in [*report["rejections"], *report["warnings"]]]
     if not rows:
@@ -72,10 +73,10 @@ def publish_task(report_path: str) -> list[str]:
     create_table_artifact(
         table=rows,
         key=keys[0],
-        description=f"Validation findings of {report['run']} ({report['name']}: {report['status']}); {path}",
+        description=f"Validation findings of {report['run']} ({report['name']}: {report['status']}); {path.url}",
     )
     create_markdown_artifact(
-        markdown=(path.parent / "ingest_summary.md").read_text(encoding="utf-8"),
+        markdown=(path.parent / "ingest_summary.md").read_text(),
         key=keys[1],
         description=f"Ingest {report['run']}",
     )
@@ -83,20 +84,15 @@ def publish_task(report_path: str) -> list[str]:
 
 
 @flow(name="ingest", log_prints=True)
-def ingest(
-    manifest: str,
-    store: str,
-    name: str | None = None,
-    options: IngestOptions | None = None,
-    fail_if_rejected: bool = True,
-) -> dict:
-    """Ingest a campaign manifest into ``store``; the run fails (after publishing) when nothing new could land,
-    and ends in a Completed state named 'Partial' when some files were rejected."""
-    outcome = ingest_task(manifest, store, name, options or IngestOptions())
+def ingest(config: IngestConfig) -> dict:
+    """Ingest ``config.manifest`` into the store at ``config.root``; the run fails (after publishing) when nothing
+    new could land (unless ``fail_if_rejected`` is off), and ends in a Completed state named 'Partial' when some
+    files were rejected."""
+    outcome = ingest_task(config)
     publish_task(outcome["report_path"])
     if outcome["changed"] and outcome["version"]:
-        emit_spectra_version(store, outcome)  # triggers the recalibrate deployment (deployments/prefect.yaml)
-    if fail_if_rejected and outcome["status"] == "rejected":
+        emit_spectra_version(config.root, outcome)  # triggers the recalibrate deployment (deployments/prefect.yaml)
+    if config.fail_if_rejected and outcome["status"] == "rejected":
         raise IngestRejectedError(
             f"{outcome['name']}: every new file was rejected; see {outcome['quarantine_report']}"
         )

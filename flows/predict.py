@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from flows.artifacts import artifact_key
+from libs_pipeline.config import PredictionConfig
 
 ARTIFACT_ROWS = 1000
 
@@ -45,14 +46,10 @@ def predict_spectra(model_dir: str, spectra: str, out: str, mc_samples: int, see
 @task
 def publish_tables(summary: dict, key: str) -> list[str]:
     """Table artifacts: every sample, and the flagged spectra (first rows); returns the artifact ids."""
-    import pandas as pd
+    from libs_pipeline.prediction import read_table
 
-    samples = pd.read_csv(summary["samples_table"]) if summary["samples_table"].endswith(".csv") else pd.read_parquet(
-        summary["samples_table"]
-    )
-    spectra = pd.read_csv(summary["spectra_table"]) if summary["spectra_table"].endswith(".csv") else pd.read_parquet(
-        summary["spectra_table"]
-    )
+    samples = read_table(summary["samples_table"])  # local or on the store (s3://...): read through Location
+    spectra = read_table(summary["spectra_table"])
     cols = ["spectrum", "sample_id", "shot", "concentration", "uncertainty", "trust_score", "flag", "reason"]
     flagged = spectra.loc[spectra["flag"].astype(bool), cols].head(ARTIFACT_ROWS)
     ids = [
@@ -74,22 +71,14 @@ def publish_tables(summary: dict, key: str) -> list[str]:
 
 
 @flow(name="predict")
-def predict_flow(
-    model: str,
-    spectra: str,
-    out: str,
-    registry_root: str | None = None,
-    name: str | None = None,
-    mc_samples: int = 20,
-    seed: int = 0,
-    resample: bool = False,
-) -> dict:
-    """Predict ``spectra`` (path or store URI) with ``model`` (directory, or version/alias of ``name`` in the
-    registry at ``registry_root``); writes ``out`` (.csv/.parquet) and ``<stem>.samples<suffix>``."""
+def predict_flow(config: PredictionConfig) -> dict:
+    """Predict ``config.spectra`` (path or store URI) with ``config.model`` (directory, or version/alias of
+    ``config.name`` in the registry at ``config.root``); writes ``config.out`` (.csv/.parquet) and
+    ``<stem>.samples<suffix>``."""
     logger = get_run_logger()
-    model_dir = resolve_model(model, registry_root, name)
-    summary = predict_spectra(model_dir, spectra, out, mc_samples, seed, resample)
-    summary["artifacts"] = publish_tables(summary, artifact_key("predictions", name or Path(model_dir).name))
+    model_dir = resolve_model(config.model, config.root, config.name)
+    summary = predict_spectra(model_dir, config.spectra, config.out, config.mc_samples, config.seed, config.resample)
+    summary["artifacts"] = publish_tables(summary, artifact_key("predictions", config.name or Path(model_dir).name))
     logger.info(
         "predicted %d spectra of %d samples: %d spectra and %d samples flagged; tables %s, %s",
         summary["n_spectra"], summary["n_samples"], summary["spectra_flagged"], summary["samples_flagged"],

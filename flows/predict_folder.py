@@ -15,7 +15,8 @@ from prefect.states import Completed
 from flows.ingest import publish_task
 from flows.artifacts import artifact_key
 from flows.predict import publish_tables, resolve_model
-from libs_pipeline.config import IngestOptions
+from libs_pipeline.config import DropFolderConfig, IngestOptions
+from libs_pipeline.spectra.location import open_location
 
 
 @task(name="ingest-drop-folder")
@@ -58,38 +59,29 @@ def predict_batch_task(model_dir: str, store: str, ingest: dict, sha256s: list[s
 
 
 @flow(name="predict-drop-folder")
-def predict_drop_folder(
-    folder: str,
-    store: str,
-    name: str,
-    model: str = "champion",
-    registry_root: str | None = None,
-    dataset: str | None = None,
-    only_new: bool = True,
-    mc_samples: int = 20,
-    seed: int = 0,
-    resample: bool = False,
-    options: IngestOptions | None = None,
-) -> dict:
-    """Ingest the raw files in ``folder`` into ``store`` (dataset ``dataset``, default 'unknown-samples') and
-    predict them with ``model`` of ``name`` (registry at ``registry_root``, default ``store``); tables under
-    ``<store>/predictions/<run>/``. Ends 'Partial' when some files were rejected, Failed when all were."""
+def predict_drop_folder(config: DropFolderConfig) -> dict:
+    """Ingest the raw files in ``config.folder`` into the store at ``config.root`` (dataset ``config.dataset``,
+    default 'unknown-samples') and predict them with ``config.model`` of ``config.name`` from the same store's
+    registry; tables under ``<root>/predictions/<run>/``. Ends 'Partial' when some files were rejected, Failed when
+    all were."""
     logger = get_run_logger()
-    registry_root = registry_root or store
-    ingest = ingest_folder_task(folder, store, dataset, options or IngestOptions(resample=resample))
+    store, folder = config.root, config.folder
+    options = config.options.model_copy(update={"resample": config.options.resample or config.resample})
+    ingest = ingest_folder_task(folder, store, config.dataset, options)
     if ingest["report_path"]:
         publish_task(ingest["report_path"])
     if ingest["status"] == "rejected":
         raise RuntimeError(f"every new file in {folder} was rejected; see {ingest['report_path']}")
-    sha256s = ingest["new_sha256"] if only_new else ingest["batch_sha256"]
+    sha256s = ingest["new_sha256"] if config.only_new else ingest["batch_sha256"]
     summary: dict = {"ingest": ingest, "predictions": None}
     if not sha256s:
         logger.info("no new files in %s: nothing to predict", folder)
         return summary
-    model_dir = resolve_model(model, registry_root, name)
-    out = str(Path(store) / "predictions" / ingest["run"] / "predictions.csv")
-    prediction = predict_batch_task(model_dir, store, ingest, sha256s, out, mc_samples, seed, resample)
-    prediction["artifacts"] = publish_tables(prediction, artifact_key("drop-folder", name))
+    model_dir = resolve_model(config.model, store, config.name)
+    out = open_location(store, check=False).join("predictions", ingest["run"], "predictions.csv").url
+    prediction = predict_batch_task(model_dir, store, ingest, sha256s, out, config.mc_samples, config.seed,
+                                    config.resample)
+    prediction["artifacts"] = publish_tables(prediction, artifact_key("drop-folder", config.name))
     summary["predictions"] = prediction
     logger.info("predicted %d spectra of %d samples (%d samples flagged): %s", prediction["n_spectra"],
                 prediction["n_samples"], prediction["samples_flagged"], prediction["samples_table"])

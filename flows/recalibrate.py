@@ -20,8 +20,9 @@ from prefect.runtime import flow_run
 from flows.artifacts import embed_images, figure_markdown
 from flows.events import announce_decision
 from flows.synthesize import synthesize
-from libs_pipeline.config import RecalibrationConfig, TrainingConfig
+from libs_pipeline.config import RecalibrationConfig, SynthesisConfig, TrainingConfig
 from libs_pipeline.evaluation.report import artifact_key
+from libs_pipeline.recalibration.summary import figure_uri
 from libs_pipeline.recalibration import (
     CHALLENGER,
     CHAMPION,
@@ -31,7 +32,6 @@ from libs_pipeline.recalibration import (
     challenger_training,
     choose_protocol,
     decide_loso_promotion,
-    discard_staging,
     heldout_comparison,
     heldout_manifest,
     label_challenger,
@@ -40,10 +40,10 @@ from libs_pipeline.recalibration import (
     loso_manifest,
     metrics_rows,
     run_loso_recalibration,
+    RunFolders,
     run_name,
     serve_heldout_baseline,
     served_baseline_record,
-    staging_dir,
     summary_markdown,
     synthesis_request,
     write_report,
@@ -93,7 +93,7 @@ def read_champion(root: str, name: str) -> dict | None:
 
 @task(name="validate-data-version", **IO_RETRIES)
 def validate_data_version(root: str, dataset: str, version: str, report_dir: str) -> str:
-    """Write the validation report of the data version to ``report_dir``; returns its path."""
+    """Write the validation report of the data version to the local ``report_dir``; returns its path."""
     path = Path(report_dir) / "data_validation.md"
     atomic_write_text(path, data_validation_report(root, dataset, version))
     return str(path)
@@ -114,17 +114,17 @@ def run_synthesis_flow(config: RecalibrationConfig, split: dict) -> dict | None:
     request = synthesis_request(config)
     if request is None:
         return None
-    return synthesize(
+    return synthesize(SynthesisConfig(
         dataset_uri=split["train"]["uri"], out_uri=config.root, seed=config.seed, dask_address=config.dask_address,
         **request,
-    )
+    ))
 
 
 def run_training_flow(training: TrainingConfig, model_dir: str) -> str:
     """The train flow (subflow): trains on the training split (+ synthetic store), saves ``model_dir``."""
     from flows.train import train as train_flow  # torch: only a held-out run that trains a network loads it
 
-    return train_flow(training, model_dir)
+    return train_flow(training.model_copy(update={"model_dir": model_dir}))
 
 
 @task(name="calibrate-trust")
@@ -172,7 +172,7 @@ def register(root: str, name: str, staged_dir: str, manifest: dict) -> dict:
     registry = ModelRegistry(root, flow_run_id=_flow_run_id())
     version = registry.register(name, staged_dir, manifest)
     registry.promote(name, version, alias=CHALLENGER, reason="trained by recalibration")
-    return {"version": version, "path": str(registry.path(name, version))}
+    return {"version": version, "path": registry.verified_url(name, version)}
 
 
 @task(name="promote-champion", **IO_RETRIES)
@@ -203,9 +203,9 @@ def publish(outcome: dict, data_report: str | None) -> list[str]:
         keys.append(metrics_key)
     shown = outcome.get("challenger") or outcome.get("champion_after")
     if shown:
-        path = Path(outcome.get("challenger_path") or outcome.get("champion_path"))
         model_key = artifact_key(name, "model-version")
-        create_link_artifact(link=path.resolve().as_uri(), link_text=f"{name} {shown}", key=model_key,
+        link = figure_uri(outcome.get("challenger_path") or outcome.get("champion_path"))
+        create_link_artifact(link=link, link_text=f"{name} {shown}", key=model_key,
                              description=f"Model version {shown} (champion now: {outcome.get('champion_after')})")
         keys.append(model_key)
     if data_report:
@@ -228,11 +228,19 @@ def recalibrate(config: RecalibrationConfig) -> dict:
     (``RecalibrationOutcome.to_dict``)."""
     logger = get_run_logger()
     started = time.perf_counter()
+    folders = RunFolders.create(config.root, run_name(flow_run.get_id()))
+    try:
+        return _recalibrate(config, folders, logger, started)
+    finally:
+        folders.close()
+
+
+def _recalibrate(config: RecalibrationConfig, folders: RunFolders, logger, started: float) -> dict:
+    """The flow's steps: the report is written in ``folders.work_dir`` and lands in ``folders.report``."""
     root, name = config.root, config.registry_name
-    report_dir = Path(root) / "reports" / run_name(flow_run.get_id())
-    report_dir.mkdir(parents=True, exist_ok=True)
+    report_dir = folders.work_dir  # local: the report folder itself; object stores: uploaded at the end
     outcome = RecalibrationOutcome(
-        model_name=name, config_hash=recalibration_config_hash(config), report_dir=str(report_dir),
+        model_name=name, config_hash=recalibration_config_hash(config), report_dir=folders.report.url,
         flow_run_id=str(flow_run.get_id()), spectra={"name": config.dataset, "version": None},
     )
     data_report = None
@@ -252,24 +260,26 @@ def recalibrate(config: RecalibrationConfig) -> dict:
         if not retrain.retrain:
             outcome.skip(champion_manifest, retrain.reason)
             outcome.step = "publish-recalibration"
-            return _finish(outcome, data_report, started)
+            return _finish(outcome, folders, data_report, started)
 
         outcome.step = "choose-protocol"
         outcome.protocol = choose_comparison_protocol(config, version)
         logger.info("comparison protocol: %s (%s)", outcome.protocol["name"], outcome.protocol["reason"])
-        staging = staging_dir(root, report_dir)
+        staging = folders.staging
         if outcome.protocol["name"] == "loso":
             outcome.step = "compare-candidates-loso"
             loso = compare_candidates_loso(config, version, str(staging), str(report_dir))
             outcome.record_loso(loso)
+            outcome.figures = {k: folders.final(v) for k, v in outcome.figures.items()}
             decision = decide_loso_promotion(loso["challenger_metrics"], champion_manifest,
                                              loso["candidate_metrics"], config)
             logger.info("decision: promote=%s (%s)", decision.promote, decision.reason)
             outcome.step = "register-challenger"
             manifest = loso_manifest(config, version, loso, protocol=outcome.protocol, decision=decision,
                                      config_hash=outcome.config_hash, compared_with=outcome.champion_before,
-                                     report_dir=report_dir)
-            return _register_and_decide(root, outcome, manifest, decision, loso["model_dir"], data_report, started)
+                                     report_dir=folders.report.url)
+            return _register_and_decide(root, outcome, manifest, decision, loso["model_dir"], folders, data_report,
+                                        started)
 
         outcome.step = "split-spectra"
         split = split_spectra(config, version)
@@ -295,7 +305,7 @@ def recalibrate(config: RecalibrationConfig) -> dict:
             baseline = serve_baseline(split, served, compared["baseline_dirs"][served], str(staging), config)
             metrics[CHALLENGER], trained, note = served_baseline_record(metrics, served, baseline)
             notes.append(note)
-        outcome.record_heldout(metrics, compared["figures"], notes)
+        outcome.record_heldout(metrics, {k: folders.final(v) for k, v in compared["figures"].items()}, notes)
         decision = decide_promotion(metrics[CHALLENGER], metrics.get(CHAMPION) if champion else None, config)
         logger.info("decision: promote=%s (%s)", decision.promote, decision.reason)
 
@@ -303,13 +313,14 @@ def recalibrate(config: RecalibrationConfig) -> dict:
         manifest = heldout_manifest(config, version, TrainingSplit.from_dict(split), synthetic=outcome.synthetic,
                                     challenger_metrics=metrics[CHALLENGER], trained=trained, decision=decision,
                                     config_hash=outcome.config_hash, compared_with=outcome.champion_before,
-                                    report_dir=report_dir)
-        return _register_and_decide(root, outcome, manifest, decision, trained["model_dir"], data_report, started)
+                                    report_dir=folders.report.url)
+        return _register_and_decide(root, outcome, manifest, decision, trained["model_dir"], folders, data_report,
+                                    started)
     except Exception as exc:
-        discard_staging(root, report_dir)
+        folders.discard_staging()
         outcome.fail(exc, time.perf_counter() - started)
         try:
-            write_report(outcome, with_outcome_json=False)
+            write_report(outcome, with_outcome_json=False, folders=folders)
             publish(outcome.to_dict(), data_report)
         except Exception as publish_exc:  # the original failure is what the run must report
             logger.warning("could not publish the failure summary: %s", publish_exc)
@@ -317,23 +328,24 @@ def recalibrate(config: RecalibrationConfig) -> dict:
 
 
 def _register_and_decide(root: str, outcome: RecalibrationOutcome, manifest: dict, decision, model_dir: str,
-                         data_report: str | None, started: float) -> dict:
+                         folders: RunFolders, data_report: str | None, started: float) -> dict:
     """Register the staged challenger, promote it when the decision says so, publish; returns the outcome."""
     registered = register(root, outcome.model_name, model_dir, manifest)
-    discard_staging(root, outcome.report_dir)
+    folders.discard_staging()
     outcome.record_registered(registered, decision)
     if decision.promote:
         promote(root, outcome.model_name, registered["version"], decision.reason)
     outcome.record_decision(decision)
-    result = _finish(outcome, data_report, started)
+    result = _finish(outcome, folders, data_report, started)
     announce_decision(result, decision.details)  # champion-changed / degraded-champion-kept events (flows/events.py)
     return result
 
 
-def _finish(outcome: RecalibrationOutcome, data_report: str | None, started: float) -> dict:
-    """Write summary.md and outcome.json to the report folder, publish the artifacts, return the outcome."""
+def _finish(outcome: RecalibrationOutcome, folders: RunFolders, data_report: str | None, started: float) -> dict:
+    """Write summary.md and outcome.json to the report folder (uploaded with the figures on an object store),
+    publish the artifacts, return the outcome."""
     outcome.seconds = time.perf_counter() - started
-    write_report(outcome)
+    write_report(outcome, folders=folders)
     outcome.artifacts = publish(outcome.to_dict(), data_report)
     get_run_logger().info("%s", outcome.reason)
     return outcome.to_dict()

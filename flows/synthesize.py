@@ -1,20 +1,21 @@
 """Synthesize flow: measured spectra -> synthetic store (Dask, resumable) -> realism report artifact.
 
-Thin: ``libs_pipeline.synth`` does the work. The chunk tasks run on a Dask cluster through
+Thin: ``libs_pipeline.synth`` does the work. The shard tasks run on a Dask cluster through
 ``distributed.Client(address)`` inside one Prefect task (an existing cluster via ``dask_address``, or a
-LocalCluster of ``n_workers`` processes); tasks pass only paths and chunk indices, never arrays.
+LocalCluster of ``n_workers`` processes); tasks pass only URLs and shard indices, never arrays or credentials.
+``out_uri`` may be any store root URL (local, ``file://``, ``s3://``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.artifacts import ProgressArtifact, artifact_key, figure_markdown
-from libs_pipeline.config import SynthesisConfig, SynthesisOptions
+from libs_pipeline.config import SynthesisConfig
+from libs_pipeline.spectra.location import open_location
 from libs_pipeline.synth.generate import cluster_address, finalize_synthesis, run_chunks
 from libs_pipeline.synth.synthesis_run import prepare_from_config, realism_from_config
 
@@ -24,31 +25,31 @@ REALISM_TABLE_KEY = "synthetic-realism-table-{id}"
 
 @task(name="prepare-synthesis", retries=1, retry_delay_seconds=2)
 def prepare_task(config: SynthesisConfig) -> dict[str, Any]:
-    """Fit the noise model, write the store template; returns paths (reuses an interrupted run's work)."""
+    """Fit the noise model, write the store template; returns URLs (reuses an interrupted run's work)."""
     job = prepare_from_config(config)
-    complete = job.final_path.exists()
-    pending = 0 if complete else len(job.pending_chunks())
+    complete = job.complete()
+    pending = 0 if complete else len(job.pending_shards())
     get_run_logger().info(
-        "synthetic store %s: %d spectra in %d chunks (%s)", job.final_path, job.plan.n_spectra, job.plan.n_chunks,
-        "already complete" if complete else f"{pending} chunk(s) to write",
+        "synthetic store %s: %d spectra in %d shards of %d chunks (%s)", job.store_url, job.plan.n_spectra,
+        job.plan.n_shards, job.plan.shard_chunks, "already complete" if complete else f"{pending} shard(s) to write",
     )
-    return {"work_dir": str(job.work_dir), "final": str(job.final_path), "complete": complete}
+    return {"work_dir": job.work_url, "final": job.store_url, "complete": complete}
 
 
 @task(name="write-chunks", retries=1, retry_delay_seconds=5)
 def chunks_task(work_dir: str, dask_address: str | None, n_workers: int) -> int:
-    """Run every unwritten chunk on the cluster (a retry resumes: finished chunks are kept); live progress in the
+    """Run every unwritten shard on the cluster (a retry resumes: finished shards are kept); live progress in the
     artifact ``synthesis-progress-<store>``."""
     logger = get_run_logger()
     step = {"next": 0.0}
-    store_id = Path(work_dir).name.removeprefix(".").removesuffix(".work")  # work folder .<id>.work
+    store_id = open_location(work_dir, check=False).name.removeprefix(".").removesuffix(".work")  # .<id>.work
     artifact = ProgressArtifact(artifact_key("synthesis-progress", store_id),
-                                f"synthetic chunks written ({work_dir})")
+                                f"synthetic shards written ({work_dir})")
 
     def progress(done: int, total: int) -> None:
         artifact(done, total)
         if total and done / total >= step["next"]:
-            logger.info("chunks written: %d / %d", done, total)
+            logger.info("shards written: %d / %d", done, total)
             step["next"] = done / total + 0.1
 
     with cluster_address(dask_address, n_workers) as address:
@@ -65,7 +66,7 @@ def finalize_task(work_dir: str) -> str:
 def realism_task(config: SynthesisConfig, synthetic_uri: str) -> dict[str, Any]:
     """Compare synthetic with measured spectra; publish the report as Prefect artifacts (markdown + table)."""
     report, paths = realism_from_config(config, synthetic_uri)
-    store_id = Path(synthetic_uri).stem
+    store_id = open_location(synthetic_uri, check=False).name.removesuffix(".zarr")
     create_markdown_artifact(
         markdown=report.to_markdown() + "\n\n" + figure_markdown(paths["figure"], "synthetic vs measured spectra"),
         key=REALISM_KEY.format(id=store_id),
@@ -79,33 +80,15 @@ def realism_task(config: SynthesisConfig, synthetic_uri: str) -> dict[str, Any]:
 
 
 @flow(name="synthesize", log_prints=True)
-def synthesize(
-    dataset_uri: str,
-    out_uri: str,
-    per_sample: int,
-    seed: int = 0,
-    chunk_size: int = 1024,
-    dask_address: str | None = None,
-    n_workers: int = 2,
-    options: SynthesisOptions | None = None,
-) -> dict[str, Any]:
-    """Generate ``per_sample`` synthetic spectra per sample of ``dataset_uri`` under ``out_uri``; returns uri + report.
-
-    ``options``: further SynthesisConfig fields (detector, shot_factor, interpolate_between, realism, ...), typed
-    so the Prefect UI shows them as a form; a dict is validated into it. Only the fields given are passed on.
-    """
-    if isinstance(options, dict):
-        options = SynthesisOptions(**options)
-    config = SynthesisConfig(
-        dataset_uri=dataset_uri, out_uri=out_uri, per_sample=per_sample, seed=seed, chunk_size=chunk_size,
-        dask_address=dask_address, n_workers=n_workers,
-        **(options.model_dump(exclude_unset=True) if options is not None else {}),
-    )
+def synthesize(config: SynthesisConfig) -> dict[str, Any]:
+    """Generate ``config.per_sample`` synthetic spectra per sample of ``config.dataset_uri`` under
+    ``config.out_uri``; returns the store's uri and id and the realism report (None when ``realism`` is off)."""
     job = prepare_task(config)
     if not job["complete"]:
         chunks_task(job["work_dir"], config.dask_address, config.n_workers)
     uri = finalize_task(job["work_dir"]) if not job["complete"] else job["final"]
-    result: dict[str, Any] = {"uri": uri, "id": Path(uri).stem, "realism": None}
+    result: dict[str, Any] = {"uri": uri, "id": open_location(uri, check=False).name.removesuffix(".zarr"),
+                              "realism": None}
     if config.realism:
         result["realism"] = realism_task(config, uri)
     return result

@@ -13,14 +13,15 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.artifacts import ProgressArtifact, artifact_key
 from libs_pipeline.config import TrainingConfig
-from libs_pipeline.models.training_run import default_model_name, load_training_config, run_training
+from libs_pipeline.models.training_run import load_training_config, model_directory, run_training
 
 
 @task(name="train-model")
-def train_task(config: TrainingConfig, model_dir: str) -> str:
+def train_task(config: TrainingConfig) -> str:
     """Train and save (live progress artifact ``training-progress-<dataset>-<model>``); returns the model directory."""
+    model_dir = str(config.model_dir)
     progress = ProgressArtifact(progress_key(config, model_dir), f"training steps of {model_dir}")
-    path = run_training(config, model_dir, progress=progress)
+    path = run_training(config, progress=progress)
     progress.update(100.0, f"trained: {path}")
     get_run_logger().info("trained %s model -> %s", config.analyte, path)
     return str(path)
@@ -67,15 +68,13 @@ def publish_task(model_dir: str, key: str = "training-summary") -> str:
 
 
 @flow(name="train", log_prints=True)
-def train(config: TrainingConfig | str, model_dir: str | None = None) -> str:
-    """Train a model from ``config`` (a TrainingConfig or a YAML/JSON path); returns the model directory path."""
+def train(config: TrainingConfig | str) -> str:
+    """Train a model from ``config`` (a TrainingConfig, or the path of one as YAML/JSON); returns the model directory
+    (``config.model_dir``, else a new one under ``config.output_dir``)."""
     if not isinstance(config, TrainingConfig):
         config = load_training_config(config)
-    if model_dir is None:
-        if not config.output_dir:
-            raise ValueError("training config: give output_dir (or model_dir)")
-        model_dir = str(Path(config.output_dir) / default_model_name(config))
-    path = train_task(config, model_dir)
+    config = config.model_copy(update={"model_dir": str(model_directory(config))})  # the name is fixed once
+    path = train_task(config)
     publish_task(path, summary_key(config, path))
     return path
 

@@ -70,7 +70,8 @@ EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_CODES_HELP = (
     "Exit codes: 0 every file landed (or was already ingested); 3 partial: some files were rejected "
-    "(quarantined), the rest landed; 1 every new file was rejected, nothing landed; 2 bad options."
+    "(quarantined), the rest landed; 1 every new file was rejected, nothing landed; 2 bad options (including a "
+    "store root that is malformed, of an unknown scheme or unreachable: nothing is written)."
 )
 
 
@@ -137,17 +138,32 @@ def ingest_command(
     lock_timeout: float = typer.Option(600.0, "--lock-timeout", help="seconds to wait for another ingest of the dataset"),
 ) -> None:
     """Validate and ingest a campaign into a new version of a spectra dataset (exit codes below)."""
-    from libs_pipeline.spectra.ingest import ingest_campaign
+    from libs_pipeline.config import IngestConfig
+    from libs_pipeline.spectra.ingest import run_ingest
 
     options = _ingest_options(
         resample=resample, max_file_mb=max_file_mb, dark_tolerance=dark_tolerance, saturation_level=saturation_level,
         overlap_policy=overlap_policy, bad_shot_policy=bad_shot_policy, lock_timeout_s=lock_timeout,
     )
-    result = ingest_campaign(manifest, store, name=name, options=options)
+    root = _open_store_root(store)
+    result = run_ingest(IngestConfig(manifest=manifest, root=root.url, name=name, options=options))
     _print_ingest(result)
     code = _ingest_exit_code(result)
     if code:
         raise typer.Exit(code)
+
+
+def _open_store_root(url: str):
+    """The store root's Location; a malformed, unknown or unreachable root exits 2 with a message naming it
+    (checked before anything is written)."""
+    from libs_pipeline.spectra.location import StoreUnreachableError, StoreURLError, open_location, redact
+
+    try:
+        return open_location(url)
+    except (StoreURLError, StoreUnreachableError) as exc:
+        message = str(exc) if redact(url) in str(exc) else f"store root {redact(url)}: {exc}"
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 spectra_app = typer.Typer(help="Versioned spectra datasets: list and show.", no_args_is_help=True)
@@ -165,7 +181,7 @@ def spectra_list(
 
     from libs_pipeline.spectra.store import SpectraStore
 
-    spectra_store = SpectraStore(store)
+    spectra_store = SpectraStore(_open_store_root(store))
     names = [name] if name else spectra_store.names()
     table = Table("dataset", "version", "", "created", "spectra", "samples", "channels", "sources")
     for n in names:
@@ -190,7 +206,7 @@ def spectra_show(
 
     from libs_pipeline.spectra.store import SpectraStore, VersionNotFoundError
 
-    spectra_store = SpectraStore(store)
+    spectra_store = SpectraStore(_open_store_root(store))
     try:
         m = spectra_store.manifest(name, version)
         samples = spectra_store.samples(name, version)
@@ -224,6 +240,7 @@ def synthesize_command(
     name: str = typer.Option(None, "--name", help="dataset name in the store (needed with --store)"),
     seed: int = typer.Option(0, "--seed", min=0, help="same seed + inputs + chunk size -> same bytes"),
     chunk_size: int = typer.Option(1024, "--chunk-size", min=1, help="spectra per chunk (sets peak memory)"),
+    shard_chunks: int = typer.Option(8, "--shard-chunks", min=1, help="chunks per shard (one object, one Dask task)"),
     dask_address: str = typer.Option(None, "--dask-address", help="tcp://host:port of an existing Dask scheduler"),
     workers: int = typer.Option(2, "--workers", min=0, help="LocalCluster processes without --dask-address; 0 = in-process"),
     detector: str = typer.Option("per_sample", "--detector", help="per_sample | pooled gain and read noise"),
@@ -237,6 +254,7 @@ def synthesize_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from libs_pipeline.config import SynthesisConfig
+    from libs_pipeline.spectra.location import StoreUnreachableError
     from libs_pipeline.spectra.store import SpectraStore, VersionNotFoundError
     from libs_pipeline.synth.generate import SynthesisError, finalize_synthesis
     from libs_pipeline.synth.synthesis_run import prepare_from_config, realism_from_config, write_chunks
@@ -254,20 +272,21 @@ def synthesize_command(
             raise ValueError("give --out (or --root, which then receives the synthetic store)")
         config = SynthesisConfig(
             dataset_uri=dataset_uri, out_uri=out_uri, per_sample=per_sample, seed=seed, chunk_size=chunk_size,
-            name=name, detector=detector, shot_factor=shot_factor, max_shape_modes=max_shape_modes,
+            shard_chunks=shard_chunks, name=name, detector=detector, shot_factor=shot_factor, max_shape_modes=max_shape_modes,
             interpolate_between=interpolate_between, dask_address=dask_address, n_workers=max(workers, 1),
             realism=realism,
         )
         job = prepare_from_config(config)
-    except (ValueError, FileNotFoundError, VersionNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, VersionNotFoundError, StoreUnreachableError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    console.print(f"{job.plan.n_spectra} spectra of {len(job.plan.sample_ids)} samples in {job.plan.n_chunks} chunks -> {job.final_path}")
-    columns = (TextColumn("synthesizing"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+    console.print(f"{job.plan.n_spectra} spectra of {len(job.plan.sample_ids)} samples in {job.plan.n_shards} shards "
+                  f"of {job.plan.shard_chunks} chunks -> {job.store_url}")
+    columns = (TextColumn("synthesizing"), BarColumn(), MofNCompleteColumn(), TextColumn("shards"),
                TimeElapsedColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=console) as bar:
-            bar_task = bar.add_task("chunks", total=job.plan.n_chunks)
+            bar_task = bar.add_task("shards", total=job.plan.n_shards)
 
             def progress(done: int, total: int) -> None:
                 bar.update(bar_task, completed=done, total=total)
@@ -283,6 +302,40 @@ def synthesize_command(
         console.print(f"realism report: {'PASSED' if report.passed else 'FAILED'} ({paths['markdown']}, {paths['figure']})")
         for failure in report.failures:
             console.print(f"  - {failure}")
+
+@app.command("plan-synthesis")
+def plan_synthesis_command(
+    n_spectra: int = typer.Option(..., "--n-spectra", min=1, help="spectra in the store (rounded up to whole samples)"),
+    n_channels: int = typer.Option(4096, "--n-channels", min=1, help="wavelength channels per spectrum"),
+    n_samples: int = typer.Option(8, "--n-samples", min=1, help="samples in the noise model"),
+    chunk_size: int = typer.Option(1024, "--chunk-size", min=1, help="spectra per chunk (the seed unit)"),
+    shard_chunks: int = typer.Option(8, "--shard-chunks", min=1, help="chunks per shard (one object, one task)"),
+    labels: int = typer.Option(1, "--labels", min=0, help="label variables in the sample table"),
+    integer: bool = typer.Option(False, "--integer/--float", help="integer-count model (codec and ratio)"),
+    dataset: str = typer.Option(None, "--dataset", help="measured dataset: fit its model and measure the intensity "
+                                "compression ratio on one drawn chunk (sets channels, samples, labels, integer)"),
+) -> None:
+    """Dry run: print (JSON) the layout, file count, bytes, tasks and planning time/memory of a synthetic store."""
+    import json
+
+    from libs_pipeline.synth.layout_plan import plan_layout, ratio_from_model
+
+    ratio = None
+    try:
+        if dataset is not None:
+            from libs_pipeline.synth.generate import open_measured
+            from libs_pipeline.synth.noise_model import fit_noise_model
+
+            model = fit_noise_model(open_measured(dataset))
+            ratio = ratio_from_model(model, chunk_size)
+            n_channels, n_samples = model.n_channels, len(model.sample_ids)
+            labels, integer = len(model.label_units), bool(model.integer)
+        result = plan_layout(n_spectra, n_channels, n_samples, chunk_size, shard_chunks, labels, integer, ratio)
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(result, indent=2))
+
 
 # --- train / evaluate (models, evaluation) ---
 
@@ -300,7 +353,9 @@ def train_command(
         config = load_training_config(config_file)
         if no_progress:
             config = config.model_copy(update={"progress_bar": False})
-        path = run_training(config, model_dir)
+        if model_dir:
+            config = config.model_copy(update={"model_dir": model_dir})
+        path = run_training(config)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -408,7 +463,7 @@ def predict(
             typer.echo("error: no spectra to predict: every file was rejected (see the report above)", err=True)
             raise typer.Exit(EXIT_REJECTED)
         source = batch.spectra
-        out = out or str(Path(root) / "predictions" / batch.result.run_id / "predictions.csv")
+        out = out or _open_store_root(root).join("predictions", batch.result.run_id, "predictions.csv").url
         code = EXIT_PARTIAL if batch.result.rejected else EXIT_OK
     try:
         run = run_prediction(model, source, out, root, name, mc_samples=mc_samples, seed=seed, resample=resample)
@@ -475,7 +530,7 @@ def models_list(
 
     from libs_pipeline.registry import ModelRegistry
 
-    registry = ModelRegistry(root)
+    registry = ModelRegistry(_open_store_root(root))
     names = [name] if name else registry.names()
     if not names:
         typer.echo(f"no models under {registry.models_dir}")
@@ -503,8 +558,8 @@ def models_show(
 
     from libs_pipeline.registry import ModelRegistry
 
-    registry = ModelRegistry(root)
-    path = _registry_call(lambda: registry.path(name, ref))
+    registry = ModelRegistry(_open_store_root(root))
+    path = _registry_call(lambda: registry.verified_url(name, ref))  # checks the stored files; downloads nothing
     manifest = _registry_call(lambda: registry.manifest(name, ref))
     typer.echo(json.dumps({"path": str(path), "status": "verified", "manifest": manifest}, indent=2, sort_keys=True))
 
@@ -520,7 +575,7 @@ def models_promote(
     """Point an alias (default champion) at a verified version."""
     from libs_pipeline.registry import ModelRegistry
 
-    registry = ModelRegistry(root)
+    registry = ModelRegistry(_open_store_root(root))
     event = _registry_call(lambda: registry.promote(name, ref, alias=alias, reason=reason))
     if not event:
         typer.echo(f"{name}: {alias} already is {registry.resolve(name, alias)}")
@@ -538,7 +593,7 @@ def models_rollback(
     """Point an alias back at the version it held before its current one."""
     from libs_pipeline.registry import ModelRegistry
 
-    event = _registry_call(lambda: ModelRegistry(root).rollback(name, alias=alias, reason=reason))
+    event = _registry_call(lambda: ModelRegistry(_open_store_root(root)).rollback(name, alias=alias, reason=reason))
     typer.echo(f"{name}: {alias} {event['previous']} -> {event['version']} (rolled back)")
 
 
@@ -595,7 +650,7 @@ def models_history(name: str, root: str = _ROOT_OPTION) -> None:
     """The append-only log of registrations and alias changes."""
     from libs_pipeline.registry import ModelRegistry
 
-    for e in _registry_call(lambda: ModelRegistry(root).history(name)):
+    for e in _registry_call(lambda: ModelRegistry(_open_store_root(root)).history(name)):
         alias = f" {e['alias']}" if e.get("alias") else ""
         prev = f" (was {e['previous']})" if e.get("previous") else ""
         why = f": {e['reason']}" if e.get("reason") else ""
@@ -650,9 +705,11 @@ def demo_command(
     from rich.table import Table
 
     from flows.demo import demo
+    from libs_pipeline.config import DemoConfig
 
     console = Console()
-    summary = demo(out=str(out), n_samples=samples, n_shots=shots, per_sample=per_sample, max_steps=max_steps, seed=seed)
+    summary = demo(DemoConfig(out=str(out), n_samples=samples, n_shots=shots, per_sample=per_sample,
+                              max_steps=max_steps, seed=seed))
     data, recal = summary["dataset"], summary["recalibration"]
     console.rule("libs-pipeline demo")
     console.print(f"dataset [bold]{data['name']}[/] version [bold]{data['version']}[/]: {data['uri']}")

@@ -5,9 +5,20 @@ Each section is owned by one part of the system; keep the classes small and docu
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
+
+
+def config_hash(config: object) -> str:
+    """First 16 hex digits of sha256 over the canonical JSON of ``config`` (dict or pydantic model): the one hash
+    of a configuration (model directory names, the recalibration's training-relevant fields)."""
+    if hasattr(config, "model_dump"):
+        config = config.model_dump(mode="json")
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 class StrictModel(BaseModel):
@@ -152,6 +163,62 @@ class IngestOptions(StrictModel):
     )
 
 
+class IngestConfig(StrictModel):
+    """Parameters of the ingest flow and ``libs-pipeline ingest``: one campaign manifest (or instrument file /
+    folder) into the store at ``root``."""
+
+    manifest: str = Field(..., min_length=1, description="campaign manifest (CSV/YAML), instrument file or folder")
+    root: str = Field(..., min_length=1, description="store root URL (local path, file://, s3://...)")
+    name: str | None = Field(None, description="dataset name (default: from the manifest)")
+    options: IngestOptions = Field(default_factory=IngestOptions, description="validation and resampling rules")
+    fail_if_rejected: bool = Field(True, description="end the flow Failed when files were rejected (valid ones still land)")
+
+
+class PredictionConfig(StrictModel):
+    """Parameters of the predict flow and ``libs-pipeline predict``: spectra -> concentration, uncertainty, trust."""
+
+    model: str = Field("champion", min_length=1, description="model directory, or a registry version/alias")
+    spectra: str = Field(..., min_length=1, description="spectra: .zarr/.nc path or <root>#<name>@<version>")
+    out: str = Field(..., min_length=1, description="predictions CSV to write")
+    root: str | None = Field(None, description="store root whose registry resolves `model` (None: model is a path)")
+    name: str | None = Field(None, description="registry model name (with root)")
+    mc_samples: int = Field(20, ge=2, description="MC-dropout passes for the predictive uncertainty")
+    seed: int = Field(0, ge=0)
+    resample: bool = Field(False, description="resample spectra on another grid onto the model's grid")
+
+
+class DropFolderConfig(StrictModel):
+    """Parameters of the drop-folder flow and ``libs-pipeline predict-folder``: ingest a lab's folder of unknown
+    samples, then predict them with the registry's model."""
+
+    folder: str = Field(..., min_length=1, description="folder of raw instrument files")
+    root: str = Field(..., min_length=1, description="store root URL: the files are ingested and predicted here")
+    name: str = Field(..., min_length=1, description="registry model name")
+    model: str = Field("champion", min_length=1, description="registry version or alias")
+    dataset: str | None = Field(None, description="dataset the files are ingested into (default: unknown-samples)")
+    only_new: bool = Field(True, description="predict only files no earlier run ingested")
+    mc_samples: int = Field(20, ge=2, description="MC-dropout passes for the predictive uncertainty")
+    seed: int = Field(0, ge=0)
+    resample: bool = Field(False, description="resample files and spectra on another grid (ingest and prediction)")
+    options: IngestOptions = Field(default_factory=IngestOptions, description="validation rules of the ingest")
+
+
+class DemoConfig(StrictModel):
+    """Parameters of the demo flow and ``libs-pipeline demo``: the virtual instrument's campaign end to end."""
+
+    out: str = Field("demo-output", min_length=1, description="store root the demo writes under")
+    n_samples: int = Field(40, ge=8, description="reference samples of the virtual campaign")
+    n_shots: int = Field(20, ge=2, description="laser shots per reference sample")
+    n_channels: int = Field(4096, ge=64)
+    batch_samples: int = Field(6, ge=1, description="unknown samples in each fresh batch")
+    batch_shots: int = Field(10, ge=1)
+    scenario: CampaignScenario = Field("interfering_element", description="the changed-conditions batch")
+    severity: Literal["mild", "strong"] = "strong"
+    per_sample: int = Field(200, ge=0, description="synthetic spectra per training sample (0 = no augmentation)")
+    max_steps: int = Field(1500, ge=1, description="training steps of the challenger")
+    seed: int = Field(0, ge=0)
+
+
 # --- synthesis (synth) ---
 
 
@@ -166,7 +233,8 @@ class SynthesisConfig(StrictModel):
     out_uri: str = Field(..., min_length=1, description="store root (or a path ending in .zarr)")
     per_sample: int = Field(..., ge=1, description="synthetic spectra per (reference or interpolated) sample")
     seed: int = Field(0, ge=0)
-    chunk_size: int = Field(1024, ge=1, description="spectra per chunk = per Dask task = per zarr chunk")
+    chunk_size: int = Field(1024, ge=1, description="spectra per chunk: the seed unit and the zarr chunk")
+    shard_chunks: int = Field(8, ge=1, description="chunks per shard: one stored object per array and one Dask task")
     name: str | None = Field(None, description="dataset name in the output path (default: from the source)")
     # noise model
     detector: Literal["per_sample", "pooled"] = Field("per_sample", description="gain/read noise per sample or shared")
@@ -205,6 +273,8 @@ class TrainingConfig(StrictModel):
     synthetic_uris: list[str] = Field(default_factory=list, description="synthetic stores (used when augmentation)")
     val_uris: list[str] = Field(default_factory=list, description="explicit validation spectra (else split by sample)")
     output_dir: str | None = Field(None, description="folder under which the flow writes the model directory")
+    model_dir: str | None = Field(None, description="the model directory to write (default: <output_dir>/<analyte>-"
+                                                    "<UTC time>-<config hash>)")
     # tasks
     multitask: bool = Field(True, description="False: concentration head only (single-task ablation)")
     plasma_tasks: bool = Field(True, description="add T_K / n_e_per_m3 heads where the data carry that ground truth")
@@ -373,7 +443,7 @@ DEFAULT_CANDIDATES = ("univariate", "pls", "multitask", "multitask_aug")
 #: SynthesisConfig fields the recalibration flow sets itself (not allowed in RecalibrationConfig.synthesis).
 RECALIBRATION_SYNTHESIS_RESERVED = ("dataset_uri", "out_uri", "seed", "dask_address")
 #: TrainingConfig fields the recalibration flow sets itself (not allowed in RecalibrationConfig.training).
-RECALIBRATION_TRAINING_RESERVED = ("analyte", "measured_uris", "synthetic_uris", "seed")
+RECALIBRATION_TRAINING_RESERVED = ("analyte", "measured_uris", "synthetic_uris", "seed", "model_dir")
 
 
 def _section_of(model: type[StrictModel], name: str, doc: str, without: tuple[str, ...], **fields) -> type[StrictModel]:
@@ -391,14 +461,6 @@ RecalibrationSynthesis = _section_of(
     RECALIBRATION_SYNTHESIS_RESERVED,
     per_sample=(int, Field(DEFAULT_SYNTHETIC_PER_SAMPLE, ge=0,
                            description="synthetic spectra per sample; 0 = train without augmentation")),
-)
-#: The synthesize flow's own parameters; every other SynthesisConfig field is a typed ``SynthesisOptions`` field.
-SYNTHESIZE_FLOW_PARAMETERS = ("dataset_uri", "out_uri", "per_sample", "seed", "chunk_size", "dask_address", "n_workers")
-SynthesisOptions = _section_of(
-    SynthesisConfig,
-    "SynthesisOptions",
-    "Further SynthesisConfig fields of the synthesize flow (noise model, interpolation, realism report).",
-    SYNTHESIZE_FLOW_PARAMETERS,
 )
 RecalibrationTraining = _section_of(
     TrainingConfig,

@@ -2,7 +2,7 @@
 (and load the neural model), score, write the report.
 
 ``run_evaluation(config)`` writes ``<root>/reports/<run>/`` atomically (built in a temporary sibling
-folder, then renamed): ``report.md``, ``metrics.csv``, ``predictions.csv``, ``parity.png``,
+folder, then renamed; on an object-store root built in a local temporary folder and uploaded, summary.json last): ``report.md``, ``metrics.csv``, ``predictions.csv``, ``parity.png``,
 ``residuals.png``, ``summary.json``. The evaluate flow and the CLI are thin wrappers around it.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from libs_pipeline.features.lines import LineWindow, resolve_lines
 from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text, publish_directory, temporary_sibling
 from libs_pipeline.spectra.dataset import resolve_analyte, sample_ids, select_samples, spectrum_sample_ids
 from libs_pipeline.spectra.grid import same_grid
+from libs_pipeline.spectra.location import Location, open_location
 from libs_pipeline.spectra.store import open_spectra
 
 UNIVARIATE = "univariate"
@@ -41,20 +43,43 @@ NEURAL = "neural"
 
 @dataclass
 class EvaluationResult:
-    """What a run wrote and measured (paths are inside ``report_dir``)."""
+    """What a run wrote and measured (paths are inside ``report_dir``: local ``Path``s, or URLs (str) when the
+    root is an object store)."""
 
     run_name: str
-    report_dir: Path
-    report_path: Path
+    report_dir: Path | str
+    report_path: Path | str
     table: pd.DataFrame
-    figures: dict[str, Path]
-    predictions_path: Path
+    figures: dict[str, Path | str]
+    predictions_path: Path | str
     analyte: str
     units: str
     train_samples: list[str]
     test_samples: list[str]
     details: dict = field(default_factory=dict)
     markdown: str = ""
+
+
+def publish_report(tmp: Path, final: Location) -> None:
+    """Make a fully written local report folder ``tmp`` the report ``final``: renamed into place on a local
+    root; uploaded file by file on an object store with ``summary.json`` last (a report without it is
+    incomplete). FileExistsError when ``final`` appeared meanwhile."""
+    if final.is_local:
+        if not publish_directory(tmp, final.local_path):
+            raise FileExistsError(f"report folder {final.url} appeared while writing; choose another run_name")
+        return
+    if final.exists():
+        raise FileExistsError(f"report folder {final.url} appeared while writing; choose another run_name")
+    for path in sorted(p for p in tmp.rglob("*") if p.is_file() and p.name != "summary.json"):
+        final.join(*path.relative_to(tmp).parts).write_bytes(path.read_bytes())
+    if (tmp / "summary.json").is_file():
+        (final / "summary.json").write_bytes((tmp / "summary.json").read_bytes())
+
+
+def _in(final: Location, name: str) -> Path | str:
+    """A file of the report: a local ``Path``, or its URL on an object store."""
+    where = final / name
+    return where.local_path if where.is_local else where.url
 
 
 def default_run_name(now: dt.datetime | None = None) -> str:
@@ -224,11 +249,11 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
     table = evaluate_methods(preds, y_true, test_sids)
 
     run_name = config.run_name or default_run_name()
-    final_dir = Path(config.root) / "reports" / run_name
-    if final_dir.exists():
-        raise FileExistsError(f"report folder {final_dir} already exists; choose another run_name")
-    tmp = temporary_sibling(final_dir)
-    tmp.mkdir(parents=True)
+    final = open_location(config.root) / "reports" / run_name
+    if final.exists():
+        raise FileExistsError(f"report folder {final.url} already exists; choose another run_name")
+    tmp = temporary_sibling(final.local_path) if final.is_local else Path(tempfile.mkdtemp(prefix=f"{run_name}-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     try:
         figures = write_figures(preds, y_true, test_sids, tmp, units, f"{analyte}: predicted vs certified",
                                 f"{analyte}: residuals")
@@ -259,18 +284,17 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
             "config": config.model_dump(mode="json"),
         }
         atomic_write_json(tmp / "summary.json", jsonable(summary))
-        if not publish_directory(tmp, final_dir):
-            raise FileExistsError(f"report folder {final_dir} appeared while writing; choose another run_name")
-    except BaseException:
+        publish_report(tmp, final)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    shown = final.local_path if final.is_local else final.url
     return EvaluationResult(
         run_name=run_name,
-        report_dir=final_dir,
-        report_path=final_dir / "report.md",
+        report_dir=shown,
+        report_path=_in(final, "report.md"),
         table=table,
-        figures={k: final_dir / v.name for k, v in figures.items()},
-        predictions_path=final_dir / "predictions.csv",
+        figures={k: _in(final, v.name) for k, v in figures.items()},
+        predictions_path=_in(final, "predictions.csv"),
         analyte=analyte,
         units=units,
         train_samples=train_ids,

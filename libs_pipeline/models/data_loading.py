@@ -5,6 +5,13 @@ store's chunks along ``spectrum``; an epoch visits the chunks in a seeded random
 most ``buffer_chunks`` chunks in memory, shuffling their rows and yielding fixed-size batches. So a
 synthetic store of any size is never loaded whole. Splits are by sample: the validation samples'
 measured spectra are held out and their synthetic spectra are never used for training.
+
+Planning scales with the number of chunks and samples, not rows: rows are grouped by (sample id, parents,
+synthetic) into integer codes (``sample_groups``) -- read directly from a store's integer ``sample_index`` and
+sample table (``spectra.sample_table``; synthetic stores of 10^8 spectra), or computed once with ``np.unique``
+for measured stores with string ``sample_id`` -- and every per-row decision is a numpy operation on the codes.
+Python loops run over groups and chunks only. Per-row numpy arrays remain (row numbers, targets: about
+8 + 8 * n_tasks bytes per used spectrum).
 """
 
 from __future__ import annotations
@@ -20,10 +27,24 @@ import torch
 import xarray as xr
 from torch.utils.data import IterableDataset, get_worker_info
 
-from libs_pipeline.models.normalisation import SpectrumNormaliser, TargetScaler, spectrum_divisors, spectrum_totals
+from libs_pipeline.models.normalisation import (
+    SpectrumNormaliser,
+    TargetScaler,
+    spectrum_divisors,
+    spectrum_totals,
+)
 from libs_pipeline.models.tasks import TaskSet
 from libs_pipeline.spectra.dataset import label_names, spectrum_sample_ids
 from libs_pipeline.spectra.grid import same_grid
+from libs_pipeline.spectra.location import StoreURLError
+from libs_pipeline.spectra.sample_table import (
+    has_sample_index,
+    is_sample_indexed,
+    open_sample_indexed,
+    sample_codes,
+    table_columns,
+    table_values,
+)
 from libs_pipeline.spectra.store import open_spectra
 
 log = logging.getLogger(__name__)
@@ -33,14 +54,22 @@ SourceLike = str | Path | xr.Dataset
 
 
 def open_source(source: SourceLike, position: int = 0) -> tuple[str, xr.Dataset]:
-    """(name, lazily opened dataset) for a path / URI / Dataset (``spectra.store.open_spectra``); clear errors."""
+    """(name, lazily opened dataset) for a path / URL / store URI / Dataset; clear errors.
+
+    A ``.zarr`` with an integer ``sample_index`` (synthetic stores) opens through ``open_sample_indexed``
+    (refused unless published), anything else through ``spectra.store.open_spectra``.
+    """
     if isinstance(source, xr.Dataset):
         return f"<dataset #{position}>", source
     uri = str(source)
     try:
+        if "#" not in uri and uri.rstrip("/").endswith(".zarr") and has_sample_index(uri):
+            return uri, open_sample_indexed(uri)
         return uri, open_spectra(uri)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"training source {uri}: not found ({exc})") from exc
+    except StoreURLError as exc:
+        raise ValueError(f"training source {uri}: {exc}") from exc
     except Exception as exc:
         raise ValueError(f"training source {uri}: cannot be opened as a spectra dataset: {exc}") from exc
 
@@ -55,40 +84,120 @@ def chunk_rows(ds: xr.Dataset) -> int:
     return DEFAULT_CHUNK_ROWS
 
 
+@dataclass(frozen=True)
+class SampleGroups:
+    """The rows of a dataset grouped by (sample id, parents, synthetic): one integer code per row.
+
+    ``parents``: the measured sample(s) a group derives from (its own id for measured spectra; for synthetic
+    spectra the ``source_sample`` names, 'a|b' for a sample interpolated between two references).
+    """
+
+    codes: np.ndarray  # (n_rows,) int: the group of every row
+    sample_ids: np.ndarray  # (n_groups,) str
+    parents: tuple[tuple[str, ...], ...]
+    synthetic: np.ndarray  # (n_groups,) bool
+    table: bool  # codes are the store's sample_index (per-sample variables come from its table)
+
+    @property
+    def joined(self) -> np.ndarray:
+        """'a|b' parents text of every group."""
+        return np.asarray(["|".join(p) for p in self.parents], dtype=str)
+
+    def row_synthetic(self) -> np.ndarray:
+        return self.synthetic[self.codes]
+
+
+def _parents(sid: str, source: str, synthetic: bool) -> tuple[str, ...]:
+    named = tuple(p for p in source.split("|") if p) if synthetic else ()
+    return named or (sid,)
+
+
+def sample_groups(ds: xr.Dataset) -> SampleGroups:
+    """Group the rows of ``ds`` (see ``SampleGroups``): O(groups) Python work for sample-indexed stores."""
+    if is_sample_indexed(ds):
+        codes = sample_codes(ds)
+        ids = table_values(ds, "sample_id")
+        source = table_values(ds, "source_sample")
+        syn = table_values(ds, "synthetic")
+        syn = np.zeros(ids.size, dtype=bool) if syn is None else syn.astype(bool)
+        source = ids if source is None else source
+        parents = tuple(_parents(str(i), str(src), bool(f)) for i, src, f in zip(ids, source, syn))
+        return SampleGroups(codes, ids, parents, syn, True)
+    sids = spectrum_sample_ids(ds)
+    source = np.asarray(ds["source_sample"].values).astype(str) if "source_sample" in ds else sids
+    syn = np.asarray(ds["synthetic"].values, dtype=bool) if "synthetic" in ds else np.zeros(sids.size, dtype=bool)
+    key = np.char.add(np.char.add(np.char.add(sids, "\x1f"), source), np.where(syn, "\x1f1", "\x1f0"))
+    unique, codes = np.unique(key, return_inverse=True)
+    parts = [str(k).split("\x1f") for k in unique]
+    ids = np.asarray([p[0] for p in parts], dtype=str)
+    flags = np.asarray([p[2] == "1" for p in parts], dtype=bool)
+    parents = tuple(_parents(p[0], p[1], f) for p, f in zip(parts, flags))
+    return SampleGroups(codes.reshape(-1), ids, parents, flags, False)
+
+
+def row_values(ds: xr.Dataset, var: str, groups: SampleGroups | None = None) -> np.ndarray:
+    """Per-row float64 values of ``var``: ``table[codes]`` for a table variable, else the variable itself."""
+    if groups is not None and groups.table and var in table_columns(ds):
+        return np.asarray(table_values(ds, var), dtype=np.float64)[groups.codes]
+    return np.asarray(ds[var].values, dtype=np.float64)
+
+
+def row_finite(ds: xr.Dataset, var: str, groups: SampleGroups) -> np.ndarray:
+    """Per-row "``var`` is finite" (decided per sample for a table variable: 1 byte per row, no float copy)."""
+    if groups.table and var in table_columns(ds):
+        return np.isfinite(np.asarray(table_values(ds, var), dtype=np.float64))[groups.codes]
+    return np.isfinite(np.asarray(ds[var].values, dtype=np.float64))
+
+
 def synthetic_mask(ds: xr.Dataset) -> np.ndarray:
-    """True for synthetic spectra (var ``synthetic``), False for measured ones."""
+    """True for synthetic spectra (var ``synthetic``, or the sample table), False for measured ones."""
+    if is_sample_indexed(ds) and "synthetic" in table_columns(ds):
+        return sample_groups(ds).row_synthetic()
     if "synthetic" in ds:
         return np.asarray(ds["synthetic"].values, dtype=bool)
     return np.zeros(ds.sizes["spectrum"], dtype=bool)
 
 
 def sample_parents(ds: xr.Dataset) -> list[tuple[str, ...]]:
-    """The measured sample(s) each spectrum derives from: its own id, or for synthetic spectra the
-    ``source_sample`` var ('a|b' for a sample interpolated between two references)."""
-    sids = spectrum_sample_ids(ds)
-    if "source_sample" not in ds:
-        return [(s,) for s in sids]
-    src = np.asarray(ds["source_sample"].values).astype(str)
-    syn = synthetic_mask(ds)
-    parents = []
-    for sid, source, is_synthetic in zip(sids, src, syn):
-        named = tuple(p for p in source.split("|") if p) if is_synthetic else ()
-        parents.append(named or (sid,))
-    return parents
+    """The measured sample(s) each spectrum derives from (one tuple per row: for small datasets; planning uses
+    ``sample_groups``)."""
+    groups = sample_groups(ds)
+    return [groups.parents[c] for c in groups.codes.tolist()]
 
 
 @dataclass
 class SourceRows:
-    """The rows of one opened source used on one side of a split, plus their (raw-unit) targets."""
+    """The rows of one opened source used on one side of a split, plus their (raw-unit) targets.
+
+    ``row_ids``: per-row 'a|b' parents text, or None when the rows carry ``codes`` into ``names`` (the
+    scalable form ``plan_split`` builds: no string per row; ``sample_ids`` materialises them on demand).
+    """
 
     name: str
     ds: xr.Dataset
     rows: np.ndarray
-    sample_ids: np.ndarray
+    row_ids: np.ndarray | None
     synthetic: np.ndarray
     chunk: int
     targets: np.ndarray | None = None
     totals: np.ndarray | None = None
+    codes: np.ndarray | None = None
+    names: np.ndarray | None = None
+
+    @property
+    def sample_ids(self) -> np.ndarray:
+        """Per-row 'a|b' parents text (built from the codes when the rows carry no strings: O(rows) memory)."""
+        if self.row_ids is not None:
+            return self.row_ids
+        return self.names[self.codes]
+
+    def samples_used(self) -> set[str]:
+        """Every measured sample these rows derive from (O(groups) Python work)."""
+        if self.codes is not None and self.names is not None:
+            joined = self.names[np.flatnonzero(np.bincount(self.codes, minlength=self.names.size))]
+        else:
+            joined = np.unique(self.row_ids)
+        return {p for j in joined for p in str(j).split("|")}
 
     def blocks(self) -> list[np.ndarray]:
         """Positions into ``rows`` grouped by storage chunk (each block touches one chunk)."""
@@ -98,12 +207,15 @@ class SourceRows:
         cuts = np.flatnonzero(np.diff(chunk_of)) + 1
         return np.split(np.arange(self.rows.size), cuts)
 
+    def span(self, positions: np.ndarray) -> tuple[int, int]:
+        rows = self.rows[positions]
+        return int(rows.min()), int(rows.max()) + 1
+
     def read(self, positions: np.ndarray) -> np.ndarray:
         """Intensity (len(positions), m) float32 of the given positions (one contiguous slice read)."""
-        rows = self.rows[positions]
-        lo, hi = int(rows.min()), int(rows.max()) + 1
+        lo, hi = self.span(positions)
         block = np.asarray(self.ds["intensity"].isel(spectrum=slice(lo, hi)).values, dtype=np.float32)
-        return block[rows - lo]
+        return block[self.rows[positions] - lo]
 
 
 @dataclass
@@ -148,17 +260,22 @@ def split_by_sample(labels: Mapping[str, float], val_fraction: float, seed: int)
     return train, val
 
 
-def _sample_labels(name: str, ds: xr.Dataset, analyte: str, mask: np.ndarray) -> dict[str, float]:
+def _sample_labels(name: str, ds: xr.Dataset, analyte: str, groups: SampleGroups) -> dict[str, float]:
+    """{sample id: first finite ``analyte`` value} over the measured rows (vectorised over rows)."""
     if analyte not in ds:
         labels = label_names(ds)
         raise ValueError(f"training source {name}: no label variable {analyte!r} (labels present: {labels})")
-    values = np.asarray(ds[analyte].values, dtype=np.float64)
-    sids = spectrum_sample_ids(ds)
+    values = row_values(ds, analyte, groups)
+    candidates = np.flatnonzero(np.isfinite(values) & ~groups.row_synthetic())
+    present, first = np.unique(groups.codes[candidates], return_index=True)
     out: dict[str, float] = {}
-    for sid, value in zip(sids[mask], values[mask]):
-        if np.isfinite(value):
-            out.setdefault(str(sid), float(value))
+    for code, position in sorted(zip(present.tolist(), first.tolist()), key=lambda cp: cp[1]):  # row order
+        out.setdefault(str(groups.sample_ids[code]), float(values[candidates[position]]))
     return out
+
+
+def _row_dtype(n: int) -> type:
+    return np.int32 if n < 2**31 else np.int64
 
 
 def plan_split(
@@ -187,17 +304,18 @@ def plan_split(
                 f"training source {name}: wavelength grid ({wl.size} channels, {wl[0]:.4f}-{wl[-1]:.4f} nm) differs "
                 f"from the first source's ({wavelength.size} channels, {wavelength[0]:.4f}-{wavelength[-1]:.4f} nm)"
             )
+    groups = {id(ds): sample_groups(ds) for _, ds in opened + opened_val}
 
     measured_labels: dict[str, float] = {}
     for name, ds in opened:
-        measured_labels.update(_sample_labels(name, ds, analyte, ~synthetic_mask(ds)))
+        measured_labels.update(_sample_labels(name, ds, analyte, groups[id(ds)]))
     if not measured_labels:
         raise ValueError(f"training sources hold no measured spectrum with a finite {analyte!r} label")
 
     if opened_val:
         val_labels: dict[str, float] = {}
         for name, ds in opened_val:
-            val_labels.update(_sample_labels(name, ds, analyte, ~synthetic_mask(ds)))
+            val_labels.update(_sample_labels(name, ds, analyte, groups[id(ds)]))
         overlap = sorted(set(val_labels) & set(measured_labels))
         if overlap:
             raise ValueError(f"samples {overlap} are in both the training and the validation sources (split by sample)")
@@ -209,32 +327,32 @@ def plan_split(
     excluded = {"nan_label": 0, "synthetic_not_train_sample": 0, "synthetic_disabled": 0}
 
     def rows_for(name: str, ds: xr.Dataset, keep_samples: set[str], synthetic_ok: bool) -> SourceRows:
-        parents = sample_parents(ds)
-        syn = synthetic_mask(ds)
-        finite = np.isfinite(np.asarray(ds[analyte].values, dtype=np.float64))
+        g = groups[id(ds)]
+        syn = g.row_synthetic()
+        finite = row_finite(ds, analyte, g)
         # a synthetic spectrum is used only if every measured sample it derives from is on this side
-        in_side = np.array([all(p in keep_samples for p in ps) for ps in parents], dtype=bool)
+        in_side = np.asarray([all(p in keep_samples for p in ps) for ps in g.parents], dtype=bool)[g.codes]
         keep = finite & in_side & (~syn | synthetic_ok)
-        excluded["nan_label"] += int(np.sum(~finite & in_side))
-        excluded["synthetic_disabled"] += int(np.sum(syn & in_side & finite & (not synthetic_ok)))
-        rows = np.flatnonzero(keep)
-        used = np.asarray(["|".join(parents[i]) for i in rows], dtype=str)
-        return SourceRows(name, ds, rows, used, syn[rows], chunk_rows(ds))
+        excluded["nan_label"] += int(np.count_nonzero(~finite & in_side))
+        if not synthetic_ok:
+            excluded["synthetic_disabled"] += int(np.count_nonzero(syn & in_side & finite))
+        rows = np.flatnonzero(keep).astype(_row_dtype(keep.size))
+        return SourceRows(name, ds, rows, None, syn[rows], chunk_rows(ds), codes=g.codes[rows], names=g.joined)
 
     train = [rows_for(n, ds, train_set, use_synthetic) for n, ds in opened]
     val_pool = opened_val if opened_val else opened
     val = [rows_for(n, ds, val_set, False) for n, ds in val_pool] if val_samples else []
-    excluded["synthetic_not_train_sample"] = sum(
-        sum(1 for flag, ps in zip(synthetic_mask(ds), sample_parents(ds)) if flag and not set(ps) <= train_set)
-        for _, ds in opened
-    )
+    for _, ds in opened:
+        g = groups[id(ds)]
+        outside = np.asarray([f and not set(ps) <= train_set for ps, f in zip(g.parents, g.synthetic)], dtype=bool)
+        excluded["synthetic_not_train_sample"] += int(np.count_nonzero(outside[g.codes]))
     train = [s for s in train if s.rows.size]
     val = [s for s in val if s.rows.size]
     if not train:
         raise ValueError("no training spectra left after the split")
     for side, other in ((train, val_set), (val, train_set)):
         for src in side:
-            used = {p for joined in np.unique(src.sample_ids) for p in str(joined).split("|")}
+            used = src.samples_used()
             if used & other:  # guard: the construction above makes this impossible
                 raise AssertionError(f"samples {sorted(used & other)} on both sides of the split")
     plan = SplitPlan(train, val, train_samples, val_samples, wavelength, excluded)
@@ -258,7 +376,9 @@ def compute_targets(
         totals = np.empty(src.rows.size)
         for positions in src.blocks():
             block = src.read(positions)
-            targets[positions] = tasks.targets(src.ds, src.rows[positions], block, wavelength)
+            lo, hi = src.span(positions)  # the targets read only this block's slice of every per-row variable
+            targets[positions] = tasks.targets(src.ds.isel(spectrum=slice(lo, hi)), src.rows[positions] - lo, block,
+                                               wavelength)
             totals[positions] = divisor(block)
             yield block
         src.targets, src.totals = targets, totals
@@ -383,13 +503,29 @@ class SpectraBatches(IterableDataset):
 
 
 def source_fingerprint(name: str, ds: xr.Dataset) -> dict:
-    """Version record of a source: its URI, any version attrs, and a hash of sample ids, labels and grid."""
+    """Version record of a source: its URI, any version attrs, and a hash of sample ids, labels and grid.
+
+    Sample-indexed stores hash the integer ``sample_index`` and the sample table (ids, parents, labels) instead
+    of one string per row; measured stores hash their per-row ids and labels as before.
+    """
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(ds["wavelength"].values, dtype=np.float64).tobytes())
-    h.update("\x00".join(spectrum_sample_ids(ds)).encode())
     labels = sorted(label_names(ds))
-    for label in labels:
-        h.update(np.ascontiguousarray(ds[label].values, dtype=np.float64).tobytes())
+    if is_sample_indexed(ds):
+        h.update(b"sample_index")
+        h.update(np.ascontiguousarray(sample_codes(ds), dtype=np.int64).tobytes())
+        columns = table_columns(ds)
+        for var in sorted(columns):
+            values = np.asarray(ds[columns[var]].values)
+            h.update(var.encode() + b"\x00")
+            h.update("\x00".join(values.astype(str)).encode() if values.dtype.kind in "OUS"
+                     else np.ascontiguousarray(values).tobytes())
+        n_synthetic = int(np.count_nonzero(synthetic_mask(ds)))
+    else:
+        h.update("\x00".join(spectrum_sample_ids(ds)).encode())
+        for label in labels:
+            h.update(np.ascontiguousarray(ds[label].values, dtype=np.float64).tobytes())
+        n_synthetic = int(synthetic_mask(ds).sum())
     h.update(str(tuple(ds["intensity"].shape)).encode())
     version_attrs = {
         k: (v if isinstance(v, int | float | bool) else str(v))
@@ -399,7 +535,7 @@ def source_fingerprint(name: str, ds: xr.Dataset) -> dict:
     return {
         "uri": name,
         "n_spectra": int(ds.sizes["spectrum"]),
-        "n_synthetic": int(synthetic_mask(ds).sum()),
+        "n_synthetic": n_synthetic,
         "labels": labels,
         "attrs": version_attrs,
         "fingerprint": h.hexdigest()[:16],

@@ -6,15 +6,13 @@ Shared by the CLI (``libs-pipeline train CONFIG``) and the train flow, so both p
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
 
-from libs_pipeline.config import TrainingConfig
+from libs_pipeline.config import TrainingConfig, config_hash
 from libs_pipeline.models.model_io import save_model
 from libs_pipeline.models.training import train_model
 
@@ -40,8 +38,7 @@ def load_training_config(path: str | Path) -> TrainingConfig:
 def default_model_name(config: TrainingConfig, now: dt.datetime | None = None) -> str:
     """``<analyte>-<UTC time>-<first 8 hex of the config's hash>``: sortable and unique per config."""
     now = now or dt.datetime.now(dt.timezone.utc)
-    digest = hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:8]
-    return f"{config.analyte}-{now:%Y%m%dT%H%M%S}-{digest}"
+    return f"{config.analyte}-{now:%Y%m%dT%H%M%S}-{config_hash(config)[:8]}"
 
 
 def training_sources(config: TrainingConfig) -> tuple[list[str], list[str] | None]:
@@ -54,14 +51,19 @@ def training_sources(config: TrainingConfig) -> tuple[list[str], list[str] | Non
     return train, (list(config.val_uris) or None)
 
 
-def run_training(config: TrainingConfig, model_dir: str | Path | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> Path:
-    """Train on the config's URIs and save the model directory (``model_dir`` or ``<output_dir>/<name>``);
+def model_directory(config: TrainingConfig) -> Path:
+    """Where the model is saved: ``config.model_dir``, else ``<output_dir>/<analyte>-<UTC time>-<config hash>``."""
+    if config.model_dir:
+        return Path(config.model_dir)
+    if not config.output_dir:
+        raise ValueError("training config: give model_dir or output_dir (where the model directory goes)")
+    return Path(config.output_dir) / default_model_name(config)
+
+
+def run_training(config: TrainingConfig, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Train on the config's URIs and save the model directory (``model_directory(config)``);
     ``progress(step, max_steps)`` as in ``train_model``."""
-    if model_dir is None:
-        if not config.output_dir:
-            raise ValueError("training config: give output_dir (or an explicit model directory)")
-        model_dir = Path(config.output_dir) / default_model_name(config)
+    model_dir = model_directory(config)
     train, val = training_sources(config)
     model = train_model(train, config, val_sources=val, progress=progress)
     return save_model(model, model_dir)

@@ -6,6 +6,7 @@ from libs_pipeline.prediction.run import PredictionRun, load_model_with_trust, r
 from libs_pipeline.prediction.tables import (
     TABLE_SUFFIXES,
     check_table_suffix,
+    read_table,
     sample_table_path,
     write_prediction_tables,
     write_table,
@@ -16,6 +17,7 @@ __all__ = [
     "TABLE_SUFFIXES",
     "check_table_suffix",
     "load_model_with_trust",
+    "read_table",
     "resolve_model_dir",
     "run_prediction",
     "sample_table_path",

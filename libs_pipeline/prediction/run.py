@@ -20,7 +20,8 @@ from libs_pipeline.trust.prediction import PredictionTables, predict_with_trust
 
 def resolve_model_dir(model: str | Path, registry_root: str | Path | None = None, name: str | None = None) -> Path:
     """A model directory: ``model`` itself when it is one, else version/alias ``model`` of ``name`` in the registry
-    at ``registry_root`` (whose files are verified against the manifest)."""
+    at ``registry_root`` (whose files are verified against the manifest; on an object-store root, the verified
+    copy in the local model cache)."""
     path = Path(model)
     if path.is_dir():
         return path
@@ -43,8 +44,8 @@ class PredictionRun:
 
     tables: PredictionTables
     model_dir: Path
-    spectra_path: Path | None
-    samples_path: Path | None
+    spectra_path: Path | str | None  # a local Path, or the URL the table was written to
+    samples_path: Path | str | None
 
 
 def run_prediction(
@@ -58,7 +59,8 @@ def run_prediction(
     resample: bool = False,
 ) -> PredictionRun:
     """Resolve the model (directory or registered version), load it with its trust.json, predict ``spectra``
-    with trust, and write the tables when ``out`` is given (``out`` and ``<stem>.samples<suffix>``)."""
+    with trust, and write the tables when ``out`` is given (``out`` and ``<stem>.samples<suffix>``; a local path
+    or a store URL such as ``s3://bucket/store/predictions/<run>/predictions.csv``)."""
     if out is not None:
         check_table_suffix(out)
     model_dir = resolve_model_dir(model, registry_root, name)

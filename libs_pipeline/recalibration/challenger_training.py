@@ -19,15 +19,13 @@ TRAINING_SUMMARY_KEYS = (
 
 
 def synthesis_request(config: RecalibrationConfig) -> dict | None:
-    """Arguments of the synthesize flow for ``config.synthesis`` (``per_sample``, ``chunk_size``, ``n_workers``
-    and the remaining ``options``); None when synthesis is off (``per_sample: 0``)."""
+    """SynthesisConfig fields of the synthesize subflow for ``config.synthesis`` (``per_sample``, ``chunk_size``,
+    ``n_workers`` and the fields the config sets); None when synthesis is off (``per_sample: 0``)."""
     synthesis = config.synthesis
     if synthesis.per_sample == 0:
         return None
-    options = {k: v for k, v in config.section_overrides("synthesis").items()
-               if k not in ("per_sample", "chunk_size", "n_workers")}
-    return {"per_sample": synthesis.per_sample, "chunk_size": synthesis.chunk_size, "n_workers": synthesis.n_workers,
-            "options": options}
+    return {**config.section_overrides("synthesis"), "per_sample": synthesis.per_sample,
+            "chunk_size": synthesis.chunk_size, "n_workers": synthesis.n_workers}
 
 
 def label_challenger(metrics: dict, synthetic: dict | None) -> dict:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from libs_pipeline.recalibration.run_folders import RunFolders, staging_dir
 from libs_pipeline.recalibration.summary import summary_markdown
 from libs_pipeline.registry.promotion import Decision
 from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text
@@ -141,29 +142,30 @@ def run_name(run_id: object | None, now: dt.datetime | None = None) -> str:
     return f"recalibrate-{stamp}-{str(run_id)[:8]}" if run_id else f"recalibrate-{stamp}"
 
 
-def staging_dir(root: str | Path, report_dir: str | Path) -> Path:
-    """Where a run stages its challenger before registering it: ``<root>/staging/<run>/challenger``."""
-    return Path(root) / "staging" / Path(report_dir).name / "challenger"
-
-
 def discard_staging(root: str | Path, report_dir: str | Path) -> None:
     """Remove the run's staging folder (after registration, or after a failure)."""
     shutil.rmtree(staging_dir(root, report_dir).parent, ignore_errors=True)
 
 
-def write_report(outcome: RecalibrationOutcome, with_outcome_json: bool = True) -> None:
-    """``summary.md`` (and ``outcome.json``) in the run's report folder."""
-    report_dir = Path(outcome.report_dir)
+def write_report(outcome: RecalibrationOutcome, with_outcome_json: bool = True,
+                 folders: RunFolders | None = None) -> None:
+    """``summary.md`` (and ``outcome.json``) in the run's report folder: written in ``folders.work_dir`` and
+    uploaded with the rest of the report when the root is an object store (``outcome.report_dir`` is then the
+    report's URL); without ``folders``, into the local folder ``outcome.report_dir``."""
+    report_dir = folders.work_dir if folders is not None else Path(outcome.report_dir)
     data = outcome.to_dict()
     atomic_write_text(report_dir / "summary.md", summary_markdown(data))
     if with_outcome_json:
         atomic_write_json(report_dir / "outcome.json", data)
+    if folders is not None:
+        folders.upload()
 
 
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
     "RecalibrationOutcome",
+    "RunFolders",
     "discard_staging",
     "run_name",
     "staging_dir",

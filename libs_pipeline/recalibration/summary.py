@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from libs_pipeline.spectra.location import open_location
+
 #: Outcome statuses of one recalibration run.
 STATUSES = ("promoted", "kept-champion", "skipped", "failed")
 
@@ -26,6 +28,12 @@ def metrics_rows(metrics: dict[str, dict], roles: dict[str, str] | None = None) 
             row[k] = None if isinstance(v, float) and v != v else v
         rows.append(row)
     return rows
+
+
+def figure_uri(path: str | Path) -> str:
+    """A figure's link target: ``file://`` for a local file, the store URL (``s3://...``) as it is."""
+    where = open_location(path, check=False)
+    return where.local_path.as_uri() if where.is_local else where.url
 
 
 def summary_markdown(outcome: dict) -> str:
@@ -69,7 +77,7 @@ def summary_markdown(outcome: dict) -> str:
         lines += [f"- `{part}` off: {why}" for part, why in (trust.get("disabled_parts") or {}).items()]
     figures = outcome.get("figures") or {}
     if figures:
-        lines += [""] + [f"![{k}]({Path(v).resolve().as_uri()})" for k, v in figures.items()]
+        lines += [""] + [f"![{k}]({figure_uri(v)})" for k, v in figures.items()]
     if outcome.get("report_dir"):
         lines += ["", f"Report folder: `{outcome['report_dir']}`"]
     if outcome.get("seconds") is not None:
@@ -77,4 +85,4 @@ def summary_markdown(outcome: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["STATUSES", "metrics_rows", "summary_markdown"]
+__all__ = ["STATUSES", "figure_uri", "metrics_rows", "summary_markdown"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -82,9 +80,3 @@ def current_flow_run_id() -> str | None:
     return os.environ.get(FLOW_RUN_ID_ENV) or None
 
 
-def config_hash(config: object) -> str:
-    """First 16 hex digits of sha256 over the canonical JSON of ``config`` (dict or pydantic model)."""
-    if hasattr(config, "model_dump"):
-        config = config.model_dump(mode="json")
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from libs_pipeline.registry.provenance import config_hash
+from libs_pipeline.config import config_hash
 
 #: Config fields that change what gets trained (root, names, policy and cluster address do not).
 TRAINING_RELEVANT_FIELDS = (

@@ -1,5 +1,7 @@
 """Content-addressed archive of every ingested source file: ``<root>/raw/<sha256>``, byte for byte.
 
+The root is a store URL (local, ``file://``, ``s3://``, ...); the sources are local files being ingested.
+
 A directory source (a .zarr) is archived as a deterministic tar of its files (sorted names, zeroed
 times/owners), so its digest depends on content only.
 """
@@ -9,23 +11,19 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import tarfile
 from pathlib import Path
 
-from libs_pipeline.spectra.atomic import temporary_sibling
 from libs_pipeline.spectra.file_hash import file_sha256
-
-_BLOCK = 1 << 20
+from libs_pipeline.spectra.location import Location, open_location
 
 
 class _HashingSink(io.RawIOBase):
-    """A write-only file that hashes (and optionally forwards) what is written to it."""
+    """A write-only file that hashes what is written to it (the digest of a tar without keeping it)."""
 
-    def __init__(self, forward=None):
+    def __init__(self):
         self.sha = hashlib.sha256()
         self.size = 0
-        self.forward = forward
 
     def writable(self) -> bool:
         return True
@@ -36,8 +34,6 @@ class _HashingSink(io.RawIOBase):
     def write(self, b) -> int:
         self.sha.update(b)
         self.size += len(b)
-        if self.forward is not None:
-            self.forward.write(b)
         return len(b)
 
 
@@ -77,13 +73,32 @@ def source_sha256(path: str | Path) -> str:
     return file_sha256(path)
 
 
+def source_bytes(source: str | Path | Location) -> bytes:
+    """The bytes that are archived for ``source``: a local file's bytes, the deterministic tar of a local
+    directory, or the object a Location names (e.g. a generated manifest already in the store)."""
+    if isinstance(source, Location):
+        if not source.is_local:
+            return source.read_bytes()
+        source = source.local_path
+    source = Path(source)
+    if source.is_dir():
+        buffer = io.BytesIO()
+        _write_tar(source, buffer)
+        return buffer.getvalue()
+    return source.read_bytes()
+
+
 class RawArchive:
-    """``<root>/raw/<sha256>``: write-once copies of source files, verified against their digest."""
+    """``<root>/raw/<sha256>``: write-once copies of source files, verified against their digest.
 
-    def __init__(self, root: str | Path):
-        self.dir = Path(root) / "raw"
+    ``root`` is the store root URL (or Location); the archive objects are created only if absent (local: an
+    exclusive link of a complete temporary file; S3: a conditional PUT), so an archived object never changes.
+    """
 
-    def path(self, sha256: str) -> Path:
+    def __init__(self, root: str | Path | Location):
+        self.dir = open_location(root) / "raw"
+
+    def path(self, sha256: str) -> Location:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
         return self.dir / sha256
@@ -91,43 +106,24 @@ class RawArchive:
     def __contains__(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
-    def put(self, source: str | Path, expected_sha256: str | None = None) -> str:
+    def put(self, source: str | Path | Location, expected_sha256: str | None = None) -> str:
         """Archive ``source`` (file or directory); returns its sha256. Idempotent; raises if the bytes changed."""
-        source = Path(source)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = temporary_sibling(self.dir / "incoming")
-        try:
-            with tmp.open("wb") as out:
-                sink = _HashingSink(forward=out)
-                if source.is_dir():
-                    _write_tar(source, sink)
-                else:
-                    with source.open("rb") as fh:
-                        for block in iter(lambda: fh.read(_BLOCK), b""):
-                            sink.write(block)
-                out.flush()
-                os.fsync(out.fileno())
-            digest = sink.sha.hexdigest()
-            if expected_sha256 is not None and digest != expected_sha256:
-                raise ValueError(f"{source}: content changed while ingesting (sha256 {digest} != {expected_sha256})")
-            final = self.path(digest)
-            if final.exists():
-                tmp.unlink()
-            else:
-                os.replace(tmp, final)
-                os.chmod(final, 0o444)
-            return digest
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        data = source_bytes(source)
+        digest = hashlib.sha256(data).hexdigest()
+        if expected_sha256 is not None and digest != expected_sha256:
+            raise ValueError(f"{source}: content changed while ingesting (sha256 {digest} != {expected_sha256})")
+        target = self.path(digest)
+        if not target.is_file() and target.create_bytes(data) and target.is_local:
+            os.chmod(target.local_path, 0o444)
+        return digest
 
     def verify(self, sha256: str) -> bool:
         """True when the archived bytes still hash to their name."""
-        path = self.path(sha256)
-        return path.is_file() and source_sha256(path) == sha256
+        target = self.path(sha256)
+        return target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == sha256
 
     def restore(self, sha256: str, destination: str | Path) -> Path:
-        """Copy archived bytes to ``destination`` (a tar for directory sources)."""
+        """Copy archived bytes to the local file ``destination`` (a tar for directory sources)."""
         destination = Path(destination)
-        shutil.copyfile(self.path(sha256), destination)
+        destination.write_bytes(self.path(sha256).read_bytes())
         return destination

@@ -3,7 +3,12 @@
 A file is the unit of acceptance: a file with any error is copied to ``<root>/quarantine/<run>/`` (with
 ``report.json``) and the valid files of the batch still land. Files already in the dataset (same sha256)
 are skipped, so re-ingesting is a no-op. Nothing here raises for bad input; an exception means a crash,
-and a crash leaves the previous version and LATEST untouched (the store writes temp-then-rename).
+and a crash leaves the previous version and LATEST untouched (a version exists only once its manifest is written).
+
+The store root is a URL (local, ``file://``, ``s3://``, ...): archive, quarantine, versions and reports all land
+under it; the files being ingested are local. Concurrent ingests of one dataset build their version without a
+lock and commit under the dataset lock on top of the LATEST they read; when another ingest committed first the
+batch is checked again against the new LATEST and rebuilt, so no ingest's files are lost.
 
 Samples without labels are unknown samples (to be predicted): they ingest like any other, with NaN labels
 and ``certified: false`` in the sample table. Each file's layout, encoding, number format and any quirk
@@ -21,25 +26,48 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from libs_pipeline.config import IngestOptions
+from libs_pipeline.config import IngestConfig, IngestOptions
 from libs_pipeline.spectra.archive import RawArchive, source_sha256, source_size
-from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text
 from libs_pipeline.spectra.campaign_manifest import (
     CampaignManifest,
     ManifestEntry,
     ManifestError,
     read_campaign_manifest,
 )
-from libs_pipeline.spectra.dataset import SCHEMA_VERSION, label_names, make_spectra_dataset, spectrum_sample_ids
-from libs_pipeline.spectra.findings import FileRejected, Finding, Rejection, grouped, number, quoted
+from libs_pipeline.spectra.dataset import (
+    SCHEMA_VERSION,
+    label_names,
+    make_spectra_dataset,
+    spectrum_sample_ids,
+)
+from libs_pipeline.spectra.findings import (
+    FileRejected,
+    Finding,
+    Rejection,
+    grouped,
+    number,
+    quoted,
+)
+from libs_pipeline.spectra.location import Location
 from libs_pipeline.spectra.quarantine import Quarantine
 from libs_pipeline.spectra.readers import SHOT_COLUMNS, SpectraBlock, read_source
-from libs_pipeline.spectra.schemas import is_safe_id, label_column, saturated_channels, validate_spectra
+from libs_pipeline.spectra.schemas import (
+    is_safe_id,
+    label_column,
+    saturated_channels,
+    validate_spectra,
+)
 from libs_pipeline.spectra.shot_quality import SHOT_PROBLEMS, classify_shots
-from libs_pipeline.spectra.store import DatasetLockedError, SpectraStore
+from libs_pipeline.spectra.store import (
+    DatasetLockedError,
+    ParentMovedError,
+    SpectraStore,
+)
 from libs_pipeline.spectra.wavelength_order import normalise_channel_order
 
 PROVENANCE_VAR = "source_sha256"
+MAX_COMMIT_ATTEMPTS = 20
+"""Rebuilds on a new LATEST when other ingests of the same dataset commit first (each rebuild is one more file set)."""
 GRID_ATOL_NM = 1e-9
 """Two grids are the same grid when every channel agrees within this (absorbs float parsing noise only)."""
 
@@ -53,14 +81,14 @@ class IngestResult:
     n_spectra: int
     accepted: list[str]
     rejected: list[Rejection]
-    report_path: Path | None
+    report_path: Location | None
     changed: bool
     skipped: list[str] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
     run_id: str = ""
     parent: str | None = None
     n_new_spectra: int = 0
-    quarantine_report: Path | None = None
+    quarantine_report: Location | None = None
     uri: str | None = None
     files: list[dict] = field(default_factory=list)
     """Per accepted file: name, sha256, layout and how it was decided, encoding, number format, quirks handled."""
@@ -188,9 +216,9 @@ def _new_run_id() -> str:
     return f"ingest-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
-def default_dataset_name(manifest_path: str | Path) -> str:
+def default_dataset_name(manifest_path: str | Path | Location) -> str:
     """A safe dataset name from the manifest's file stem."""
-    stem = re.sub(r"[^A-Za-z0-9._+-]", "_", Path(manifest_path).stem).lstrip("._+-")
+    stem = re.sub(r"[^A-Za-z0-9._+-]", "_", Path(str(manifest_path)).stem).lstrip("._+-")
     return stem[:120] or "dataset"
 
 
@@ -521,6 +549,12 @@ def _sample_table(state: _State, parts: list[_Part], ds: xr.Dataset) -> list[dic
     return list(rows.values())
 
 
+def run_ingest(config: IngestConfig) -> IngestResult:
+    """The ingest that the flow's task and ``libs-pipeline ingest`` both run: ``config`` names the manifest, the
+    store root URL, the dataset name and the validation options."""
+    return ingest_campaign(config.manifest, config.root, name=config.name, options=config.options)
+
+
 def ingest_campaign(
     manifest_path: str | Path,
     store_root: str | Path,
@@ -538,20 +572,20 @@ def ingest_campaign(
 
 def ingest_manifest(
     manifest: CampaignManifest | None,
-    manifest_path: str | Path,
-    store_root: str | Path,
+    manifest_path: str | Path | Location,
+    store_root: str | Path | Location,
     name: str | None = None,
     options: IngestOptions | None = None,
     manifest_error: Finding | None = None,
     run_id: str | None = None,
 ) -> IngestResult:
-    """Ingest an already parsed manifest (``manifest_path``: its file, archived for provenance); see ingest_campaign."""
+    """Ingest an already parsed manifest (``manifest_path``: its file, a local path or a Location in the store,
+    archived for provenance); see ingest_campaign."""
     options = options or IngestOptions()
-    manifest_path = Path(manifest_path)
+    manifest_path = manifest_path if isinstance(manifest_path, Location) else Path(manifest_path)
     store = SpectraStore(store_root)
     run_id = run_id or _new_run_id()
     quarantine = Quarantine(store.root, run_id)
-    warnings: list[Finding] = []
     rejected: list[Finding] = [manifest_error] if manifest_error else []
     ds_name = name or (manifest.name if manifest else None) or default_dataset_name(manifest_path)
     if manifest is not None and not is_safe_id(ds_name):
@@ -566,79 +600,32 @@ def ingest_manifest(
         result.report_path = _write_run_report(store, result)
         return result
 
-    accepted: list[str] = []
-    skipped: list[str] = []
-    batch_sha: list[str] = []
-    try:
-        with store.lock(ds_name, options.lock_timeout_s):
-            parent = store.latest(ds_name)
-            state = _State.load(store, ds_name, parent)
-            groups: dict[object, list[ManifestEntry]] = {}
-            for e in manifest.entries:
-                groups.setdefault(e.path if e.path is not None else ("unsafe", e.row), []).append(e)
-            parts: list[_Part] = []
-            for key, entries in groups.items():
-                file = entries[0].file or manifest_path.name
-                bad = [f for e in entries for f in e.findings]
-                try:
-                    if bad:
-                        raise FileRejected(bad)
-                    outcome = _ingest_file(entries[0].path, file, entries, state, options, warnings)
-                except FileRejected as exc:
-                    findings = grouped(exc.findings)
-                    rejected.extend(findings)
-                    quarantine.add(entries[0].path, findings)
-                    continue
-                if outcome == "skipped":
-                    skipped.append(file)
-                    batch_sha.append(source_sha256(entries[0].path))
-                    for e in entries:
-                        stored = state.sample_labels.get(e.sample_id, {})
-                        if any(not _same_label(stored.get(k, np.nan), v) for k, (v, _) in e.labels.items()):
-                            warnings.append(Finding(file, "labels_differ", f"already ingested; the manifest's labels for "
-                                                    f"{quoted(e.sample_id)} differ from the stored ones, which are kept",
-                                                    severity="warning"))
-                else:
-                    parts.append(outcome)
-                    accepted.append(file)
-                    batch_sha.append(outcome.sha256)
-
-            version = parent
-            if parts:
-                archive = RawArchive(store.root)
-                for p in parts:
-                    archive.put(p.path, expected_sha256=p.sha256)
-                manifest_sha = archive.put(manifest_path)
-                ds = _merge(state, parts, ds_name)
-                sources = list(state.old_manifest.get("sources", []))
-                for p in parts:
-                    sources.append({
-                        "file": p.file, "path": str(p.path), "sha256": p.sha256, "raw": f"raw/{p.sha256}",
-                        "size_bytes": p.size, "reader": p.reader, "n_spectra": int(p.sample_id.size),
-                        "samples": sorted(set(p.sample_id.tolist())), "run": run_id,
-                        "campaign_manifest": {"file": manifest_path.name, "sha256": manifest_sha}, **p.info,
-                    })
-                readers = sorted({s["reader"] for s in sources})
-                version = store.write_version(
-                    ds_name, ds, sources, reader=",".join(readers),
-                    extra={
-                        "samples": _sample_table(state, parts, ds),
-                        "run": run_id,
-                        "ingest_options": options.model_dump(),
-                        "labels": {k: state.label_units[k] for k in state.label_units},
-                        "warnings": [w.to_dict() for w in warnings],
-                    },
-                    chunk_spectra=options.chunk_spectra,
-                )
-    except DatasetLockedError as exc:
-        rejected.append(Finding(manifest_path.name, "dataset_locked", str(exc)))
-        parent = version = store.latest(ds_name)
-        parts = []
+    for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
+        parent = store.latest(ds_name)
+        batch = _check_files(manifest, manifest_path, _State.load(store, ds_name, parent), options)
+        version = parent
+        if not batch.parts:
+            break
+        try:
+            version = _commit(store, ds_name, batch, manifest_path, parent, run_id, options)
+            break
+        except ParentMovedError as exc:  # another ingest committed first: rebuild on its version
+            if attempt == MAX_COMMIT_ATTEMPTS:
+                batch.abandon(Finding(manifest_path.name, "dataset_busy", f"{exc} (gave up after {attempt} attempts)"))
+                version = parent = store.latest(ds_name)
+        except DatasetLockedError as exc:
+            batch.abandon(Finding(manifest_path.name, "dataset_locked", str(exc)))
+            version = parent = store.latest(ds_name)
+            break
+    for source, findings in batch.quarantined:
+        quarantine.add(source, findings)
+    rejected.extend(batch.rejected)
+    parts = batch.parts
     if rejected:
         quarantine.add(manifest_path, [])
     result = IngestResult(
-        version=version, name=ds_name, n_spectra=_n_spectra(store, ds_name, version), accepted=accepted,
-        rejected=rejected, report_path=None, changed=version != parent, skipped=skipped, warnings=warnings,
+        version=version, name=ds_name, n_spectra=_n_spectra(store, ds_name, version), accepted=batch.accepted,
+        rejected=rejected, report_path=None, changed=version != parent, skipped=batch.skipped, warnings=batch.warnings,
         run_id=run_id, parent=parent, n_new_spectra=sum(int(p.sample_id.size) for p in parts) if version != parent else 0,
         quarantine_report=quarantine.write_report(str(manifest_path)),
         uri=store.uri(ds_name, version) if version else None,
@@ -646,10 +633,100 @@ def ingest_manifest(
                 **{k: p.info[k] for k in ("layout", "layout_source", "encoding", "number_format", "compression",
                                           "reordered", "overlapping_segments", "bad_shots") if k in p.info}}
                for p in parts] if version != parent else [],
-        batch_sha256=batch_sha,
+        batch_sha256=batch.batch_sha,
     )
     result.report_path = _write_run_report(store, result)
     return result
+
+
+@dataclass
+class _Batch:
+    """What checking a manifest's files against one LATEST gave: new parts, skipped files, findings."""
+
+    parts: list[_Part] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    batch_sha: list[str] = field(default_factory=list)
+    rejected: list[Finding] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+    quarantined: list[tuple[Path | None, list[Finding]]] = field(default_factory=list)
+    state: _State | None = None
+
+    def abandon(self, finding: Finding) -> None:
+        """The new files could not be committed (``finding`` says why): none of them is in the dataset."""
+        new = {p.sha256 for p in self.parts}
+        self.batch_sha = [sha for sha in self.batch_sha if sha not in new]
+        self.parts, self.accepted = [], []
+        self.rejected.append(finding)
+
+
+def _check_files(manifest: CampaignManifest, manifest_path: Path | Location, state: _State,
+                 options: IngestOptions) -> _Batch:
+    """Read and check every file of ``manifest`` against the dataset ``state`` (nothing is written)."""
+    batch = _Batch(state=state)
+    groups: dict[object, list[ManifestEntry]] = {}
+    for e in manifest.entries:
+        groups.setdefault(e.path if e.path is not None else ("unsafe", e.row), []).append(e)
+    for entries in groups.values():
+        file = entries[0].file or manifest_path.name
+        bad = [f for e in entries for f in e.findings]
+        try:
+            if bad:
+                raise FileRejected(bad)
+            outcome = _ingest_file(entries[0].path, file, entries, state, options, batch.warnings)
+        except FileRejected as exc:
+            findings = grouped(exc.findings)
+            batch.rejected.extend(findings)
+            batch.quarantined.append((entries[0].path, findings))
+            continue
+        if outcome == "skipped":
+            batch.skipped.append(file)
+            batch.batch_sha.append(source_sha256(entries[0].path))
+            for e in entries:
+                stored = state.sample_labels.get(e.sample_id, {})
+                if any(not _same_label(stored.get(k, np.nan), v) for k, (v, _) in e.labels.items()):
+                    batch.warnings.append(Finding(file, "labels_differ", f"already ingested; the manifest's labels for "
+                                                  f"{quoted(e.sample_id)} differ from the stored ones, which are kept",
+                                                  severity="warning"))
+        else:
+            batch.parts.append(outcome)
+            batch.accepted.append(file)
+            batch.batch_sha.append(outcome.sha256)
+    return batch
+
+
+def _commit(store: SpectraStore, ds_name: str, batch: _Batch, manifest_path: Path | Location, parent: str | None,
+            run_id: str, options: IngestOptions) -> str:
+    """Archive the new files and the manifest, merge them into ``parent`` and write the new version on top of it
+    (ParentMovedError if another writer moved LATEST meanwhile; DatasetLockedError after the lock timeout)."""
+    state, parts = batch.state, batch.parts
+    archive = RawArchive(store.root)
+    for p in parts:
+        archive.put(p.path, expected_sha256=p.sha256)
+    manifest_sha = archive.put(manifest_path)
+    ds = _merge(state, parts, ds_name)
+    sources = list(state.old_manifest.get("sources", []))
+    for p in parts:
+        sources.append({
+            "file": p.file, "path": str(p.path), "sha256": p.sha256, "raw": f"raw/{p.sha256}",
+            "size_bytes": p.size, "reader": p.reader, "n_spectra": int(p.sample_id.size),
+            "samples": sorted(set(p.sample_id.tolist())), "run": run_id,
+            "campaign_manifest": {"file": manifest_path.name, "sha256": manifest_sha}, **p.info,
+        })
+    readers = sorted({s["reader"] for s in sources})
+    return store.write_version(
+        ds_name, ds, sources, reader=",".join(readers),
+        extra={
+            "samples": _sample_table(state, parts, ds),
+            "run": run_id,
+            "ingest_options": options.model_dump(),
+            "labels": {k: state.label_units[k] for k in state.label_units},
+            "warnings": [w.to_dict() for w in batch.warnings],
+        },
+        chunk_spectra=options.chunk_spectra,
+        expected_parent=parent,
+        lock_timeout_s=options.lock_timeout_s,
+    )
 
 
 def _n_spectra(store: SpectraStore, name: str, version: str | None) -> int:
@@ -658,10 +735,10 @@ def _n_spectra(store: SpectraStore, name: str, version: str | None) -> int:
     return int(store.manifest(name, version)["counts"]["n_spectra"])
 
 
-def _write_run_report(store: SpectraStore, result: IngestResult) -> Path:
+def _write_run_report(store: SpectraStore, result: IngestResult) -> Location:
     """``<root>/reports/<run>/ingest_report.json`` (+ ``ingest_summary.md``): what happened, file by file."""
     d = store.root / "reports" / result.run_id
-    path = d / "ingest_report.json"
-    atomic_write_json(path, result.to_dict())
-    atomic_write_text(d / "ingest_summary.md", result.summary_markdown())
-    return path
+    report = d / "ingest_report.json"
+    report.write_json(result.to_dict())
+    (d / "ingest_summary.md").write_text(result.summary_markdown())
+    return report

@@ -43,7 +43,7 @@ from libs_pipeline.spectra.file_lock import LockTimeoutError, exclusive_lock
 
 LOCAL_SCHEMES = ("", "file", "local")
 S3_PROBE_CONFIG = {"connect_timeout": 5, "read_timeout": 30, "retries": {"max_attempts": 3, "mode": "standard"}}
-LEASE_S = 300.0  # an object-store lock older than this is taken to belong to a dead holder
+LEASE_S = 60.0  # an object-store lock older than this belongs to a dead holder (holds are a pointer update: milliseconds)
 
 
 class StoreURLError(ValueError):

@@ -16,9 +16,15 @@ import xarray as xr
 import yaml
 
 from libs_pipeline.config import IngestOptions
-from libs_pipeline.spectra.atomic import atomic_write_text
 from libs_pipeline.spectra.campaign_manifest import CampaignManifest, ManifestEntry
-from libs_pipeline.spectra.ingest import PROVENANCE_VAR, IngestResult, _new_run_id, ingest_campaign, ingest_manifest
+from libs_pipeline.spectra.ingest import (
+    PROVENANCE_VAR,
+    IngestResult,
+    _new_run_id,
+    ingest_campaign,
+    ingest_manifest,
+)
+from libs_pipeline.spectra.location import Location
 from libs_pipeline.spectra.readers import reader_for
 from libs_pipeline.spectra.store import SpectraStore
 
@@ -72,8 +78,8 @@ def sample_id_for(path: Path) -> str:
     return stem[:120] or "sample"
 
 
-def manifest_for_files(files: list[Path], record: Path) -> CampaignManifest:
-    """An in-memory manifest of unknown samples for raw files; a YAML copy is written to ``record``."""
+def manifest_for_files(files: list[Path], record: Location) -> CampaignManifest:
+    """An in-memory manifest of unknown samples for raw files; a YAML copy is written to ``record`` (in the store)."""
     entries = []
     for i, path in enumerate(files):
         resolved = path.resolve()  # named by the user: no folder to stay inside
@@ -81,11 +87,11 @@ def manifest_for_files(files: list[Path], record: Path) -> CampaignManifest:
                                      samples_from_file=True))
     doc = {"description": "generated for raw files given without a manifest; samples unknown (no labels)",
            "samples": [{"sample_id": e.sample_id, "file": str(e.path)} for e in entries]}
-    atomic_write_text(record, yaml.safe_dump(doc, sort_keys=False))
+    record.write_text(yaml.safe_dump(doc, sort_keys=False))
     return CampaignManifest(record, None, "generated", entries)
 
 
-def spectra_of_sources(store_root: str | Path, name: str, version: str, sha256s: list[str]) -> xr.Dataset | None:
+def spectra_of_sources(store_root: str | Path | Location, name: str, version: str, sha256s: list[str]) -> xr.Dataset | None:
     """The spectra of the source files ``sha256s`` in one dataset version (None when it holds none of them)."""
     ds = SpectraStore(store_root).open(name, version).load()
     mask = np.isin(np.asarray(ds[PROVENANCE_VAR].values).astype(str), list(sha256s))
@@ -94,7 +100,7 @@ def spectra_of_sources(store_root: str | Path, name: str, version: str, sha256s:
     return ds.isel(spectrum=np.flatnonzero(mask))
 
 
-def batch_spectra(store_root: str | Path, result: IngestResult) -> xr.Dataset | None:
+def batch_spectra(store_root: str | Path | Location, result: IngestResult) -> xr.Dataset | None:
     """The spectra of this batch's files (accepted now or ingested before) in the dataset's current version."""
     if result.version is None or not result.batch_sha256:
         return None
@@ -103,22 +109,27 @@ def batch_spectra(store_root: str | Path, result: IngestResult) -> xr.Dataset | 
 
 def ingest_new_files(
     inputs: list[str | Path],
-    store_root: str | Path,
+    store_root: str | Path | Location,
     name: str | None = None,
     options: IngestOptions | None = None,
 ) -> IngestedBatch:
-    """Ingest a manifest (one input) or raw files / folders (of unknown samples) and select the batch's spectra."""
+    """Ingest a manifest (one input) or raw files / folders (of unknown samples) and select the batch's spectra.
+
+    ``store_root`` is a store URL; the inputs are local files. Raw files given without a manifest get a generated
+    manifest, recorded as ``<root>/incoming/<run>/manifest.yaml``."""
+    store = SpectraStore(store_root)  # a bad or unreachable root fails here, before anything is written
     paths = [Path(p) for p in inputs]
     manifests = [p for p in paths if p.is_file() and is_campaign_manifest(p)]
     if manifests and len(paths) > 1:
         raise ValueError(f"{manifests[0]} is a campaign manifest: give it alone (it names its files), or give raw files only")
     if manifests:
-        result = ingest_campaign(paths[0], store_root, name=name, options=options)
+        result = ingest_campaign(paths[0], store.root, name=name, options=options)
     else:
-        run_id = _new_run_id()
-        record = Path(store_root) / "incoming" / run_id / "manifest.yaml"
-        manifest = manifest_for_files(spectra_files(paths), record)
-        if not manifest.entries:
+        files = spectra_files(paths)
+        if not files:
             raise ValueError(f"no spectra files in {', '.join(str(p) for p in paths)}")
-        result = ingest_manifest(manifest, record, store_root, name or DEFAULT_DATASET, options, run_id=run_id)
-    return IngestedBatch(result, batch_spectra(store_root, result))
+        run_id = _new_run_id()
+        record = store.root / "incoming" / run_id / "manifest.yaml"
+        manifest = manifest_for_files(files, record)
+        result = ingest_manifest(manifest, record, store.root, name or DEFAULT_DATASET, options, run_id=run_id)
+    return IngestedBatch(result, batch_spectra(store.root, result))

@@ -3,6 +3,10 @@
 Rows are ordered by sample (all draws of the first model sample, then the next, ...); chunk ``i`` holds
 rows ``[i*chunk_size, (i+1)*chunk_size)`` and draws from ``SeedSequence(seed).spawn(n_chunks)[i]``, so the
 bytes depend only on (model, per_sample, seed, chunk_size), never on which worker runs a chunk.
+
+Storage and work are cut in *shards* of ``shard_chunks`` consecutive chunks: shard ``s`` holds chunks
+``[s*shard_chunks, (s+1)*shard_chunks)`` and is one zarr shard (one object) of every per-spectrum array, written
+by exactly one task. The shard size changes the file layout, never the drawn values.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class SynthesisPlan:
     per_sample: int
     chunk_size: int
     seed: int
+    shard_chunks: int = 8
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sample_ids", tuple(str(s) for s in self.sample_ids))
@@ -42,6 +47,8 @@ class SynthesisPlan:
             raise ValueError(f"per_sample must be >= 1, got {self.per_sample}")
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if self.shard_chunks < 1:
+            raise ValueError(f"shard_chunks must be >= 1, got {self.shard_chunks}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 
@@ -59,6 +66,26 @@ class SynthesisPlan:
             raise IndexError(f"chunk {index} is outside 0..{self.n_chunks - 1}")
         start = index * self.chunk_size
         return start, min(start + self.chunk_size, self.n_spectra)
+
+    @property
+    def shard_rows(self) -> int:
+        return self.chunk_size * self.shard_chunks
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n_chunks // self.shard_chunks)
+
+    def shard_chunk_range(self, shard: int) -> range:
+        """The chunk indices of shard ``shard``."""
+        if not 0 <= shard < self.n_shards:
+            raise IndexError(f"shard {shard} is outside 0..{self.n_shards - 1}")
+        first = shard * self.shard_chunks
+        return range(first, min(first + self.shard_chunks, self.n_chunks))
+
+    def shard_rows_range(self, shard: int) -> tuple[int, int]:
+        """[start, stop) rows of shard ``shard``."""
+        chunks = self.shard_chunk_range(shard)
+        return self.rows(chunks[0])[0], self.rows(chunks[-1])[1]
 
     def segments(self, index: int) -> list[Segment]:
         """The per-sample runs of rows in chunk ``index``, in row order."""
@@ -86,6 +113,7 @@ class SynthesisPlan:
             "per_sample": self.per_sample,
             "chunk_size": self.chunk_size,
             "seed": self.seed,
+            "shard_chunks": self.shard_chunks,
         }
 
     @classmethod
@@ -95,5 +123,6 @@ class SynthesisPlan:
             per_sample=int(data["per_sample"]),
             chunk_size=int(data["chunk_size"]),
             seed=int(data["seed"]),
+            shard_chunks=int(data.get("shard_chunks", 1)),  # stores written before sharding: one chunk per task
         )
 

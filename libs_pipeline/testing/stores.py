@@ -1,4 +1,4 @@
-"""Test helpers for stores on disk: write a dataset as a zarr store, snapshot a folder's bytes."""
+"""Test helpers for stores: write a dataset as a zarr store, snapshot the bytes under a store root (any URL)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import warnings
 from pathlib import Path
 
 import xarray as xr
+
+from libs_pipeline.spectra.location import Location, open_location
 
 
 def write_zarr(ds: xr.Dataset, path: Path, chunk_spectra: int | None = None) -> str:
@@ -18,10 +20,17 @@ def write_zarr(ds: xr.Dataset, path: Path, chunk_spectra: int | None = None) -> 
     return str(path)
 
 
-def tree_bytes(root: str | Path) -> dict[str, bytes]:
-    """Every file under ``root`` (relative path -> bytes): what 'same bytes' means for a store."""
-    root = Path(root)
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+def tree_bytes(root: str | Path | Location) -> dict[str, bytes]:
+    """Every file (object) under ``root`` (relative path -> bytes): what 'same bytes' means for a store.
+
+    ``root`` is a local folder or any store URL (``s3://...``), so a local and an S3 store compare directly."""
+    location = open_location(root)
+    if location.is_local:
+        base = Path(location.path)
+        return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+    location.fs.invalidate_cache(location.path)
+    prefix = location.path.rstrip("/") + "/"
+    return {str(key)[len(prefix):]: location.fs.cat_file(key) for key in sorted(location.fs.find(location.path))}
 
 
 __all__ = ["tree_bytes", "write_zarr"]

@@ -27,14 +27,18 @@ def recorded_events(monkeypatch):
     from prefect.events.worker import EventsWorker
 
     AssertingEventsClient.reset()
-    worker = EventsWorker.instance(AssertingEventsClient)
-    monkeypatch.setattr(EventsWorker, "instance", lambda *_: worker)
+    original = EventsWorker.instance  # bound classmethod: a new worker when the last one was stopped (drained)
+
+    def live_worker() -> EventsWorker:
+        return original(AssertingEventsClient)
+
+    monkeypatch.setattr(EventsWorker, "instance", lambda *_: live_worker())
 
     def events():
-        worker.drain()
+        live_worker().drain()  # the clients it used keep their events in AssertingEventsClient.all
         return [e for client in AssertingEventsClient.all for e in client.events]
 
     try:
         yield events
     finally:
-        worker.drain()
+        live_worker().drain()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from libs_pipeline.config import EvaluationConfig
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
@@ -20,8 +21,8 @@ def _artifact(key):
 def test_evaluate_flow_writes_report_and_artifacts(prefect_harness, toy_zarr, tmp_path):
     from flows.evaluate import evaluate
 
-    report = Path(evaluate(dataset_uri=toy_zarr, root=str(tmp_path), run_name="flow-run-1", seed=1,
-                           pls_max_components=4))
+    report = Path(evaluate(EvaluationConfig(dataset_uri=toy_zarr, root=str(tmp_path), run_name="flow-run-1", seed=1,
+                                            pls_max_components=4)))
     assert report == tmp_path / "reports" / "flow-run-1" / "report.md"
     assert report.is_file() and (report.parent / "parity.png").stat().st_size > 0
     table = _artifact("evaluation-metrics-flow-run-1")
@@ -40,8 +41,8 @@ def test_evaluate_flow_writes_report_and_artifacts(prefect_harness, toy_zarr, tm
 def test_evaluate_flow_default_run_name_and_failure(prefect_harness, toy_zarr, tmp_path):
     from flows.evaluate import evaluate
 
-    report = Path(evaluate(dataset_uri=toy_zarr, root=str(tmp_path), test_samples=["S02"]))
+    report = Path(evaluate(EvaluationConfig(dataset_uri=toy_zarr, root=str(tmp_path), test_samples=["S02"])))
     assert report.parent.name.startswith("evaluate-") and report.is_file()
     with pytest.raises(ValueError, match="no label variable 'Zn'"):
-        evaluate(dataset_uri=toy_zarr, root=str(tmp_path), analyte="Zn", run_name="bad")
+        evaluate(EvaluationConfig(dataset_uri=toy_zarr, root=str(tmp_path), analyte="Zn", run_name="bad"))
     assert not (tmp_path / "reports" / "bad").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from libs_pipeline.config import PredictionConfig
+
 import pandas as pd
 import pytest
 
@@ -25,7 +27,7 @@ def test_predict_flow_writes_tables_and_artifacts(prefect_harness, model_and_spe
 
     model_dir, spectra, root = model_and_spectra
     out = root / "pred.csv"
-    summary = predict_flow(str(model_dir), str(spectra), str(out), mc_samples=3, name="toy-cu")
+    summary = predict_flow(PredictionConfig(model=str(model_dir), spectra=str(spectra), out=str(out), mc_samples=3, name="toy-cu"))
     assert summary["n_spectra"] == 18 and summary["n_samples"] == 3
     assert summary["spectra_table"] == str(out) and summary["samples_table"] == str(root / "pred.samples.csv")
     table = pd.read_csv(out)
@@ -50,4 +52,4 @@ def test_predict_flow_fails_on_missing_model(prefect_harness, model_and_spectra)
 
     _, spectra, root = model_and_spectra
     with pytest.raises(FileNotFoundError, match="--root ROOT --name NAME"):
-        predict_flow(str(root / "no-such-model"), str(spectra), str(root / "x.csv"))
+        predict_flow(PredictionConfig(model=str(root / "no-such-model"), spectra=str(spectra), out=str(root / "x.csv")))

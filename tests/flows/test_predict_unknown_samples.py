@@ -102,11 +102,12 @@ def test_predict_exits_1_when_every_raw_file_is_rejected(tmp_path, model_dir):
 
 def test_drop_folder_flow_predicts_new_files_once(prefect_harness, tmp_path, model_dir):
     from flows.predict_folder import predict_drop_folder
+    from libs_pipeline.config import DropFolderConfig
 
     inbox = _inbox(tmp_path / "inbox")
     store = tmp_path / "store"
-    state = predict_drop_folder(str(inbox), str(store), name="toy-cu", model=str(model_dir), mc_samples=3,
-                                return_state=True)
+    config = DropFolderConfig(folder=str(inbox), root=str(store), name="toy-cu", model=str(model_dir), mc_samples=3)
+    state = predict_drop_folder(config, return_state=True)
     assert state.is_completed() and state.name == "Partial"
     summary = state.result()
     assert summary["ingest"]["rejected_files"] == ["broken.txt"]
@@ -114,5 +115,5 @@ def test_drop_folder_flow_predicts_new_files_once(prefect_harness, tmp_path, mod
     assert table["sample_id"].tolist() == ["rock-a", "rock-b"]
     # the next day: the same folder holds nothing new, so nothing is predicted again
     (inbox / "broken.txt").unlink()
-    again = predict_drop_folder(str(inbox), str(store), name="toy-cu", model=str(model_dir), mc_samples=3)
+    again = predict_drop_folder(config)
     assert again["ingest"]["status"] == "unchanged" and again["predictions"] is None

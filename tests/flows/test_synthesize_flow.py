@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from libs_pipeline.config import SynthesisConfig
+
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
@@ -30,10 +32,10 @@ def test_flow_on_two_worker_cluster_by_address(prefect_harness, toy_zarr, tmp_pa
     from libs_pipeline.synth.generate import generate_synthetic
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        result = synthesize(
+        result = synthesize(SynthesisConfig(
             dataset_uri=toy_zarr, out_uri=str(tmp_path / "out"), per_sample=200, seed=4, chunk_size=100,
             dask_address=cluster.scheduler_address,
-        )
+        ))
         with Client(cluster.scheduler_address) as client:
             # the chunks ran as Dask tasks on both worker processes
             def synth_tasks(dask_worker):
@@ -41,7 +43,7 @@ def test_flow_on_two_worker_cluster_by_address(prefect_harness, toy_zarr, tmp_pa
 
             per_worker = client.run(synth_tasks)
             assert len(per_worker) == 2 and all(n > 0 for n in per_worker.values()), per_worker
-            assert sum(per_worker.values()) == 12  # 1200 spectra / 100 per chunk
+            assert sum(per_worker.values()) == 2  # 1200 spectra / 100 per chunk = 12 chunks, 8 per shard
     uri = Path(result["uri"])
     assert uri.parent == tmp_path / "out" / "synthetic" / "toy" and uri.is_dir()
     assert result["realism"]["passed"] is True
@@ -65,13 +67,13 @@ def test_flow_reuses_a_finished_store_and_validates_parameters(prefect_harness, 
     from libs_pipeline.synth.generate import generate_synthetic
 
     uri = generate_synthetic(toy_zarr, tmp_path, 20, seed=1, chunk_size=64)
-    result = synthesize(dataset_uri=toy_zarr, out_uri=str(tmp_path), per_sample=20, seed=1, chunk_size=64,
-                        options={"realism": False})
+    result = synthesize(SynthesisConfig(dataset_uri=toy_zarr, out_uri=str(tmp_path), per_sample=20, seed=1,
+                                        chunk_size=64, realism=False))
     assert result == {"uri": uri, "id": Path(uri).stem, "realism": None}
-    with pytest.raises(Exception, match="per_sample"):
-        synthesize(dataset_uri=toy_zarr, out_uri=str(tmp_path), per_sample=0)
+    with pytest.raises(Exception, match="per_sample"):  # a dict parameter is validated into the config
+        synthesize({"dataset_uri": toy_zarr, "out_uri": str(tmp_path), "per_sample": 0})
     with pytest.raises(Exception, match="detector"):
-        synthesize(dataset_uri=toy_zarr, out_uri=str(tmp_path), per_sample=5, options={"detector": "shared"})
+        synthesize({"dataset_uri": toy_zarr, "out_uri": str(tmp_path), "per_sample": 5, "detector": "shared"})
 
 
 def test_synthesize_parameters_are_a_typed_form_in_the_ui():
@@ -82,9 +84,9 @@ def test_synthesize_parameters_are_a_typed_form_in_the_ui():
     from flows.synthesize import synthesize
 
     schema = parameter_schema(synthesize.fn).model_dump()
-    assert schema["properties"]["options"]["anyOf"][0] == {"$ref": "#/definitions/SynthesisOptions"}
-    options = schema["definitions"]["SynthesisOptions"]["properties"]
-    assert options["detector"]["enum"] == ["per_sample", "pooled"] and "dataset_uri" not in options
+    assert list(schema["properties"]) == ["config"] and schema["required"] == ["config"]
+    options = schema["definitions"]["SynthesisConfig"]["properties"]
+    assert options["detector"]["enum"] == ["per_sample", "pooled"] and options["shard_chunks"]["type"] == "integer"
     recal = parameter_schema(recalibrate.fn).model_dump()["definitions"]
     assert {"RecalibrationConfig", "RecalibrationSynthesis", "RecalibrationTraining"} <= set(recal)
     assert recal["RecalibrationTraining"]["properties"]["max_steps"]["type"] == "integer"

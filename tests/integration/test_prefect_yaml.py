@@ -33,8 +33,16 @@ def test_prefect_yaml_validates_and_entrypoints_load():
         assert (REPO / d.entrypoint.split(":")[0]).is_file(), d.entrypoint
         flow = serve.load_entrypoint(d.entrypoint)
         flows[flow.name] = (flow, d)
-        unknown = set(d.parameters) - set(inspect.signature(flow.fn).parameters)
+        signature = inspect.signature(flow.fn).parameters
+        unknown = set(d.parameters) - set(signature)
         assert not unknown, f"{d.entrypoint}: parameters {unknown} are not arguments of the flow"
+        assert list(signature) == ["config"], f"{d.entrypoint}: takes {list(signature)}, not one config model"
+        if d.parameters.get("config"):
+            config_model = signature["config"].annotation
+            if isinstance(config_model, str):  # postponed annotations: the name in the flow's module
+                config_model = getattr(importlib.import_module(flow.fn.__module__), config_model)
+            extra = set(d.parameters.get("config") or {}) - set(config_model.model_fields)
+            assert not extra, f"{d.entrypoint}: config keys {extra} are not fields of {config_model.__name__}"
     assert set(flows) == {"ingest", "synthesize", "train", "evaluate", "predict", "recalibrate", "predict-drop-folder"}
     flow, rec = flows["recalibrate"]
     assert (rec.concurrency_limit.limit, rec.concurrency_limit.collision_strategy) == (1, "ENQUEUE")
@@ -89,9 +97,12 @@ def test_serve_builds_the_yaml_deployments_with_overrides(tmp_path):
                                            "training": {"max_steps": 10}, "seed": 3}}
     everything = serve.build_deployments(root=str(tmp_path), dataset="toy")
     by_flow = {d.flow_name: d for d in everything}
-    assert by_flow["predict"].parameters == {"registry_root": str(tmp_path), "name": "toy", "model": "champion"}
-    assert by_flow["synthesize"].parameters == {"out_uri": str(tmp_path), "per_sample": 200}
-    assert by_flow["ingest"].parameters == {"store": str(tmp_path)}
+    assert by_flow["predict"].parameters == {"config": {"root": str(tmp_path), "name": "toy", "model": "champion"}}
+    assert by_flow["predict-drop-folder"].parameters == {
+        "config": {"folder": "inbox", "root": str(tmp_path), "name": "toy", "model": "champion"}}
+    assert by_flow["synthesize"].parameters == {"config": {"out_uri": str(tmp_path), "per_sample": 200}}
+    assert by_flow["ingest"].parameters == {"config": {"root": str(tmp_path)}}
+    assert by_flow["evaluate"].parameters == {"config": {"root": str(tmp_path)}}
     assert all(d.concurrency_limit is None for f, d in by_flow.items() if f != "recalibrate")
     with pytest.raises(ValueError, match=r"--only \['nope'\]: no such flow"):
         serve.build_deployments(only=["nope"])

@@ -19,7 +19,9 @@ from libs_pipeline.testing import toy_campaign
 
 
 def _parents(src: SourceRows) -> set[str]:
-    return {p for joined in np.unique(src.sample_ids) for p in str(joined).split("|")}
+    via_strings = {p for joined in np.unique(src.sample_ids) for p in str(joined).split("|")}
+    assert src.samples_used() == via_strings  # the O(groups) form agrees with the per-row strings
+    return via_strings
 
 
 def test_split_by_sample_is_seeded_stratified_and_keeps_the_extremes_in_training():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from libs_pipeline.config import RecalibrationConfig, RecalibrationSynthesis, RecalibrationTraining
+from libs_pipeline.config import RecalibrationConfig, RecalibrationSynthesis, RecalibrationTraining, SynthesisConfig
 from libs_pipeline.recalibration import TrainingSplit, synthesis_request, training_config
 from libs_pipeline.registry import recalibration_config_hash
 
@@ -57,8 +57,8 @@ def test_what_the_subflows_get(tmp_path):
                           units="wt%", heldout=["S01"], train_samples=["S00", "S02"])
     config = RecalibrationConfig(root=str(tmp_path), dataset="toy", seed=4,
                                  synthesis={"per_sample": 8, "detector": "pooled"}, training={"max_steps": 3})
-    assert synthesis_request(config) == {"per_sample": 8, "chunk_size": 1024, "n_workers": 2,
-                                         "options": {"detector": "pooled"}}
+    assert synthesis_request(config) == {"per_sample": 8, "chunk_size": 1024, "n_workers": 2, "detector": "pooled"}
+    assert SynthesisConfig(dataset_uri="u", out_uri=str(tmp_path), **synthesis_request(config)).detector == "pooled"
     trained = training_config(config, split, "/s/x.zarr")
     assert (trained.max_steps, trained.seed, trained.analyte, trained.progress_bar) == (3, 4, "Cu", False)
     assert trained.augmentation is True and trained.synthetic_uris == ["/s/x.zarr"]

@@ -169,7 +169,7 @@ def test_synthesis_request_and_challenger_label(tmp_path):
     assert synthesis_request(off) is None
     on = RecalibrationConfig(root=str(tmp_path), dataset="toy",
                              synthesis={"per_sample": 16, "chunk_size": 64, "n_workers": 1})
-    assert synthesis_request(on) == {"per_sample": 16, "chunk_size": 64, "n_workers": 1, "options": {}}
+    assert synthesis_request(on) == {"per_sample": 16, "chunk_size": 64, "n_workers": 1}
     assert label_challenger({"rmsep": 0.3}, {"uri": "/s.zarr", "realism_passed": True}) == {
         "rmsep": 0.3, "synthetic_realism_passed": True, "candidate": "multitask_aug"}
     assert label_challenger({"rmsep": 0.3}, {"uri": None, "realism_passed": None})["candidate"] == "multitask"

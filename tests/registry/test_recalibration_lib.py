@@ -6,7 +6,8 @@ import pytest
 
 from libs_pipeline.config import RecalibrationConfig
 from libs_pipeline.registry import heldout_samples, recalibration_config_hash, training_manifest
-from libs_pipeline.registry.provenance import GIT_SHA_ENV, code_version, config_hash, current_flow_run_id
+from libs_pipeline.config import config_hash
+from libs_pipeline.registry.provenance import GIT_SHA_ENV, code_version, current_flow_run_id
 
 
 def test_heldout_assignment_is_stable_when_samples_are_added():

@@ -1,4 +1,5 @@
-"""Fixtures of the ingest tests: a tiny campaign on disk (``libs_pipeline.testing.campaign_files``) and a store root."""
+"""Fixtures of the ingest tests: a tiny campaign on disk (``libs_pipeline.testing.campaign_files``) and a local
+store root (``store_root``, from tests/conftest.py, is a local and an S3 root)."""
 
 from __future__ import annotations
 
@@ -15,5 +16,6 @@ def campaign(tmp_path) -> Path:
 
 
 @pytest.fixture
-def store_root(tmp_path) -> Path:
+def local_root(tmp_path) -> Path:
+    """A store root on the local disk (for tests that look at the files as paths)."""
     return tmp_path / "store"

@@ -22,12 +22,12 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_toy_campaign_ingests_and_round_trips(campaign, store_root):
-    result = ingest_campaign(campaign, store_root)
+def test_toy_campaign_ingests_and_round_trips(campaign, local_root):
+    result = ingest_campaign(campaign, local_root)
     assert result.status == "created" and result.changed and result.name == "toy"
     assert result.accepted == ["S00.txt", "S01.txt", "S02.txt"] and result.rejected == []
     assert result.n_spectra == result.n_new_spectra == 12
-    store = SpectraStore(store_root)
+    store = SpectraStore(local_root)
     assert store.latest("toy") == result.version and result.uri == store.uri("toy")
     ds = store.open("toy").load()
     for i, sid in enumerate(["S00", "S01", "S02"]):
@@ -38,7 +38,7 @@ def test_toy_campaign_ingests_and_round_trips(campaign, store_root):
         np.testing.assert_array_equal(ds["wavelength"].values, wl)
         assert ds["shot"].values[sel].tolist() == [0, 1, 2, 3]
         assert set(ds["source_sha256"].values[sel]) == {_sha(path)}
-        assert (store_root / "raw" / _sha(path)).read_bytes() == path.read_bytes()
+        assert (local_root / "raw" / _sha(path)).read_bytes() == path.read_bytes()
     assert ds["spectrum"].values.tolist() == list(range(12))
     assert ds["Cu"].attrs == {"units": "wt%", "role": "label"}
     np.testing.assert_array_equal(np.unique(ds["Cu"].values), np.round(np.linspace(0.1, 5.0, 3), 3))
@@ -49,35 +49,35 @@ def test_toy_campaign_ingests_and_round_trips(campaign, store_root):
     m = store.manifest("toy")
     assert [s["sha256"] for s in m["sources"]] == [_sha(campaign.parent / f"S0{i}.txt") for i in range(3)]
     assert m["schema_version"] == "1" and m["counts"]["n_spectra"] == 12 and m["run"] == result.run_id
-    assert (store_root / "raw" / m["sources"][0]["campaign_manifest"]["sha256"]).read_bytes() == campaign.read_bytes()
+    assert (local_root / "raw" / m["sources"][0]["campaign_manifest"]["sha256"]).read_bytes() == campaign.read_bytes()
     report = json.loads(result.report_path.read_text())
     assert report["status"] == "created" and report["version"] == result.version
-    assert result.quarantine_report is None and not (store_root / "quarantine").exists()
+    assert result.quarantine_report is None and not (local_root / "quarantine").exists()
 
 
-def test_reingest_is_a_no_op(campaign, store_root):
-    first = ingest_campaign(campaign, store_root)
-    again = ingest_campaign(campaign, store_root)
+def test_reingest_is_a_no_op(campaign, local_root):
+    first = ingest_campaign(campaign, local_root)
+    again = ingest_campaign(campaign, local_root)
     assert again.status == "unchanged" and not again.changed
     assert again.version == first.version and again.n_spectra == 12 and again.n_new_spectra == 0
     assert again.skipped == ["S00.txt", "S01.txt", "S02.txt"] and again.accepted == []
-    assert SpectraStore(store_root).versions("toy") == [first.version]
+    assert SpectraStore(local_root).versions("toy") == [first.version]
 
 
-def test_new_files_merge_with_latest_and_old_versions_stay_readable(tmp_path, store_root):
+def test_new_files_merge_with_latest_and_old_versions_stay_readable(tmp_path, local_root):
     manifest = write_campaign(tmp_path / "c")
-    v1 = ingest_campaign(manifest, store_root).version
+    v1 = ingest_campaign(manifest, local_root).version
     extra = toy_campaign(n_samples=2, n_shots=5, n_channels=64, seed=7)
     sel = extra["sample_id"].values == "S01"
     write_shot_columns_file(tmp_path / "c" / "N01.txt", extra["wavelength"].values, extra["intensity"].values[sel])
     write_shot_columns_file(tmp_path / "c" / "S00_more.txt", extra["wavelength"].values, extra["intensity"].values[~sel][:2])
     add_sample(manifest, "N01", "N01.txt", {"Cu": 3.3})
     add_sample(manifest, "S00", "S00_more.txt", {"Cu": 0.1})  # more shots of a known sample, same label
-    result = ingest_campaign(manifest, store_root)
+    result = ingest_campaign(manifest, local_root)
     assert result.status == "created" and result.parent == v1 and result.version != v1
     assert result.accepted == ["N01.txt", "S00_more.txt"] and result.skipped == ["S00.txt", "S01.txt", "S02.txt"]
     assert result.n_spectra == 12 + 5 + 2 and result.n_new_spectra == 7
-    store = SpectraStore(store_root)
+    store = SpectraStore(local_root)
     assert store.versions("toy") == [v1, result.version]
     old, new = store.open("toy", v1).load(), store.open("toy").load()
     assert old.sizes["spectrum"] == 12
@@ -156,10 +156,10 @@ BAD_FILES = [
 
 
 @pytest.fixture
-def baseline(tmp_path, store_root):
+def baseline(tmp_path, local_root):
     """A store holding version 1 of 'toy' (3 samples) and a folder for a second batch."""
     manifest = write_campaign(tmp_path / "c")
-    version = ingest_campaign(manifest, store_root).version
+    version = ingest_campaign(manifest, local_root).version
     return manifest, version
 
 
@@ -177,18 +177,18 @@ def _second_batch(manifest: Path, entries: list[dict]) -> Path:
     return path
 
 
-def _check_partial(result, store_root: Path, baseline_version: str, bad_file: str, rule: str, line, column, copied=True):
+def _check_partial(result, local_root: Path, baseline_version: str, bad_file: str, rule: str, line, column, copied=True):
     assert result.status == "partial", [str(r) for r in result.rejected]
     assert result.accepted == ["G01.txt"] and result.rejected_files == [bad_file]
     first = next(r for r in result.rejected if r.rule == rule)
     assert (first.file, first.line, first.column) == (bad_file, line, column), str(first)
-    store = SpectraStore(store_root)
+    store = SpectraStore(local_root)
     assert store.versions("toy") == [baseline_version, result.version]
     assert store.open("toy", baseline_version).sizes["spectrum"] == 12  # previous version intact
     latest = store.open("toy")
     assert latest.sizes["spectrum"] == 15 and "B01" not in set(latest["sample_id"].values)
     report = json.loads(result.quarantine_report.read_text())
-    assert result.quarantine_report.parent == store_root / "quarantine" / result.run_id
+    assert result.quarantine_report.parent.local_path == local_root / "quarantine" / result.run_id
     entry = next(e for e in report["rejections"] if e["rule"] == rule)
     assert (entry["file"], entry["line"]) == (bad_file, line) and entry["reason"]
     if copied:
@@ -199,13 +199,13 @@ def _check_partial(result, store_root: Path, baseline_version: str, bad_file: st
 
 
 @pytest.mark.parametrize(("kind", "rule", "line", "column"), BAD_FILES)
-def test_bad_file_is_quarantined_and_the_rest_lands(baseline, store_root, kind, rule, line, column):
+def test_bad_file_is_quarantined_and_the_rest_lands(baseline, local_root, kind, rule, line, column):
     manifest, v1 = baseline
     batch = _second_batch(manifest, [{"sample_id": "B01", "file": "B01.txt", "labels": {"Cu": 1.1}}])
     _mutate(kind, manifest.parent / "B01.txt")
     options = IngestOptions(max_file_mb=0.1) if kind == "too_large" else None
-    result = ingest_campaign(batch, store_root, options=options)
-    _check_partial(result, store_root, v1, "B01.txt", rule, line, column)
+    result = ingest_campaign(batch, local_root, options=options)
+    _check_partial(result, local_root, v1, "B01.txt", rule, line, column)
     assert str(result.rejected[0]).startswith("B01.txt")
 
 
@@ -224,58 +224,58 @@ def test_bad_file_is_quarantined_and_the_rest_lands(baseline, store_root, kind, 
         ({"sample_id": "B01", "file": "missing.txt", "labels": {"Cu": 1.0}}, "file_not_found", False),
     ],
 )
-def test_bad_manifest_entries_are_quarantined(baseline, store_root, entry, rule, copied):
+def test_bad_manifest_entries_are_quarantined(baseline, local_root, entry, rule, copied):
     manifest, v1 = baseline
-    result = ingest_campaign(_second_batch(manifest, [entry]), store_root)
-    _check_partial(result, store_root, v1, entry["file"], rule, None, None, copied=copied)
+    result = ingest_campaign(_second_batch(manifest, [entry]), local_root)
+    _check_partial(result, local_root, v1, entry["file"], rule, None, None, copied=copied)
     assert "batch2.yaml" in (result.rejected[0].coordinate or "") or rule in ("file_not_found", "label_conflict", "unit_mismatch")
 
 
 @pytest.mark.parametrize("file", ["../outside.txt", "/etc/hostname", "sub/../../outside.txt"])
-def test_manifest_paths_escaping_the_folder_are_rejected_unread(baseline, store_root, tmp_path, file):
+def test_manifest_paths_escaping_the_folder_are_rejected_unread(baseline, local_root, tmp_path, file):
     manifest, v1 = baseline
     (tmp_path / "outside.txt").write_text("secret")
-    result = ingest_campaign(_second_batch(manifest, [{"sample_id": "B01", "file": file, "labels": {"Cu": 1.0}}]), store_root)
-    _check_partial(result, store_root, v1, file, "unsafe_path", None, None, copied=False)
-    copies = [p.name for p in result.quarantine_report.parent.iterdir()]
+    result = ingest_campaign(_second_batch(manifest, [{"sample_id": "B01", "file": file, "labels": {"Cu": 1.0}}]), local_root)
+    _check_partial(result, local_root, v1, file, "unsafe_path", None, None, copied=False)
+    copies = result.quarantine_report.parent.children()
     assert not any("outside" in c or "hostname" in c for c in copies)
-    assert not any(_sha(tmp_path / "outside.txt") == p.name for p in (store_root / "raw").iterdir())
+    assert _sha(tmp_path / "outside.txt") not in {p.name for p in (local_root / "raw").iterdir()}
 
 
-def test_whole_batch_rejected_creates_no_version(baseline, store_root):
+def test_whole_batch_rejected_creates_no_version(baseline, local_root):
     manifest, v1 = baseline
     (manifest.parent / "bad.txt").write_text("")
     doc = {"units": "wt%", "samples": [{"sample_id": "B", "file": "bad.txt", "labels": {"Cu": 1}},
                                        {"sample_id": "C", "file": "nope.txt", "labels": {"Cu": 1}}]}
     batch = manifest.parent / "bad.yaml"
     batch.write_text(yaml.safe_dump(doc))
-    result = ingest_campaign(batch, store_root, name="toy")
+    result = ingest_campaign(batch, local_root, name="toy")
     assert result.status == "rejected" and not result.changed and result.version == v1 and result.parent == v1
     assert result.rejected_files == ["bad.txt", "nope.txt"] and result.accepted == []
-    assert SpectraStore(store_root).versions("toy") == [v1]
+    assert SpectraStore(local_root).versions("toy") == [v1]
     assert "rejected" in result.summary_markdown()
-    fresh = ingest_campaign(batch, store_root, name="fresh")
+    fresh = ingest_campaign(batch, local_root, name="fresh")
     assert fresh.status == "rejected" and fresh.version is None and fresh.n_spectra == 0
-    assert SpectraStore(store_root).versions("fresh") == []
+    assert SpectraStore(local_root).versions("fresh") == []
 
 
-def test_unusable_manifest_is_quarantined(tmp_path, store_root):
+def test_unusable_manifest_is_quarantined(tmp_path, local_root):
     bad = tmp_path / "broken.yaml"
     bad.write_text("samples: [\n  {sample_id: A")
-    result = ingest_campaign(bad, store_root)
+    result = ingest_campaign(bad, local_root)
     assert result.status == "rejected" and result.version is None
     assert result.rejected[0].rule == "manifest_syntax" and result.rejected[0].file == "broken.yaml"
     report = json.loads(result.quarantine_report.read_text())
     assert (result.quarantine_report.parent / report["rejections"][0]["quarantined_as"]).read_bytes() == bad.read_bytes()
 
 
-def test_unsafe_dataset_name_is_rejected(campaign, store_root):
-    result = ingest_campaign(campaign, store_root, name="../evil")
+def test_unsafe_dataset_name_is_rejected(campaign, local_root):
+    result = ingest_campaign(campaign, local_root, name="../evil")
     assert result.status == "rejected" and result.rejected[0].rule == "unsafe_name"
-    assert not (store_root / "evil").exists() and not (store_root.parent / "evil").exists()
+    assert not (local_root / "evil").exists() and not (local_root.parent / "evil").exists()
 
 
-def test_resampling_onto_the_dataset_grid_is_opt_in_and_recorded(baseline, store_root):
+def test_resampling_onto_the_dataset_grid_is_opt_in_and_recorded(baseline, local_root):
     manifest, v1 = baseline
     folder = manifest.parent
     wl, _ = shot_file_values(folder / "S00.txt")
@@ -285,63 +285,64 @@ def test_resampling_onto_the_dataset_grid_is_opt_in_and_recorded(baseline, store
     doc = {"units": "wt%", "samples": [{"sample_id": "F01", "file": "F01.txt", "labels": {"Cu": 2.0}}]}
     batch = folder / "fine.yaml"
     batch.write_text(yaml.safe_dump(doc))
-    refused = ingest_campaign(batch, store_root, name="toy")
+    refused = ingest_campaign(batch, local_root, name="toy")
     assert refused.status == "rejected" and refused.rejected[0].rule == "grid_mismatch"
     assert "101 channels" in refused.rejected[0].reason and "64 channels" in refused.rejected[0].reason
-    result = ingest_campaign(batch, store_root, name="toy", options=IngestOptions(resample=True))
+    result = ingest_campaign(batch, local_root, name="toy", options=IngestOptions(resample=True))
     assert result.status == "created"
-    ds = SpectraStore(store_root).open("toy").load()
+    ds = SpectraStore(local_root).open("toy").load()
     got = ds["intensity"].values[ds["sample_id"].values == "F01"]
     parsed_wl, parsed = shot_file_values(folder / "F01.txt")
     np.testing.assert_allclose(got[0], np.interp(wl, parsed_wl, parsed[0].astype(np.float64)), rtol=1e-6)
     np.testing.assert_array_equal(got[1], np.full(wl.size, 7.0, dtype=np.float32))
-    src = SpectraStore(store_root).manifest("toy")["sources"][-1]
+    src = SpectraStore(local_root).manifest("toy")["sources"][-1]
     assert src["resampled"] == {"method": "linear", "from_channels": 101, "from_range_nm": [fine[0], fine[-1]], "to_channels": 64}
     assert any(w.rule == "resampled" for w in result.warnings)
 
 
-def test_resampling_never_extrapolates(baseline, store_root):
+def test_resampling_never_extrapolates(baseline, local_root):
     manifest, _ = baseline
     wl, intensity = shot_file_values(manifest.parent / "S00.txt")
     write_shot_columns_file(manifest.parent / "short.txt", wl[5:] + 0.001, intensity[:, 5:])
     batch = manifest.parent / "short.yaml"
     batch.write_text(yaml.safe_dump({"units": "wt%", "samples": [{"sample_id": "Z", "file": "short.txt", "labels": {"Cu": 1}}]}))
-    result = ingest_campaign(batch, store_root, name="toy", options=IngestOptions(resample=True))
+    result = ingest_campaign(batch, local_root, name="toy", options=IngestOptions(resample=True))
     assert result.status == "rejected" and result.rejected[0].rule == "grid_coverage"
 
 
-def test_crash_inside_the_write_leaves_the_old_latest(baseline, store_root, monkeypatch):
+def test_crash_inside_the_write_leaves_the_old_latest(baseline, local_root, monkeypatch):
     manifest, v1 = baseline
     batch = _second_batch(manifest, [])
 
-    def explode(ds, path, chunk):
-        ds[["intensity"]].isel(spectrum=slice(0, 3)).to_zarr(path, zarr_format=3, consolidated=False)
+    def explode(ds, target, chunk):
+        ds[["intensity"]].isel(spectrum=slice(0, 3)).to_zarr(target.zarr_store(), zarr_format=3, consolidated=False)
         raise RuntimeError("killed mid-write")
 
     monkeypatch.setattr(store_module, "_write_zarr", explode)
     with pytest.raises(RuntimeError, match="killed mid-write"):
-        ingest_campaign(batch, store_root)
-    store = SpectraStore(store_root)
+        ingest_campaign(batch, local_root)
+    store = SpectraStore(local_root)
     assert store.latest("toy") == v1 and store.versions("toy") == [v1]
-    assert sorted(p.name for p in (store_root / "spectra" / "toy").iterdir()) == [".lock", "LATEST", f"{v1}.manifest.json", f"{v1}.zarr"]
+    partial = {p.name for p in (local_root / "spectra" / "toy").iterdir()} - {".lock", "LATEST", f"{v1}.manifest.json", f"{v1}.zarr"}
+    assert len(partial) == 1 and partial.pop().endswith(".zarr")  # the partial zarr, without a manifest: invisible
     monkeypatch.undo()
-    result = ingest_campaign(batch, store_root)  # the same batch lands once the fault is gone
+    result = ingest_campaign(batch, local_root)  # the same batch lands once the fault is gone
     assert result.status == "created" and result.n_spectra == 15
 
 
-def test_saturation_is_reported_as_a_warning(campaign, store_root):
+def test_saturation_is_reported_as_a_warning(campaign, local_root):
     peaks = np.concatenate([shot_file_values(campaign.parent / f"S0{i}.txt")[1].max(axis=1) for i in range(3)])
     level = float(np.median(peaks))  # about half of the spectra reach it
-    result = ingest_campaign(campaign, store_root, options=IngestOptions(saturation_level=level, saturation_margin=0.0))
+    result = ingest_campaign(campaign, local_root, options=IngestOptions(saturation_level=level, saturation_margin=0.0))
     assert result.status == "created"
-    ds = SpectraStore(store_root).open("toy").load()
+    ds = SpectraStore(local_root).open("toy").load()
     counts = (ds["intensity"].values >= level).sum(axis=1)
     warned = [w for w in result.warnings if w.rule == "saturation"]
     # one finding per file (grouped), counting the saturated spectra of that file
     assert len({w.file for w in warned}) == len(warned)
     assert sum(w.count for w in warned) == int((counts > 0).sum()) > 0 and all(w.severity == "warning" for w in warned)
     assert warned[0].column is not None  # the shot's column in the file
-    sources = SpectraStore(store_root).manifest("toy")["sources"]
+    sources = SpectraStore(local_root).manifest("toy")["sources"]
     assert sum(sum(s["saturated_channels"]) for s in sources) == int(counts.sum())
     assert any(r["severity"] == "warning" for r in result.report_rows())
 
@@ -356,21 +357,21 @@ def _spectrum_rows_file(path: Path, sample_ids: list[str], n_channels: int = 16)
     return values
 
 
-def test_spectrum_rows_campaign(tmp_path, store_root):
+def test_spectrum_rows_campaign(tmp_path, local_root):
     folder = tmp_path / "rows"
     folder.mkdir()
     values = _spectrum_rows_file(folder / "all.csv", ["A", "B", "A", "B", "B"])
     (folder / "m.csv").write_text("file,sample_id,reader,Na_ppm\nall.csv,A,spectrum_rows,100\nall.csv,B,spectrum_rows,250\n")
-    result = ingest_campaign(folder / "m.csv", store_root)
+    result = ingest_campaign(folder / "m.csv", local_root)
     assert result.status == "created" and result.name == "m" and result.accepted == ["all.csv"]
-    ds = SpectraStore(store_root).open("m").load()
+    ds = SpectraStore(local_root).open("m").load()
     assert ds["sample_id"].values.tolist() == ["A", "B", "A", "B", "B"]
     assert ds["shot"].values.tolist() == [0, 0, 1, 1, 2]
     assert ds["Na"].values.tolist() == [100.0, 250.0, 100.0, 250.0, 250.0] and ds["Na"].attrs["units"] == "ppm"
     np.testing.assert_array_equal(ds["intensity"].values, values)
 
 
-def test_spectrum_rows_with_an_unknown_sample_is_rejected(tmp_path, store_root):
+def test_spectrum_rows_with_an_unknown_sample_is_rejected(tmp_path, local_root):
     folder = tmp_path / "rows"
     folder.mkdir()
     _spectrum_rows_file(folder / "all.csv", ["A", "A", "Q"])
@@ -378,13 +379,13 @@ def test_spectrum_rows_with_an_unknown_sample_is_rejected(tmp_path, store_root):
     (folder / "m.csv").write_text(
         "file,sample_id,reader,Na_ppm\nall.csv,A,spectrum_rows,100\nok.csv,C,spectrum_rows,5\n"
     )
-    result = ingest_campaign(folder / "m.csv", store_root)
+    result = ingest_campaign(folder / "m.csv", local_root)
     assert result.status == "partial" and result.accepted == ["ok.csv"]
     (r,) = result.rejected
     assert (r.file, r.rule, r.line) == ("all.csv", "unknown_sample", 4) and "'Q'" in r.reason
 
 
-def test_dataset_reader_campaign_round_trips(tmp_path, store_root):
+def test_dataset_reader_campaign_round_trips(tmp_path, local_root):
     folder = tmp_path / "own"
     folder.mkdir()
     ds = toy_campaign(n_samples=2, n_shots=3, n_channels=16)
@@ -393,9 +394,9 @@ def test_dataset_reader_campaign_round_trips(tmp_path, store_root):
         {"sample_id": "S00", "file": "toy.nc", "labels": {"Cu": float(ds["Cu"].values[0])}},
         {"sample_id": "S01", "file": "toy.nc", "labels": {"Cu": float(ds["Cu"].values[-1])}},
     ]}))
-    result = ingest_campaign(folder / "m.yaml", store_root, name="own")
+    result = ingest_campaign(folder / "m.yaml", local_root, name="own")
     assert result.status == "created", [str(r) for r in result.rejected]
-    out = SpectraStore(store_root).open("own").load()
+    out = SpectraStore(local_root).open("own").load()
     np.testing.assert_array_equal(out["intensity"].values, ds["intensity"].values)
     assert out["sample_id"].values.tolist() == ds["sample_id"].values.tolist()
     np.testing.assert_array_equal(out["Cu"].values, ds["Cu"].values)

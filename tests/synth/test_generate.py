@@ -27,6 +27,7 @@ from libs_pipeline.synth.synthetic_store import open_synthetic
 from libs_pipeline.testing.stores import tree_bytes
 
 PER_SAMPLE, CHUNK = 50, 32  # 300 spectra, 10 chunks; chunk 1 straddles samples S00/S01
+SHARD = 2  # chunks per shard in the resume tests: 5 shards, one task each
 
 
 def test_store_layout_labels_and_provenance(toy_zarr, tmp_path):
@@ -35,7 +36,15 @@ def test_store_layout_labels_and_provenance(toy_zarr, tmp_path):
     assert path.parent == tmp_path / "synthetic" / "toy" and path.suffix == ".zarr"
     ds = open_synthetic(uri)
     assert ds["intensity"].chunks[0][0] == CHUNK  # lazy, chunked along spectrum
-    assert ds.sizes == {"spectrum": 300, "wavelength": 512}
+    assert ds["intensity"].encoding["shards"] == (8 * CHUNK, 512)  # default: 8 chunks per shard
+    assert ds.sizes == {"spectrum": 300, "wavelength": 512, "sample": 6}
+    # integer sample index + lookup table on disk, no per-row strings
+    assert ds["sample_index"].dtype == np.int8
+    np.testing.assert_array_equal(ds["sample"].values, [f"S{i:02d}" for i in range(6)])
+    assert sorted(p.name for p in path.iterdir() if p.is_dir()) == [
+        "intensity", "sample", "sample__Cu", "sample__mix_weight", "sample__source_sample", "sample__synthetic",
+        "sample_index", "shot", "wavelength"]
+    assert sorted(p.name for p in (path / "intensity" / "c").iterdir()) == ["0", "1"]  # 2 shards, one file each
     assert ds["intensity"].dtype == np.float32
     np.testing.assert_array_equal(ds["spectrum"].values, np.arange(300))
     sid = ds["sample_id"].values.astype(object).astype(str)
@@ -87,45 +96,77 @@ def test_same_bytes_on_a_two_worker_cluster(toy_zarr, tmp_path):
 def test_failed_chunk_then_rerun_gives_the_uninterrupted_bytes(toy_zarr, tmp_path, monkeypatch):
     reference = generate_synthetic(toy_zarr, tmp_path / "ref", PER_SAMPLE, seed=9, chunk_size=CHUNK)
 
-    real_write_chunk = generate_module.write_chunk
-    real_marker_write = synthetic_store.atomic_write_json
+    reference = generate_synthetic(toy_zarr, tmp_path / "ref", PER_SAMPLE, seed=9, chunk_size=CHUNK, shard_chunks=SHARD)
+
+    real_write_shard = generate_module.write_shard
+    real_marker_write = synthetic_store.write_marker
     calls = []
 
-    def failing_write_chunk(work_dir, index):
+    def failing_write_shard(work_url, index):
         calls.append(index)
         if index == 3:
-            raise OSError("disk hiccup in chunk 3")
-        return real_write_chunk(work_dir, index)
+            raise OSError("disk hiccup in shard 3")
+        return real_write_shard(work_url, index)
 
-    def marker_write_crashes_for_chunk_6(path, obj):
-        if Path(path).name == "0000006.done":  # region of chunk 6 written, then the process 'dies'
+    def marker_write_crashes_for_shard_4(marker, shard, start, stop):
+        if shard == 4:  # objects of shard 4 written, then the process 'dies'
             raise KeyboardInterrupt
-        return real_marker_write(path, obj)
+        return real_marker_write(marker, shard, start, stop)
 
-    monkeypatch.setattr(generate_module, "write_chunk", failing_write_chunk)
-    with pytest.raises(SynthesisError, match="1 of 10 chunks failed \\(first: chunk 3: OSError: disk hiccup"):
-        generate_synthetic(toy_zarr, tmp_path / "run", PER_SAMPLE, seed=9, chunk_size=CHUNK)
-    assert calls == list(range(10))  # the other chunks still ran
-    job = prepare_synthesis(toy_zarr, tmp_path / "run", PER_SAMPLE, seed=9, chunk_size=CHUNK)
-    assert job.pending_chunks() == [3] and not job.final_path.exists()
-    with pytest.raises(SynthesisError, match="1 chunk\\(s\\) not written yet \\(first: 3\\)"):
+    monkeypatch.setattr(generate_module, "write_shard", failing_write_shard)
+    with pytest.raises(SynthesisError, match="1 of 5 shards failed \\(first: shard 3: OSError: disk hiccup"):
+        generate_synthetic(toy_zarr, tmp_path / "run", PER_SAMPLE, seed=9, chunk_size=CHUNK, shard_chunks=SHARD)
+    assert calls == list(range(5))  # the other shards still ran
+    job = prepare_synthesis(toy_zarr, tmp_path / "run", PER_SAMPLE, seed=9, chunk_size=CHUNK, shard_chunks=SHARD)
+    assert job.pending_shards() == [3] and not job.complete()
+    with pytest.raises(ValueError, match="incomplete store \\(no manifest"):
+        open_synthetic(job.store_url)
+    with pytest.raises(SynthesisError, match="1 shard\\(s\\) not written yet \\(first: 3\\)"):
         finalize_synthesis(job)
-    monkeypatch.setattr(generate_module, "write_chunk", real_write_chunk)
+    monkeypatch.setattr(generate_module, "write_shard", real_write_shard)
 
-    # a crash in the middle of chunk 6: marker gone, intensity chunk half-written; the next attempt writes
-    # chunk 3, rewrites chunk 6's region and then 'dies' again just before chunk 6's marker
-    (job.work_dir / "chunks" / "0000006.done").unlink()
-    (job.store_path / "intensity" / "c" / "6" / "0").write_bytes(b"half-written")
-    monkeypatch.setattr(synthetic_store, "atomic_write_json", marker_write_crashes_for_chunk_6)
+    # a crash in the middle of shard 4: marker gone, intensity shard half-written; the next attempt writes
+    # shard 3, rewrites shard 4 and then 'dies' again just before shard 4's marker
+    job.marker(4).remove()
+    (Path(job.store_url) / "intensity" / "c" / "4" / "0").write_bytes(b"half-written")
+    monkeypatch.setattr(synthetic_store, "write_marker", marker_write_crashes_for_shard_4)
     with pytest.raises(KeyboardInterrupt):
         run_chunks(job)
-    assert job.pending_chunks() == [6]
-    monkeypatch.setattr(synthetic_store, "atomic_write_json", real_marker_write)
+    assert job.pending_shards() == [4]
+    monkeypatch.setattr(synthetic_store, "write_marker", real_marker_write)
 
     assert run_chunks(job) == 1
     resumed = finalize_synthesis(job)
     assert Path(resumed).name == Path(reference).name
     assert tree_bytes(resumed) == tree_bytes(reference)
+
+
+def test_transient_write_errors_are_retried_with_identical_bytes(toy_zarr, tmp_path, monkeypatch):
+    reference = generate_synthetic(toy_zarr, tmp_path / "ref", PER_SAMPLE, seed=9, chunk_size=CHUNK, shard_chunks=SHARD)
+    real_write_region = synthetic_store.write_region
+    failures = {1: 2, 3: 1}  # shard -> how many times its write fails before it goes through
+    attempts: list[int] = []
+
+    def flaky_write_region(arrays, start, stop, values):
+        shard = start // (CHUNK * SHARD)
+        attempts.append(shard)
+        if failures.get(shard, 0) > 0:
+            failures[shard] -= 1
+            real_write_region(arrays, start, start + 3, {k: v[:3] for k, v in values.items()})  # a part, then
+            raise ConnectionResetError(f"connection reset while writing shard {shard}")
+        return real_write_region(arrays, start, stop, values)
+
+    monkeypatch.setattr(synthetic_store, "write_region", flaky_write_region)
+    monkeypatch.setattr(synthetic_store, "WRITE_BACKOFF_S", 0.0)
+    uri = generate_synthetic(toy_zarr, tmp_path / "flaky", PER_SAMPLE, seed=9, chunk_size=CHUNK, shard_chunks=SHARD)
+    assert sorted(attempts) == [0, 1, 1, 1, 2, 3, 3, 4]
+    assert tree_bytes(uri) == tree_bytes(reference)
+
+    # an error that does not go away fails the shard after the bounded attempts, naming it
+    monkeypatch.setattr(synthetic_store, "write_region",
+                        lambda *a: (_ for _ in ()).throw(ConnectionResetError("endpoint gone")))
+    with pytest.raises(SynthesisError, match="shard 0: OSError: .*shard 0: failed 4 times, last: ConnectionResetError"):
+        generate_synthetic(toy_zarr, tmp_path / "dead", PER_SAMPLE, seed=9, chunk_size=CHUNK, shard_chunks=SHARD)
 
 
 def test_interpolated_samples_in_the_store(toy_zarr, tmp_path):
@@ -160,11 +201,11 @@ def test_killed_process_restarted_finishes_with_the_same_bytes(toy_zarr, tmp_pat
     script = (
         "import sys, time\n"
         "from libs_pipeline.synth import generate, synthetic_store\n"
-        "real = synthetic_store.write_chunk\n"
-        "def slow(work_dir, index):\n"
-        "    out = real(work_dir, index); time.sleep(0.3); return out\n"
-        "generate.write_chunk = slow\n"
-        f"generate.generate_synthetic({toy_zarr!r}, sys.argv[1], 400, seed=11, chunk_size=100)\n"
+        "real = synthetic_store.write_shard\n"
+        "def slow(work_url, index):\n"
+        "    out = real(work_url, index); time.sleep(0.3); return out\n"
+        "generate.write_shard = slow\n"
+        f"generate.generate_synthetic({toy_zarr!r}, sys.argv[1], 400, seed=11, chunk_size=100, shard_chunks=1)\n"
     )
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
@@ -172,14 +213,14 @@ def test_killed_process_restarted_finishes_with_the_same_bytes(toy_zarr, tmp_pat
     markers = out / "synthetic" / "toy"
     deadline = time.time() + 60
     while time.time() < deadline:
-        done = list(markers.glob(".*.work/chunks/*.done")) if markers.exists() else []
+        done = list(markers.glob(".*.work/tasks/*.done")) if markers.exists() else []
         if len(done) >= 5:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = list(markers.glob(".*.work/chunks/*.done"))
-    assert 5 <= len(done) < 24, len(done)  # killed half-way: some but not all of the 24 chunks
-    resumed = generate_synthetic(toy_zarr, out, 400, seed=11, chunk_size=100)
-    reference = generate_synthetic(toy_zarr, tmp_path / "clean", 400, seed=11, chunk_size=100)
+    done = list(markers.glob(".*.work/tasks/*.done"))
+    assert 5 <= len(done) < 24, len(done)  # killed half-way: some but not all of the 24 shards
+    resumed = generate_synthetic(toy_zarr, out, 400, seed=11, chunk_size=100, shard_chunks=1)
+    reference = generate_synthetic(toy_zarr, tmp_path / "clean", 400, seed=11, chunk_size=100, shard_chunks=1)
     assert tree_bytes(resumed) == tree_bytes(reference)

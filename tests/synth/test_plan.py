@@ -43,3 +43,20 @@ def test_plan_round_trip_and_errors():
         SynthesisPlan(("A", "A"), 1, 1, 0)
     with pytest.raises(ValueError, match="at least one sample"):
         SynthesisPlan((), 1, 1, 0)
+
+
+def test_shards_group_whole_chunks_and_leave_the_seeds_alone():
+    plan = SynthesisPlan(("A", "B", "C"), per_sample=5, chunk_size=4, seed=1, shard_chunks=3)
+    assert plan.shard_rows == 12 and plan.n_shards == 2
+    assert list(plan.shard_chunk_range(0)) == [0, 1, 2] and list(plan.shard_chunk_range(1)) == [3]
+    assert plan.shard_rows_range(0) == (0, 12) and plan.shard_rows_range(1) == (12, 15)
+    unsharded = SynthesisPlan(("A", "B", "C"), per_sample=5, chunk_size=4, seed=1, shard_chunks=1)
+    for i in range(plan.n_chunks):  # the shard size changes the layout, never a chunk's seed
+        assert plan.chunk_seed(i).generate_state(2).tolist() == unsharded.chunk_seed(i).generate_state(2).tolist()
+    assert SynthesisPlan.from_dict(plan.to_dict()) == plan
+    legacy = {k: v for k, v in plan.to_dict().items() if k != "shard_chunks"}
+    assert SynthesisPlan.from_dict(legacy).shard_chunks == 1
+    with pytest.raises(IndexError, match="shard 2 is outside 0..1"):
+        plan.shard_chunk_range(2)
+    with pytest.raises(ValueError, match="shard_chunks must be >= 1"):
+        SynthesisPlan(("A",), 1, 1, 0, shard_chunks=0)
