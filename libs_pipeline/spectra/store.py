@@ -139,11 +139,6 @@ def open_zarr_spectra(path: str | Path | Location) -> xr.Dataset:
     return _with_str_vars(ds)
 
 
-def local_path(uri_or_path: str | Path) -> Path:
-    """The local path a plain path or a ``file://`` URI names (StoreURLError for any other URL)."""
-    return open_location(uri_or_path, check=False).local_path
-
-
 NETCDF_SUFFIXES = (".nc", ".nc4", ".h5")
 
 

@@ -245,7 +245,8 @@ def test_a_new_spectra_version_triggers_a_recalibration(prefect_stack, capsys):
         with get_client(sync_client=True) as client:
             before = set(recalibrate_runs(client))
         t0 = time.perf_counter()
-        ingested = run_deployment(INGEST_DEPLOYMENT, parameters={"manifest": str(manifest), "name": "toy"},
+        ingested = run_deployment(INGEST_DEPLOYMENT, parameters={"config": {"manifest": str(manifest), "root": str(root),
+                                                                       "name": "toy"}},
                                   timeout=RUN_TIMEOUT_S, poll_interval=1)
         assert ingested.state.is_completed(), f"{ingested.state}\n{tail(serve_log)}"
         version = SpectraStore(root).latest("toy")

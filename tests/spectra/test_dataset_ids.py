@@ -18,11 +18,12 @@ def test_spectrum_sample_ids_is_one_str_per_spectrum():
 
 
 def test_open_spectra_takes_a_file_uri(tmp_path):
-    from libs_pipeline.spectra.store import SpectraStore, local_path, open_spectra
+    from libs_pipeline.spectra.location import open_location
+    from libs_pipeline.spectra.store import SpectraStore, open_spectra
 
     version = SpectraStore(tmp_path).write_version("toy", toy_campaign(n_samples=2, n_shots=2, n_channels=32),
                                                    sources=[{}], reader="dataset")
     path = tmp_path / "spectra" / "toy" / f"{version}.zarr"
-    assert local_path(path.as_uri()) == path and local_path(str(path)) == path
+    assert open_location(path.as_uri()).local_path == path and open_location(str(path)).local_path == path
     opened = open_spectra(path.as_uri())
     assert spectrum_sample_ids(opened).tolist() == ["S00", "S00", "S01", "S01"]
