@@ -1,7 +1,7 @@
 """Synthesis at cluster scale on real services: an S3 server (moto, its own process) and a Dask cluster of separate
 ``dask scheduler`` / ``dask worker`` processes, both started here. Prints ONE JSON object.
 
-    python benchmarks/cluster_synthesis.py                                  # 10^5 spectra x 1024 channels on S3
+    python benchmarks/cluster_synthesis.py                                  # 10^5 spectra x 4096 channels on S3
     python benchmarks/cluster_synthesis.py --n-spectra 20000 --n-channels 512   # a quick run
     python benchmarks/cluster_synthesis.py --codecs-only                    # the codec table of synthetic_store
 
@@ -190,11 +190,11 @@ def plan_1e8() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-spectra", type=int, default=100_000)
-    ap.add_argument("--n-channels", type=int, default=1024)
+    ap.add_argument("--n-channels", type=int, default=4096)  # the virtual instrument's grid (OREAS: 8011)
     ap.add_argument("--n-samples", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--chunk-size", type=int, default=1024)
-    ap.add_argument("--shard-chunks", type=int, default=4)
+    ap.add_argument("--shard-chunks", type=int, default=2)  # 49 shards of 2048 x 4096: both workers busy to the end
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--codecs-only", action="store_true", help="print the codec measurements and exit")
     ap.add_argument("--epoch", nargs=2, metavar=("MEASURED", "SYNTHETIC"), help=argparse.SUPPRESS)

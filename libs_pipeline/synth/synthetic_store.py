@@ -340,18 +340,31 @@ def tune_allocator() -> bool:
         mallopt(m_trim_threshold, ALLOCATOR_TRIM_THRESHOLD))
 
 
+@lru_cache(maxsize=1)
+def single_threaded_compression() -> None:
+    """One Blosc thread per process: a shard task already has its core (one Dask worker thread per core), and
+    Blosc's default of one thread per core oversubscribes them. Measured, 2 processes writing 25 shards of
+    8192 x 1024 on 2 cores: 25 300 spectra/s with Blosc's default, 29 100 with one thread."""
+    import numcodecs.blosc
+
+    numcodecs.blosc.set_nthreads(1)
+
+
 @lru_cache(maxsize=4)
 def _job_state(work_url: str, job_text: str) -> tuple[SynthesisJob, NoiseModel, dict[str, zarr.Array]]:
     """Job, model and open arrays of a work prefix, cached per process (keyed by the job's text)."""
     job = SynthesisJob.from_dict(json.loads(job_text), work_url)
     model = NoiseModel.from_dict(json.loads((job.work / MODEL_FILE).read_text()))
     group = zarr.open_group(job.store.zarr_store(), mode="r+", zarr_format=3)
-    arrays = {name: group[name] for name in ROW_ARRAYS}
+    # every row of a shard is drawn, none equals the fill value: skip zarr's per-chunk "is it empty?" scan (an
+    # np.full + array_equal per chunk, measured at half of a shard's write CPU)
+    arrays = {name: group[name].with_config({"write_empty_chunks": True}) for name in ROW_ARRAYS}
     return job, model, arrays
 
 
 def load_job_state(work_url: str) -> tuple[SynthesisJob, NoiseModel, dict[str, zarr.Array]]:
     tune_allocator()
+    single_threaded_compression()
     location = open_location(work_url, check=False) / JOB_FILE
     return _job_state(work_url, location.read_text())
 
