@@ -27,19 +27,17 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synth_throughput import rng_limit
+from synth_throughput import measured_campaign, rng_limit
 
 from libs_pipeline.synth.generate import (
     finalize_synthesis,
     generate_synthetic,
-    open_measured,
     prepare_synthesis,
     run_chunks,
 )
@@ -208,12 +206,7 @@ def main() -> None:
 
     scratch = Path(tempfile.mkdtemp(prefix="cluster-synth-"))
     try:
-        dataset = str(scratch / "measured.zarr")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            toy_campaign(n_samples=args.n_samples, n_shots=10, n_channels=args.n_channels).to_zarr(
-                dataset, zarr_format=3, consolidated=False, mode="w")
-        model = fit_noise_model(open_measured(dataset))
+        dataset, model = measured_campaign(scratch, args.n_samples, args.n_channels)
         limit, limit_cpu = rng_limit(model, args.chunk_size)
         per_sample = -(-args.n_spectra // args.n_samples)
         n = per_sample * args.n_samples

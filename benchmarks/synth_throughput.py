@@ -66,6 +66,16 @@ class PeakRss:
         self.peak = max(self.peak, self._sample())
 
 
+def measured_campaign(scratch: Path, n_samples: int, n_channels: int) -> tuple[str, object]:
+    """A toy campaign of ``n_samples`` x 10 shots written as ``<scratch>/measured.zarr``, and its fitted noise model."""
+    dataset = str(scratch / "measured.zarr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        toy_campaign(n_samples=n_samples, n_shots=10, n_channels=n_channels).to_zarr(
+            dataset, zarr_format=3, consolidated=False, mode="w")
+    return dataset, fit_noise_model(open_measured(dataset))
+
+
 def _warm_up() -> None:
     import libs_pipeline.synth.synthetic_store  # noqa: F401  (the imports a chunk task needs)
 
@@ -164,12 +174,7 @@ def main() -> None:
     scratch.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()
     try:
-        dataset = str(scratch / "measured.zarr")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            toy_campaign(n_samples=args.n_samples, n_shots=10, n_channels=args.n_channels).to_zarr(
-                dataset, zarr_format=3, consolidated=False, mode="w")
-        model = fit_noise_model(open_measured(dataset))
+        dataset, model = measured_campaign(scratch, args.n_samples, args.n_channels)
         limit, limit_cpu = rng_limit(model, args.chunk_size)
         profile = chunk_profile(model, args.chunk_size)
 

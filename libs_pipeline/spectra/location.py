@@ -26,7 +26,6 @@ import os
 import posixpath
 import re
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -38,7 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
 
-from libs_pipeline.spectra.atomic import atomic_write_bytes
+from libs_pipeline.spectra.atomic import atomic_write_bytes, write_temporary
 from libs_pipeline.spectra.file_lock import LockTimeoutError, exclusive_lock
 
 LOCAL_SCHEMES = ("", "file", "local")
@@ -204,20 +203,14 @@ class Location:
     def create_bytes(self, data: bytes) -> bool:
         """Write the object only if it does not exist yet; False (nothing written) if it does."""
         if self.is_local:
-            path = Path(self.path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            tmp = write_temporary(self.path, data)
             try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.link(tmp, path)  # fails if the name exists: the exclusive create
+                os.link(tmp, self.path)  # fails if the name exists: the exclusive create
                 return True
             except FileExistsError:
                 return False
             finally:
-                Path(tmp).unlink(missing_ok=True)
+                tmp.unlink(missing_ok=True)
         try:
             self.fs.pipe_file(self.path, data, mode="create")
             return True
