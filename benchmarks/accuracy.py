@@ -33,7 +33,7 @@ from libs_pipeline.candidates import default_candidates
 from libs_pipeline.config import DEFAULT_SYNTHETIC_PER_SAMPLE, CampaignConfig, IngestOptions
 from libs_pipeline.evaluation.nested import choose_family, jsonable, nested_loso
 from libs_pipeline.evaluation.small_campaign import small_campaign_metrics
-from libs_pipeline.evaluation.split import split_samples
+from libs_pipeline.spectra.sample_splits import split_samples
 from libs_pipeline.recalibration import RealismEligibility
 from libs_pipeline.spectra.campaign_loading import load_campaign
 from libs_pipeline.spectra.dataset import sample_ids, sample_labels, select_samples, spectrum_sample_ids

@@ -70,7 +70,7 @@ class Candidate(Protocol):
 
 
 def heldout_count(n_samples: int, heldout_fraction: float) -> int:
-    """Held-out samples a seeded split draws: round(fraction * n), at least 1 (as ``split.split_samples``)."""
+    """Held-out samples a seeded split draws: round(fraction * n), at least 1 (as ``spectra.sample_splits.split_samples``)."""
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
         raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
     if not 0.0 < heldout_fraction < 1.0:

@@ -27,8 +27,8 @@ from libs_pipeline.evaluation.nested import jsonable, nested_loso
 from libs_pipeline.evaluation.plots import parity_plot, residual_plot
 from libs_pipeline.evaluation.protocol import LeakError, use_nested_protocol
 from libs_pipeline.evaluation.report import markdown_report
-from libs_pipeline.evaluation.split import split_samples
 from libs_pipeline.features.lines import LineWindow, resolve_lines
+from libs_pipeline.spectra.sample_splits import split_samples
 from libs_pipeline.spectra.atomic import atomic_write_json, atomic_write_text, publish_directory, temporary_sibling
 from libs_pipeline.spectra.dataset import resolve_analyte, sample_ids, select_samples, spectrum_sample_ids
 from libs_pipeline.spectra.grid import same_grid

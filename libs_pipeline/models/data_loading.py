@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from libs_pipeline.models.normalisation import (
 from libs_pipeline.models.tasks import TaskSet
 from libs_pipeline.spectra.dataset import label_names, spectrum_sample_ids
 from libs_pipeline.spectra.grid import same_grid
+from libs_pipeline.spectra.sample_splits import split_by_sample
 from libs_pipeline.spectra.location import StoreURLError
 from libs_pipeline.spectra.sample_table import (
     has_sample_index,
@@ -236,28 +237,6 @@ class SplitPlan:
     @property
     def n_val(self) -> int:
         return int(sum(s.rows.size for s in self.val))
-
-
-def split_by_sample(labels: Mapping[str, float], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Seeded, label-stratified split of sample ids: sorted by label, one validation sample drawn per bin.
-
-    The lowest- and highest-label samples stay in training (when >= 4 samples) so that validation
-    lies inside the calibrated range. Returns (train, val), each sorted.
-    """
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    samples = sorted(labels, key=lambda s: (labels[s], s))
-    if val_fraction == 0.0:
-        return sorted(samples), []
-    if len(samples) < 2:
-        raise ValueError(f"cannot split {len(samples)} sample(s) into training and validation by sample")
-    candidates = samples[1:-1] if len(samples) >= 4 else samples
-    n_val = min(max(1, int(round(val_fraction * len(samples)))), len(candidates), len(samples) - 1)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5A17]))
-    bins = np.array_split(np.arange(len(candidates)), n_val)
-    val = sorted(candidates[int(rng.choice(b))] for b in bins)
-    train = sorted(s for s in samples if s not in set(val))
-    return train, val
 
 
 def _sample_labels(name: str, ds: xr.Dataset, analyte: str, groups: SampleGroups) -> dict[str, float]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from libs_pipeline.registry.recalibration import heldout_samples
+from libs_pipeline.spectra.sample_splits import heldout_samples
 from libs_pipeline.spectra.dataset import resolve_analyte, sample_ids, select_samples, spectrum_sample_ids
 from libs_pipeline.spectra.store import SpectraStore
 

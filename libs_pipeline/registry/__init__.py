@@ -10,7 +10,7 @@ from libs_pipeline.registry.model_registry import (
     RegistryError,
 )
 from libs_pipeline.registry.promotion import Decision, RetrainDecision, decide_promotion, decide_retraining
-from libs_pipeline.registry.recalibration import heldout_samples, recalibration_config_hash, training_manifest
+from libs_pipeline.registry.recalibration import recalibration_config_hash, training_manifest
 
 __all__ = [
     "CorruptModelError",
@@ -21,7 +21,6 @@ __all__ = [
     "RetrainDecision",
     "decide_promotion",
     "decide_retraining",
-    "heldout_samples",
     "recalibration_config_hash",
     "training_manifest",
 ]

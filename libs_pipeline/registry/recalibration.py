@@ -1,8 +1,8 @@
-"""Library side of re-calibration: stable held-out split, config hash, model manifest."""
+"""Library side of re-calibration: the config hash of what gets trained, the model manifest (the held-out rule is
+``spectra.sample_splits.heldout_samples``)."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 from libs_pipeline.config import config_hash
@@ -11,34 +11,6 @@ from libs_pipeline.config import config_hash
 TRAINING_RELEVANT_FIELDS = (
     "analyte", "heldout_fraction", "trust_fraction", "split_seed", "seed", "synthesis", "training", "trust", "protocol", "candidates",
 )
-
-
-def _unit_hash(sample_id: str, seed: int) -> float:
-    digest = hashlib.sha256(f"{seed}:{sample_id}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def heldout_samples(sample_ids: Sequence[str], fraction: float, seed: int = 0, min_train: int = 2) -> list[str]:
-    """Samples held out from training, decided per sample by a salted hash so the choice never changes when
-    samples are added (a champion trained on an older data version never saw today's held-out samples).
-
-    At least one sample is held out and at least ``min_train`` stay for training (falling back to the lowest
-    hashes when the per-sample rule gives none or too many).
-    """
-    ids = list(dict.fromkeys(str(s) for s in sample_ids))
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"heldout fraction must be in (0, 1), got {fraction}")
-    if len(ids) < min_train + 1:
-        raise ValueError(
-            f"need at least {min_train + 1} samples to hold one out and train on {min_train}, got {len(ids)}: {ids}"
-        )
-    ranked = sorted(ids, key=lambda s: (_unit_hash(s, seed), s))
-    chosen = [s for s in ranked if _unit_hash(s, seed) < fraction]
-    if not chosen:
-        chosen = ranked[:1]
-    chosen = chosen[: len(ids) - min_train]
-    order = {s: i for i, s in enumerate(ids)}
-    return sorted(chosen, key=order.__getitem__)
 
 
 def recalibration_config_hash(config: object) -> str:

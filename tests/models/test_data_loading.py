@@ -11,10 +11,10 @@ from libs_pipeline.models.data_loading import (
     SpectraBatches,
     fit_transforms,
     plan_split,
-    split_by_sample,
 )
 from libs_pipeline.models.tasks import build_taskset
 from libs_pipeline.spectra.dataset import select_samples
+from libs_pipeline.spectra.sample_splits import split_by_sample
 from libs_pipeline.testing import toy_campaign
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from libs_pipeline.config import RecalibrationConfig
-from libs_pipeline.registry import heldout_samples
+from libs_pipeline.spectra.sample_splits import heldout_samples
 from libs_pipeline.recalibration import (
     TrainingSplit,
     calibrate_trust,

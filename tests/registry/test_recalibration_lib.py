@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from libs_pipeline.config import RecalibrationConfig
-from libs_pipeline.registry import heldout_samples, recalibration_config_hash, training_manifest
+from libs_pipeline.registry import recalibration_config_hash, training_manifest
+from libs_pipeline.spectra.sample_splits import heldout_samples
 from libs_pipeline.config import config_hash
 from libs_pipeline.registry.provenance import GIT_SHA_ENV, code_version, current_flow_run_id
 

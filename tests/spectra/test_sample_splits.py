@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from libs_pipeline.evaluation.split import split_samples
+from libs_pipeline.spectra.sample_splits import split_samples
 
 SAMPLES = [f"S{i:02d}" for i in range(10)]
 LABELS = {s: float(i) for i, s in enumerate(SAMPLES)}
