@@ -14,7 +14,11 @@ import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.runtime import flow_run
 
 from flows.artifacts import embed_images, figure_markdown
@@ -22,11 +26,11 @@ from flows.events import announce_decision
 from flows.synthesize import synthesize
 from libs_pipeline.config import RecalibrationConfig, SynthesisConfig, TrainingConfig
 from libs_pipeline.evaluation.report import artifact_key
-from libs_pipeline.recalibration.summary import figure_uri
 from libs_pipeline.recalibration import (
     CHALLENGER,
     CHAMPION,
     RecalibrationOutcome,
+    RunFolders,
     TrainingSplit,
     baseline_to_serve,
     challenger_training,
@@ -40,7 +44,6 @@ from libs_pipeline.recalibration import (
     loso_manifest,
     metrics_rows,
     run_loso_recalibration,
-    RunFolders,
     run_name,
     serve_heldout_baseline,
     served_baseline_record,
@@ -49,7 +52,13 @@ from libs_pipeline.recalibration import (
     write_report,
     write_training_split,
 )
-from libs_pipeline.registry import ModelRegistry, decide_promotion, decide_retraining, recalibration_config_hash
+from libs_pipeline.recalibration.summary import figure_uri
+from libs_pipeline.registry import (
+    ModelRegistry,
+    decide_promotion,
+    decide_retraining,
+    recalibration_config_hash,
+)
 from libs_pipeline.spectra.atomic import atomic_write_text
 from libs_pipeline.spectra.dataset import resolve_analyte
 from libs_pipeline.spectra.store import SpectraStore
@@ -122,7 +131,9 @@ def run_synthesis_flow(config: RecalibrationConfig, split: dict) -> dict | None:
 
 def run_training_flow(training: TrainingConfig, model_dir: str) -> str:
     """The train flow (subflow): trains on the training split (+ synthetic store), saves ``model_dir``."""
-    from flows.train import train as train_flow  # torch: only a held-out run that trains a network loads it
+    from flows.train import (
+        train as train_flow,  # torch: only a held-out run that trains a network loads it
+    )
 
     return train_flow(training.model_copy(update={"model_dir": model_dir}))
 
