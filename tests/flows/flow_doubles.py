@@ -8,8 +8,11 @@ from pathlib import Path
 from libs_pipeline.recalibration import Comparison, challenger_training, heldout_comparison
 from libs_pipeline.testing.recalibration_fakes import fake_model_dir
 
-def fake_training(monkeypatch, compare_metrics: dict) -> None:
-    """Replace the train subflow, the trust calibration and the comparison by fast fakes (no torch)."""
+
+def fake_training(monkeypatch, compare_metrics: dict, figures=None) -> None:
+    """Replace the train subflow, the trust calibration and the comparison by fast fakes (no torch).
+
+    ``figures(split, models, out_dir) -> {name: path}``: the comparison's figures (and any checks of its inputs)."""
     import flows.recalibrate as module
 
     def fake_train_flow(training, model_dir):
@@ -20,7 +23,9 @@ def fake_training(monkeypatch, compare_metrics: dict) -> None:
         import pandas as pd
 
         assert set(compare_metrics) <= set(models) | {"univariate", "pls"}
-        return Comparison(table=pd.DataFrame(), metrics={k: dict(v) for k, v in compare_metrics.items()})
+        drawn = figures(split, models, out_dir) if figures else {}
+        return Comparison(table=pd.DataFrame(), metrics={k: dict(v) for k, v in compare_metrics.items()},
+                          figures=drawn)
 
     monkeypatch.setattr(module, "run_training_flow", fake_train_flow)
     monkeypatch.setattr(challenger_training, "calibrate_trust",

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from libs_pipeline.config import EvaluationConfig
+
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 

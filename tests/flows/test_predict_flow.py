@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from libs_pipeline.config import PredictionConfig
-
 import pandas as pd
 import pytest
 
+from libs_pipeline.config import PredictionConfig
 from libs_pipeline.testing.trust_fakes import build_toy_model_dir, toy
 
 

@@ -3,13 +3,12 @@ same numbers as the local model directory gives, and nothing written to a local 
 
 from __future__ import annotations
 
-from libs_pipeline.config import PredictionConfig
-
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from libs_pipeline.config import PredictionConfig
 from libs_pipeline.registry import ModelRegistry
 from libs_pipeline.spectra.location import open_location
 from libs_pipeline.testing.registry_fakes import TOY_MANIFEST

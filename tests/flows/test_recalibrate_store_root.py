@@ -3,7 +3,7 @@ data validation, figures) lands under ``s3://.../reports/<run>/``, the challenge
 the champion is read through the verified local cache, and the figure artifact is embedded from S3.
 
 The measured spectra are written to the same S3 root (``SpectraStore`` on a URL); training and the held-out
-comparison are the fast fakes of ``tests/flows/flow_doubles.py`` style (no torch)."""
+comparison are the fast fakes of ``tests/flows/flow_doubles.py`` (no torch)."""
 
 from __future__ import annotations
 
@@ -11,43 +11,35 @@ import io
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from PIL import Image
 
-from libs_pipeline.recalibration import Comparison, challenger_training, heldout_comparison
 from libs_pipeline.registry import ModelRegistry
 from libs_pipeline.spectra.location import open_location
 from libs_pipeline.spectra.store import SpectraStore
 from libs_pipeline.testing import toy_campaign
-from libs_pipeline.testing.recalibration_fakes import NO_SYNTHESIS, fake_model_dir, tiny_config
-from tests.flows.flow_doubles import run_artifacts
+from libs_pipeline.testing.recalibration_fakes import (
+    NO_SYNTHESIS,
+    fake_model_dir,
+    tiny_config,
+)
+from tests.flows.flow_doubles import fake_training, run_artifacts
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
+def _parity_figure(split, models, out_dir) -> dict[str, str]:
+    """The comparison's (tiny) parity figure in the report; the champion was loaded into the local cache."""
+    assert Path(models["champion"]).is_dir()
+    figure = Path(out_dir) / "parity.png"
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(buf, format="PNG")
+    figure.write_bytes(buf.getvalue())
+    return {"parity": str(figure)}
+
+
 def _fakes(monkeypatch, metrics: dict) -> None:
-    """Training, trust and comparison fakes; the comparison also draws a (tiny) parity figure in the report."""
-    import flows.recalibrate as module
-
-    def fake_train_flow(training, model_dir):
-        fake_model_dir(Path(model_dir), "challenger")
-        return model_dir
-
-    def fake_compare(split, models, out_dir):
-        assert set(metrics) <= set(models) | {"univariate", "pls"}
-        assert Path(models["champion"]).is_dir()  # the champion was loaded into the local cache
-        figure = Path(out_dir) / "parity.png"
-        buf = io.BytesIO()
-        Image.new("RGB", (40, 30), (200, 30, 30)).save(buf, format="PNG")
-        figure.write_bytes(buf.getvalue())
-        return Comparison(table=pd.DataFrame(), metrics={k: dict(v) for k, v in metrics.items()},
-                          figures={"parity": str(figure)})
-
-    monkeypatch.setattr(module, "run_training_flow", fake_train_flow)
-    monkeypatch.setattr(challenger_training, "calibrate_trust",
-                        lambda *a, **k: {"trust_threshold": 2.0, "training_metrics": {}})
-    monkeypatch.setattr(heldout_comparison, "compare_on_heldout", fake_compare)
+    fake_training(monkeypatch, metrics, figures=_parity_figure)
 
 
 def test_recalibration_on_s3_writes_its_report_and_model_under_the_root(s3_root, tmp_path, monkeypatch):
