@@ -9,12 +9,14 @@ with intervals, and -- labelled as what it is -- shift-detection AUROC.
 
 Virtual instrument (``--dataset virtual``): a nominal campaign split by sample into disjoint train /
 early-stop / trust-calibration / test samples (checked by ``evaluation.protocol.check_disjoint_roles``);
-the model is the held-out recalibration's challenger (default TrainingConfig, statistical augmentation from a
-noise model of the training samples, early stopping on the early-stop samples) with masked-window
-auxiliaries; the test samples are re-measured under every scenario x severity. Comparators on equal terms:
-our score with the ordinary (visible-window) auxiliaries, PLS T²/Q on the model's input and on raw counts, a
-deep ensemble's spread (``--ensemble`` networks), MC-dropout with the test-time rate tuned on the calibration
-samples (Gaussian NLL), and the width of a normalised split-conformal interval.
+the model is the held-out recalibration's challenger: an ensemble of ``--ensemble`` networks (default
+TrainingConfig, statistical augmentation from a noise model of the training samples, early stopping on the
+early-stop samples, masked-window auxiliaries); the test samples are re-measured under every scenario x
+severity. "Ours" (``trust_score``) is the served calibration's error score (its ensemble-spread part);
+``trust_score_all_parts`` ranks by the flag score (every part) instead. Comparators on equal terms: the flag
+score with the ordinary (visible-window) auxiliaries, PLS T²/Q on the model's input and on raw counts, the
+deep ensemble's raw spread, MC-dropout of one network with the test-time rate tuned on the calibration samples
+(Gaussian NLL), and the width of a normalised split-conformal interval.
 
 Real data (``--dataset oreas``): nested leave-one-sample-out over the 7 OREAS Na standards. For each outer
 fold h and each family, the trust calibration comes from inner leave-one-sample-out predictions of the other
@@ -43,6 +45,7 @@ import pandas as pd
 import xarray as xr
 
 from libs_pipeline.baselines.pls import PLSCalibration
+from libs_pipeline.candidates.ensemble import EnsembleModel
 from libs_pipeline.config import CampaignConfig, IngestOptions, TrainingConfig, TrustConfig
 from libs_pipeline.evaluation.protocol import check_disjoint_roles
 from libs_pipeline.models import load_model, save_model, train_model
@@ -66,7 +69,10 @@ from libs_pipeline.trust.prediction import calibrate_model_trust, model_lines
 from libs_pipeline.trust.scores import sample_trust, trust_scores
 
 OREAS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "oreas_na"
+#: Ours: the served model's error score (``trust.scores.error_score``: its ensemble spread's z, else the trust score).
 OURS = "trust_score"
+#: The same calibration's flag score (max over every part) used as the ranking: what the flag rests on.
+ALL_PARTS = "trust_score_all_parts"
 MC_DROPOUT_RATES = (0.05, 0.1, 0.2, 0.3, 0.5)
 
 
@@ -139,7 +145,7 @@ def sets_metrics(reference: dict, shifted: Mapping[str, Mapping[str, dict]], nul
 
 def goals(m: dict, flag: dict) -> dict:
     ours = m["error_auroc"]["pooled"]
-    others = {k: v["error_auroc_pooled"] for k, v in m["comparison"].items() if k != OURS}
+    others = {k: v["error_auroc_pooled"] for k, v in m["comparison"].items() if k not in (OURS, ALL_PARTS)}
     best_other = max((v for v in others.values() if v is not None), default=None)
     rate = flag["per_spectrum"]["rate"]
     g = {
@@ -206,8 +212,10 @@ class Scorer:
 
     def __init__(self, members: list, train: xr.Dataset, early_stop: xr.Dataset, calibration: xr.Dataset,
                  trust_config: TrustConfig, args) -> None:
-        self.model = members[0]
+        # the served model is the ensemble (recalibration's challenger): averaged outputs, its spread a trust part
+        self.model = EnsembleModel(list(members)) if len(members) > 1 else members[0]
         self.members = members
+        self.network = members[0]  # MC-dropout and the input transform of the comparators: one network's
         self.analyte = self.model.analyte
         self.trust = calibrate_model_trust(self.model, train, calibration, trust_config)
         self.trust_visible = calibrate_model_trust(VisibleAuxiliaries(self.model), train, calibration, trust_config)
@@ -218,7 +226,7 @@ class Scorer:
         g_tr = np.asarray(train["sample_id"].values).astype(str)
         self.pls: dict[str, PLSDistanceDetector] = {}
         self.pls_components: dict[str, int] = {}
-        for name, transform in (("model_input", self.model.normaliser.transform), ("raw", raw_counts)):
+        for name, transform in (("model_input", self.network.normaliser.transform), ("raw", raw_counts)):
             k = PLSCalibration(max_components=8, transform=transform).fit(x_tr, y_tr, g_tr).n_components_
             self.pls[name] = PLSDistanceDetector(k, transform=transform).fit(x_tr, y_tr)
             self.pls_components[name] = k
@@ -226,14 +234,14 @@ class Scorer:
         y_cal = np.asarray(calibration[self.analyte].values, dtype=np.float64)
         pred_cal = self.model.predict(x_cal)[self.analyte].astype(np.float64)
         self.calibration_rmsep = float(np.sqrt(np.mean((pred_cal - y_cal) ** 2)))
-        self.mc_rate, self.mc_nll = tune_mc_dropout(self.model, x_cal, y_cal, pred_cal, args.mc_samples, args.seed)
-        self.conformal = NormalisedConformal(alpha=0.1).fit(self.model.normaliser.transform(x_cal), pred_cal - y_cal)
+        self.mc_rate, self.mc_nll = tune_mc_dropout(self.network, x_cal, y_cal, pred_cal, args.mc_samples, args.seed)
+        self.conformal = NormalisedConformal(alpha=0.1).fit(self.network.normaliser.transform(x_cal), pred_cal - y_cal)
         self.pls_limits = {n: (d.t2(x_cal), d.q(x_cal)) for n, d in self.pls.items()}
         self.early_stop_samples = sorted(set(np.asarray(early_stop["sample_id"].values).astype(str)))
 
     @property
     def methods(self) -> list[str]:
-        return [OURS, "trust_visible_auxiliaries", "pls_t2_q_model_input", "pls_t2_q_raw", "deep_ensemble_std",
+        return [OURS, ALL_PARTS, "trust_visible_auxiliaries", "pls_t2_q_model_input", "pls_t2_q_raw", "deep_ensemble_std",
                 "mc_dropout_std", "conformal_width"]
 
     def score(self, ds: xr.Dataset) -> dict:
@@ -245,14 +253,15 @@ class Scorer:
         table = trust_scores(self.trust, pred, measured)
         visible = trust_scores(self.trust_visible, self.model.predict(x, auxiliaries="visible"), measured)
         y_pred = table["prediction"].to_numpy(dtype=np.float64)
-        ensemble = np.stack([pred[self.analyte]] + [m.predict(x)[self.analyte] for m in self.members[1:]]).astype(np.float64)
-        mc_std = self.model.predict_with_uncertainty(x, self.mc_samples, self.seed, dropout=self.mc_rate)[1][self.analyte]
+        ensemble = np.stack([m.predict(x)[self.analyte] for m in self.members]).astype(np.float64)
+        mc_std = self.network.predict_with_uncertainty(x, self.mc_samples, self.seed, dropout=self.mc_rate)[1][self.analyte]
         scores = {
-            OURS: table["score"].to_numpy(dtype=np.float64),
+            OURS: table["error_score"].to_numpy(dtype=np.float64),
+            ALL_PARTS: table["score"].to_numpy(dtype=np.float64),
             "trust_visible_auxiliaries": visible["score"].to_numpy(dtype=np.float64),
             "deep_ensemble_std": ensemble.std(axis=0, ddof=1),
             "mc_dropout_std": mc_std.astype(np.float64),
-            "conformal_width": self.conformal.width(self.model.normaliser.transform(x)),
+            "conformal_width": self.conformal.width(self.network.normaliser.transform(x)),
         }
         for name, det in self.pls.items():
             t2_ref, q_ref = self.pls_limits[name]
@@ -353,10 +362,11 @@ def virtual_benchmark(args) -> dict:
     flags = flag_rate(reference["flag"], reference["sample_id"], reference["sample_flag"])
     flags_null = flag_rate(null["flag"], null["sample_id"], null["sample_flag"])
     masked_effect = {
-        "error_auroc_pooled": {"masked": metrics["comparison"][OURS]["error_auroc_pooled"],
+        "what": "the flag score (every part) with masked-window vs ordinary auxiliary heads",
+        "error_auroc_pooled": {"masked": metrics["comparison"][ALL_PARTS]["error_auroc_pooled"],
                                "visible": metrics["comparison"]["trust_visible_auxiliaries"]["error_auroc_pooled"]},
         "interfering_element_error_auroc": {
-            "masked": metrics["comparison"][OURS]["error_auroc"]["interfering_element"],
+            "masked": metrics["comparison"][ALL_PARTS]["error_auroc"]["interfering_element"],
             "visible": metrics["comparison"]["trust_visible_auxiliaries"]["error_auroc"]["interfering_element"],
         },
         "in_distribution_flag_rate": {"masked": float(reference["flag"].mean()),
@@ -393,8 +403,9 @@ def virtual_benchmark(args) -> dict:
             "shots_per_sample": base.n_shots,
             "channels": int(ds.sizes["wavelength"]),
             "analyte": base.analyte,
-            "model": "held-out recalibration challenger: default TrainingConfig, statistical augmentation "
-                     f"({args.per_sample} synthetic per training sample), early stopping, masked-window auxiliaries",
+            "model": f"held-out recalibration challenger: an ensemble of {len(members)} networks, default TrainingConfig, "
+                     f"statistical augmentation ({args.per_sample} synthetic per training sample), early stopping, "
+                     "masked-window auxiliaries",
             "lines": scorer.trust.lines,
             "parts": scorer.trust.part_names(),
             "disabled_parts": dict(getattr(scorer.trust, "disabled_parts", {}) or {}),
@@ -477,7 +488,7 @@ def _score_copy(model, trust, x: np.ndarray, y: np.ndarray, sids: np.ndarray) ->
         "flag": table["flag"].to_numpy(dtype=bool),
         "sample_id": sids,
         "sample_flag": samples.loc[np.unique(sids), "flag"].to_numpy(dtype=bool),
-        "scores": {OURS: table["score"].to_numpy(dtype=np.float64)},
+        "scores": {OURS: table["error_score"].to_numpy(dtype=np.float64)},
         "reason": table.loc[table["flag"], "reason"].iloc[0] if table["flag"].any() else "",
     }
 
@@ -633,7 +644,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--shots", type=int, default=20)
     p.add_argument("--max-steps", type=int, default=400)
     p.add_argument("--per-sample", type=int, default=200, help="synthetic spectra per training sample (0: none)")
-    p.add_argument("--ensemble", type=int, default=5, help="networks of the deep-ensemble comparator (>= 2)")
+    p.add_argument("--ensemble", type=int, default=5, help="networks of the served ensemble (>= 2; its raw spread is the deep-ensemble comparator)")
     p.add_argument("--mc-samples", type=int, default=20)
     p.add_argument("--k", type=float, default=2.0, help="a prediction is wrong when |error| > k x in-distribution RMSEP")
     p.add_argument("--absolute-tolerance", type=float, default=None, help="wrong when |error| > this (analyte units)")

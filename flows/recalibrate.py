@@ -299,7 +299,9 @@ def _recalibrate(config: RecalibrationConfig, folders: RunFolders, logger, start
         outcome.record_synthesis(run_synthesis_flow(config, split))
         outcome.step = "train-challenger"
         training = challenger_training.training_config(config, TrainingSplit.from_dict(split), outcome.synthetic["uri"])
-        model_dir = run_training_flow(training, str(staging))
+        members = [run_training_flow(member, member.model_dir)
+                   for member in challenger_training.member_configs(training, str(staging), config.networks)]
+        model_dir = challenger_training.assemble_challenger(str(staging), members)
         outcome.step = "calibrate-trust"
         trained = {"model_dir": str(model_dir), **calibrate_trust(split, str(model_dir), config)}
         outcome.step = "compare-on-heldout"

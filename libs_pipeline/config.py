@@ -348,6 +348,9 @@ class TrainingConfig(StrictModel):
     weight_decay: float = Field(1e-4, ge=0.0)
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     seed: int = Field(0, ge=0)
+    split_seed: int | None = Field(
+        None, ge=0, description="seed of the by-sample validation split (None: seed); the members of an ensemble share it"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     shuffle_buffer_chunks: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
@@ -410,6 +413,9 @@ class TrustConfig(StrictModel):
     plasma_parts: bool = Field(True, description="the model's plasma outputs (T_K, n_e) vs validation")
     spectral_parts: bool = Field(True, description="wavelength offset and shape vs the training reference spectrum")
     noise_part: bool = Field(True, description="shot noise per count (detector gain) vs the training spectra")
+    spread_part: bool = Field(
+        True, description="an ensemble's disagreement on the concentration vs in-distribution (ensembles only)"
+    )
     min_noise_sigma: float = Field(
         0.05, gt=0.0, description="floor of the noise part's spread (log units): counts are never exactly Poisson"
     )
@@ -514,6 +520,11 @@ class RecalibrationConfig(StrictModel):
     )
     training: RecalibrationTraining = Field(
         default_factory=RecalibrationTraining, description="TrainingConfig fields (max_steps, batch_size, ...)"
+    )
+    networks: int = Field(
+        5, ge=1, le=20,
+        description="networks of the held-out protocol's multitask challenger, trained with seeds seed, seed+1, ... "
+        "and served as one deep ensemble (averaged; their spread is a trust part); 1 = a single network",
     )
     protocol: Literal["auto", "holdout", "loso"] = Field(
         "auto",

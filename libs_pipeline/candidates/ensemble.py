@@ -19,11 +19,20 @@ from libs_pipeline.spectra.atomic import write_directory
 
 ENSEMBLE_FILE = "ensemble.json"
 FORMAT = "libs-pipeline-ensemble"
+#: Output name of the members' disagreement on the analyte: ``predict`` adds ``<analyte>:spread`` (their standard
+#: deviation) beside the averaged tasks, so trust can score it like any other output.
+SPREAD_SUFFIX = ":spread"
+
+
+def spread_task(analyte: str) -> str:
+    """Name of the ensemble-spread output of ``analyte`` (``"Cu:spread"``)."""
+    return f"{analyte}{SPREAD_SUFFIX}"
 
 
 @dataclass
 class EnsembleModel:
-    """Members share grid, tasks and lines; ``predict`` averages them, ``predict_with_uncertainty`` adds the spread."""
+    """Members share grid, tasks and lines; ``predict`` averages them and adds the analyte's spread across members
+    (``spread_task``; with >= 2 members), ``predict_with_uncertainty`` gives every task's spread."""
 
     members: list[Any]
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -56,13 +65,18 @@ class EnsembleModel:
     def config(self):
         return self.members[0].config
 
-    def _stack(self, intensity: np.ndarray) -> dict[str, np.ndarray]:
-        outs = [m.predict(intensity) for m in self.members]
+    def _stack(self, intensity: np.ndarray, **options: Any) -> dict[str, np.ndarray]:
+        outs = [m.predict(intensity, **options) for m in self.members]
         return {k: np.stack([o[k] for o in outs]) for k in outs[0]}
 
-    def predict(self, intensity: np.ndarray) -> dict[str, np.ndarray]:
-        """Mean of the members' outputs per task."""
-        return {k: v.mean(axis=0) for k, v in self._stack(intensity).items()}
+    def predict(self, intensity: np.ndarray, **options: Any) -> dict[str, np.ndarray]:
+        """Mean of the members' outputs per task, plus ``<analyte>:spread`` (sample standard deviation of the
+        members' analyte predictions) when there are >= 2 members; ``options`` go to every member's ``predict``."""
+        stack = self._stack(intensity, **options)
+        out = {k: v.mean(axis=0) for k, v in stack.items()}
+        if len(self.members) > 1:
+            out[spread_task(self.analyte)] = stack[self.analyte].std(axis=0, ddof=1)
+        return out
 
     def predict_with_uncertainty(
         self, intensity: np.ndarray, n_samples: int = 0, seed: int = 0
@@ -73,17 +87,32 @@ class EnsembleModel:
         return ({k: v.mean(axis=0) for k, v in stack.items()}, {k: v.std(axis=0, ddof=ddof) for k, v in stack.items()})
 
 
+def member_name(i: int) -> str:
+    """Sub-directory of member ``i`` in an ensemble directory."""
+    return f"member-{i}"
+
+
+def describe_ensemble(directory: str | Path, n_members: int, metrics: dict[str, Any]) -> Path:
+    """Write ``ensemble.json`` (naming ``member-0`` ... ``member-<n-1>``, which must already be saved model
+    directories inside ``directory``) and ``metrics.json``; returns ``directory``."""
+    directory = Path(directory)
+    names = [member_name(i) for i in range(n_members)]
+    missing = [n for n in names if not (directory / n).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{directory}: ensemble members {missing} are not saved model directories")
+    (directory / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    (directory / ENSEMBLE_FILE).write_text(json.dumps({"format": FORMAT, "members": names}, indent=2) + "\n")
+    return directory
+
+
 def save_ensemble(model: EnsembleModel, directory: str | Path, overwrite: bool = False) -> Path:
     """Write ``ensemble.json`` and every member atomically (temporary sibling, then rename)."""
     from libs_pipeline.models import save_model
 
     def write(tmp: Path) -> None:
-        names = []
         for i, member in enumerate(model.members):
-            names.append(f"member-{i}")
-            save_model(member, tmp / names[-1])
-        (tmp / ENSEMBLE_FILE).write_text(json.dumps({"format": FORMAT, "members": names}, indent=2) + "\n")
-        (tmp / "metrics.json").write_text(json.dumps(model.metrics, indent=2, default=str) + "\n")
+            save_model(member, tmp / member_name(i))
+        describe_ensemble(tmp, len(model.members), model.metrics)
 
     return write_directory(directory, write, overwrite)
 
@@ -105,4 +134,5 @@ def load_ensemble(directory: str | Path) -> EnsembleModel:
     return EnsembleModel([load_model(directory / name) for name in data["members"]], metrics)
 
 
-__all__ = ["ENSEMBLE_FILE", "EnsembleModel", "load_ensemble", "save_ensemble"]
+__all__ = ["ENSEMBLE_FILE", "SPREAD_SUFFIX", "EnsembleModel", "describe_ensemble", "load_ensemble", "member_name",
+           "save_ensemble", "spread_task"]

@@ -432,7 +432,8 @@ def _train(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[TrainedModel, dict[int, dict]]:
     t0 = time.perf_counter()
-    plan = plan_split(train_sources, config.analyte, config.val_fraction, config.seed, val_sources, config.augmentation)
+    split_seed = config.seed if config.split_seed is None else config.split_seed
+    plan = plan_split(train_sources, config.analyte, config.val_fraction, split_seed, val_sources, config.augmentation)
     n_syn = int(sum(s.synthetic.sum() for s in plan.train))
     if plan.n_train < 2:
         raise ValueError(f"training needs at least 2 spectra, the split left {plan.n_train}")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from libs_pipeline.candidates import load_servable
+from libs_pipeline.candidates.ensemble import describe_ensemble, member_name
 from libs_pipeline.config import RecalibrationConfig, TrainingConfig, TrustConfig
 from libs_pipeline.evaluation.protocol import check_disjoint_roles
 from libs_pipeline.recalibration.heldout_split import TrainingSplit
@@ -14,7 +17,7 @@ from libs_pipeline.trust.prediction import calibrate_model_trust
 #: Entries of the network's ``metrics.json`` kept in the registry manifest.
 TRAINING_SUMMARY_KEYS = (
     "steps", "epochs", "best_step", "train_samples", "val_samples", "n_train_spectra", "n_train_synthetic",
-    "n_val_spectra", "seconds",
+    "n_val_spectra", "seconds", "n_networks",
 )
 
 
@@ -52,6 +55,45 @@ def training_config(config: RecalibrationConfig, split: TrainingSplit, synthetic
     )
 
 
+def member_configs(training: TrainingConfig, model_dir: str, networks: int) -> list[TrainingConfig]:
+    """The TrainingConfig of every network of the challenger: one saved at ``model_dir``, or ``networks`` saved at
+    ``model_dir/member-<k>`` with seeds ``seed + k`` and one validation split (``split_seed``): a deep ensemble over
+    seeds on the same samples, which ``assemble_challenger`` joins."""
+    if networks < 1:
+        raise ValueError(f"networks must be >= 1, got {networks}")
+    if networks == 1:
+        return [training.model_copy(update={"model_dir": str(model_dir)})]
+    split_seed = training.seed if training.split_seed is None else training.split_seed
+    return [training.model_copy(update={"seed": training.seed + k, "split_seed": split_seed,
+                                        "model_dir": str(Path(model_dir) / member_name(k))})
+            for k in range(networks)]
+
+
+def assemble_challenger(model_dir: str | Path, member_dirs: list[str]) -> str:
+    """The challenger's directory: the single network's, or an ensemble of the trained members written into
+    ``model_dir`` (``ensemble.json``, and ``metrics.json`` with the shared split and each member's steps).
+    The members must have trained on the same samples (one split), else ``ValueError``."""
+    if len(member_dirs) == 1:
+        return str(member_dirs[0])
+    model_dir = Path(model_dir)
+    expected = [str(model_dir / member_name(k)) for k in range(len(member_dirs))]
+    if [str(Path(d)) for d in member_dirs] != expected:
+        raise ValueError(f"ensemble members must be saved as {expected}, got {member_dirs}")
+    metrics = [json.loads((Path(d) / "metrics.json").read_text(encoding="utf-8")) for d in member_dirs]
+    for key in ("train_samples", "val_samples"):
+        if any(sorted(m.get(key) or []) != sorted(metrics[0].get(key) or []) for m in metrics):
+            raise ValueError(f"ensemble members of {model_dir} were trained with different {key}")
+    first = metrics[0]
+    summary = {
+        "n_networks": len(metrics),
+        **{k: first.get(k) for k in ("train_samples", "val_samples", "n_train_spectra", "n_train_synthetic",
+                                      "n_val_spectra", "task_names")},
+        **{k: [m.get(k) for m in metrics] for k in ("steps", "epochs", "best_step")},
+        "seconds": float(sum(float(m.get("seconds") or 0.0) for m in metrics)),
+    }
+    return str(describe_ensemble(model_dir, len(metrics), summary))
+
+
 def calibrate_trust(split: TrainingSplit, model_dir: str | Path, trust: TrustConfig | None = None) -> dict:
     """Fit the trust calibration of a trained model directory and save it there as ``trust.json``.
 
@@ -61,9 +103,7 @@ def calibrate_trust(split: TrainingSplit, model_dir: str | Path, trust: TrustCon
     samples, which biases the scales low, and says so in ``trust_samples_role``.
     Returns ``{"trust_threshold", "training_metrics", "trust_samples", "trust_samples_role"}``.
     """
-    from libs_pipeline.models import load_model  # torch: only a held-out run that trained a network gets here
-
-    model = load_model(model_dir)
+    model = load_servable(model_dir)  # one network or an ensemble of them
     val_samples = list(model.metrics.get("val_samples") or [])
     fitted = [str(s) for s in model.metrics.get("train_samples") or []]
     measured = split.open_train()
@@ -88,4 +128,5 @@ def calibrate_trust(split: TrainingSplit, model_dir: str | Path, trust: TrustCon
             "trust_samples": trust_ids, "trust_samples_role": role}
 
 
-__all__ = ["TRAINING_SUMMARY_KEYS", "calibrate_trust", "label_challenger", "synthesis_request", "training_config"]
+__all__ = ["TRAINING_SUMMARY_KEYS", "assemble_challenger", "calibrate_trust", "label_challenger", "member_configs",
+           "synthesis_request", "training_config"]

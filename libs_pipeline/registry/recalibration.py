@@ -9,7 +9,8 @@ from libs_pipeline.config import config_hash
 
 #: Config fields that change what gets trained (root, names, policy and cluster address do not).
 TRAINING_RELEVANT_FIELDS = (
-    "analyte", "heldout_fraction", "trust_fraction", "split_seed", "seed", "synthesis", "training", "trust", "protocol", "candidates",
+    "analyte", "heldout_fraction", "trust_fraction", "split_seed", "seed", "synthesis", "training", "networks", "trust",
+    "protocol", "candidates",
 )
 
 

@@ -46,6 +46,7 @@ class TrustCalibration:
     wavelength_scale: RobustScale | None = None
     shape_scale: RobustScale | None = None
     noise_scale: RobustScale | None = None
+    spread_scale: RobustScale | None = None
     part_tails: dict[str, float] = field(default_factory=dict)
     combine: str = "max"
     target_false_flag_rate: float = 0.05
@@ -69,7 +70,14 @@ class TrustCalibration:
             names.append("shape")
         if self.noise_scale is not None:
             names.append("noise")
+        if self.spread_scale is not None:
+            names.append("spread")
         return names
+
+    def error_parts(self) -> list[str]:
+        """The parts the error score ranks by: the ensemble's spread when it is enabled (direct evidence, in the
+        model's own terms, that this number is uncertain), else every part (the trust score)."""
+        return ["spread"] if self.spread_scale is not None else self.part_names()
 
     @property
     def active(self) -> bool:
@@ -82,6 +90,7 @@ class TrustCalibration:
             self.disabled_parts[part] = reason
         self.aux_scales, self.consistency_scales, self.plasma_scales = {}, {}, {}
         self.intensity = self.wavelength_scale = self.shape_scale = self.spectral = self.noise_scale = None
+        self.spread_scale = None
         self.part_tails = {}
 
     def to_dict(self) -> dict:
@@ -101,6 +110,7 @@ class TrustCalibration:
             "wavelength_scale": None if self.wavelength_scale is None else asdict(self.wavelength_scale),
             "shape_scale": None if self.shape_scale is None else asdict(self.shape_scale),
             "noise_scale": None if self.noise_scale is None else asdict(self.noise_scale),
+            "spread_scale": None if self.spread_scale is None else asdict(self.spread_scale),
             "part_tails": {k: float(v) for k, v in self.part_tails.items()},
             "threshold": self.threshold,
             "combine": self.combine,
@@ -202,6 +212,7 @@ class TrustCalibration:
             wavelength_scale=None if wl_scale is None else robust("wavelength_scale", wl_scale),
             shape_scale=None if sp_scale is None else robust("shape_scale", sp_scale),
             noise_scale=None if d.get("noise_scale") is None else robust("noise_scale", d["noise_scale"]),
+            spread_scale=None if d.get("spread_scale") is None else robust("spread_scale", d["spread_scale"]),
             part_tails=_part_tails(d.get("part_tails") or {}, source),
             combine=combine,
             target_false_flag_rate=float(d.get("target_false_flag_rate", 0.05)),

@@ -56,6 +56,10 @@ def part_reason(part: str, z: float, row: Mapping[str, float], calibration: Trus
         ratio = float(row.get("noise_per_count_ratio", np.nan))
         return (f"shot noise per count {ratio:.2f}x the training level ({z:+.1f}σ; detector gain changed, or "
                 "spectra resampled from another instrument?)")
+    if kind == "spread":
+        spread = float(row.get("ensemble_spread", np.nan))
+        return (f"the ensemble's networks disagree: spread {_fmt(spread, units)} of {analyte} "
+                f"({z:+.1f}σ above in-distribution; the spectrum is unlike what they learned from)")
     raise ValueError(f"unknown trust part {part!r}")
 
 

@@ -1,6 +1,7 @@
 """Fitting a trust calibration (what is stored as ``trust.json`` beside the model): per-line area->concentration
 relations (training data); on in-distribution evidence the scales of every part (line-area residuals and
-consistency, intensity level, plasma outputs, wavelength offset and spectral shape) and the flag threshold for
+consistency, intensity level, plasma outputs, wavelength offset, spectral shape, shot noise and an ensemble's
+spread) and the flag threshold for
 the target false-flag rate. The evidence is either held-out validation spectra (``fit_trust_calibration``) or
 the training spectra with out-of-fold predictions (``fit_trust_calibration_oof``, for small campaigns).
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from libs_pipeline.candidates.ensemble import SPREAD_SUFFIX, spread_task
 from libs_pipeline.config import TrustConfig
 from libs_pipeline.trust.calibration import TrustCalibration
 from libs_pipeline.trust.measurements import (
@@ -271,6 +273,13 @@ def _fit_parts(ev: _Evidence, rows: np.ndarray, config: TrustConfig, off: Mappin
                 spectral_scales[part], why = _robust_part(v, groups, config, part, floor)
                 if spectral_scales[part] is None:
                     disabled[part] = why
+    spread_scale = None
+    if "spread" not in disabled:
+        spread = preds[spread_task(ev.analyte)]
+        log_spread = np.log(np.where(spread > 0, spread, np.nan))
+        spread_scale, why = _robust_part(log_spread, groups, config, "spread")
+        if spread_scale is None:
+            disabled["spread"] = why
     noise_scale = None
     if "noise" not in disabled:
         noise_scale, why = _robust_part(
@@ -295,6 +304,7 @@ def _fit_parts(ev: _Evidence, rows: np.ndarray, config: TrustConfig, off: Mappin
         wavelength_scale=spectral_scales["wavelength"],
         shape_scale=spectral_scales["shape"],
         noise_scale=noise_scale,
+        spread_scale=spread_scale,
         combine=config.combine,
         target_false_flag_rate=config.target_false_flag_rate,
         sample_flag_fraction=config.sample_flag_fraction,
@@ -417,7 +427,7 @@ def _setup(
     has_level = all(MEAN_INTENSITY in frame.columns for frame in frames.values())
     per_total = bool(config.per_total_areas and has_level)
     if plasma_tasks is None:
-        plasma_tasks = [t for t in predictions if t != analyte and not t.endswith(":area")]
+        plasma_tasks = [t for t in predictions if t != analyte and not t.endswith((":area", SPREAD_SUFFIX))]
     missing = [t for t in plasma_tasks if t not in predictions]
     if missing:
         raise ValueError(f"plasma tasks {missing} are not in the predictions (keys: {sorted(predictions)})")
@@ -430,6 +440,10 @@ def _setup(
         off["noise"] = "switched off (TrustConfig.noise_part is false)"
     elif not all(NOISE_PER_COUNT in frame.columns for what, frame in frames.items() if what != "train_measured"):
         off["noise"] = f"the measurements have no {NOISE_PER_COUNT!r} column"
+    if not config.spread_part:
+        off["spread"] = "switched off (TrustConfig.spread_part is false)"
+    elif spread_task(analyte) not in predictions:
+        off["spread"] = "the model is a single network: no ensemble spread to check"
     if not config.plasma_parts:
         off.update({f"plasma:{t}": "switched off (TrustConfig.plasma_parts is false)" for t in plasma_tasks})
     if not config.spectral_parts:

@@ -244,8 +244,9 @@ def predict_with_trust(
     seed: int = 0,
     resample: bool = False,
 ) -> PredictionTables:
-    """Per spectrum: sample_id, shot, concentration, uncertainty (MC-dropout std), trust_score, flag, reason,
-    score parts; per sample: the shots aggregated (``sample_trust``)."""
+    """Per spectrum: sample_id, shot, concentration, uncertainty (MC-dropout std, or the spread of an ensemble),
+    trust_score (flag when above the threshold), error_score (ranks how likely the number is wrong:
+    ``trust.scores.error_score``), flag, reason, score parts; per sample: the shots aggregated (``sample_trust``)."""
     if calibration.analyte != model.analyte:
         raise ValueError(f"trust calibration is for {calibration.analyte!r} but the model predicts {model.analyte!r}")
     for var in ("intensity", "sample_id"):
@@ -266,11 +267,12 @@ def predict_with_trust(
             "concentration": table["prediction"].to_numpy(),
             "uncertainty": uncertainty,
             "trust_score": table["score"].to_numpy(),
+            "error_score": table["error_score"].to_numpy(),
             "flag": table["flag"].to_numpy(),
             "reason": table["reason"].to_numpy(),
         }
     )
-    rest = table.drop(columns=["prediction", "score", "flag", "reason"]).reset_index(drop=True)
+    rest = table.drop(columns=["prediction", "score", "error_score", "flag", "reason"]).reset_index(drop=True)
     spectra = pd.concat([head, rest], axis=1)
     samples = sample_trust(table.reset_index(drop=True), sids, calibration, uncertainty if std is not None else None)
     samples = samples.rename(columns={"prediction": "concentration", "score": "trust_score"})
@@ -279,5 +281,5 @@ def predict_with_trust(
     if "uncertainty" not in samples:
         samples["uncertainty"] = np.nan
     order = ["sample_id", "analyte", "units", "n_spectra", "concentration", "uncertainty", "trust_score",
-             "flagged_fraction", "flag", "reason", "top_part"]
+             "error_score", "flagged_fraction", "flag", "reason", "top_part"]
     return PredictionTables(spectra=spectra, samples=samples[order])

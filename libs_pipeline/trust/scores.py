@@ -5,7 +5,8 @@ Parts (each a z-score learned on in-distribution validation data):
 by the measured area through the training calibration; ``intensity`` measured mean intensity vs the level
 the scale-free outputs imply; ``plasma:<task>`` the model's plasma outputs vs validation; ``wavelength``
 offset of the spectrum against the training reference; ``shape`` how unlike the reference its shape is;
-``noise`` its shot noise per count (the detector gain, which brightness does not change) vs the training spectra.
+``noise`` its shot noise per count (the detector gain, which brightness does not change) vs the training spectra;
+``spread`` how much the members of an ensemble disagree on the concentration vs in-distribution (one-sided).
 The score combines the enabled parts (max |z| or RMS) and is flagged above the calibrated threshold; parts
 in ``calibration.disabled_parts`` are neither computed nor required.
 """
@@ -17,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from libs_pipeline.candidates.ensemble import spread_task
 from libs_pipeline.trust.calibration import COMBINATIONS, TrustCalibration
 from libs_pipeline.trust.scales import area_column, consistency_area, dissimilarity, intensity_features
 from libs_pipeline.trust.explanation import explain
@@ -91,6 +93,15 @@ def trust_parts(
         noise = _require(measured, NOISE_PER_COUNT, "measure_spectra")
         z["noise"] = calibration.noise_scale.standardise(noise)
         details["noise_per_count_ratio"] = np.exp(noise - calibration.noise_scale.center)
+    if calibration.spread_scale is not None:
+        task = spread_task(analyte)
+        if task not in predictions:
+            raise ValueError(f"predictions have no {task!r} (the trust calibration has an ensemble-spread part)")
+        spread = np.asarray(predictions[task], dtype=np.float64).reshape(-1)
+        # one-sided: members agreeing more closely than usual is no reason for doubt
+        log_spread = np.log(np.where(spread > 0, spread, np.finfo(np.float64).tiny))
+        z["spread"] = np.clip(calibration.spread_scale.standardise(log_spread), 0.0, None)
+        details["ensemble_spread"] = spread
     return pd.DataFrame({"prediction": c_pred, **z, **details}, index=measured.index)
 
 
@@ -112,10 +123,25 @@ def combine_parts(
     return score
 
 
+def error_score(calibration: TrustCalibration, parts: pd.DataFrame, score: np.ndarray) -> np.ndarray:
+    """How strongly the model's own evidence says each number is wrong, for ranking predictions: the ensemble
+    spread's z (not clipped at 0, so agreeing members rank as least suspect) when the spread part is on, else the
+    trust score. The instrument and spectrum parts stay out of it: they flag a changed spectrum whether or not the
+    change moves this model's prediction (benchmarks/trust.py measures both rankings)."""
+    if calibration.error_parts() != ["spread"]:
+        return np.asarray(score, dtype=np.float64)
+    spread = parts["ensemble_spread"].to_numpy(dtype=np.float64)
+    log_spread = np.log(np.where(spread > 0, spread, np.finfo(np.float64).tiny))
+    z = calibration.spread_scale.standardise(log_spread) / float(calibration.part_tails.get("spread", 1.0))
+    return np.where(np.isfinite(spread), z, np.inf)
+
+
 def trust_scores(
     calibration: TrustCalibration, predictions: Mapping[str, np.ndarray], measured: pd.DataFrame
 ) -> pd.DataFrame:
-    """Per spectrum: prediction, score, flag, reason (empty when not flagged), top_part, every part and detail."""
+    """Per spectrum: prediction, score, error_score, flag, reason (empty when not flagged), top_part, every part and
+    detail. ``flag`` is score > threshold (any part out of its in-distribution range); ``error_score`` ranks the
+    predictions by how likely they are wrong (``error_score``)."""
     parts = trust_parts(calibration, predictions, measured)
     names = calibration.part_names()
     score = combine_parts(parts, names, calibration.combine, calibration.part_tails)
@@ -126,7 +152,8 @@ def trust_scores(
         reason, top = explain({p: row[p] for p in names}, row, calibration) if names else ("", "")
         reasons.append(reason if flag[i] else "")
         tops.append(top)
-    head = pd.DataFrame({"score": score, "flag": flag, "reason": reasons, "top_part": tops}, index=parts.index)
+    head = pd.DataFrame({"score": score, "error_score": error_score(calibration, parts, score), "flag": flag,
+                         "reason": reasons, "top_part": tops}, index=parts.index)
     return pd.concat([parts[["prediction"]], head, parts.drop(columns="prediction")], axis=1)
 
 
@@ -136,7 +163,7 @@ def sample_trust(
     calibration: TrustCalibration,
     uncertainty: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Aggregate shots per sample: mean prediction, median score, flagged fraction, flag, reason.
+    """Aggregate shots per sample: mean prediction, median score and error score, flagged fraction, flag, reason.
 
     A sample is flagged when more than ``calibration.sample_flag_fraction`` of its shots are flagged; its
     reason uses the parts' median z over the shots. With per-shot predictive std ``uncertainty`` the
@@ -150,7 +177,7 @@ def sample_trust(
         raise ValueError(f"uncertainty has {unc.shape[0]} entries but the table has {len(table)} rows")
     names = calibration.part_names()
     detail_cols = [c for c in table.columns if c.startswith(("implied:", "value:")) or c in (
-        "intensity_ratio", "wavelength_offset_nm", "spectral_correlation", "noise_per_count_ratio")]
+        "intensity_ratio", "wavelength_offset_nm", "spectral_correlation", "noise_per_count_ratio", "ensemble_spread")]
     rows = []
     for sid in dict.fromkeys(sids.tolist()):
         idx = np.flatnonzero(sids == sid)
@@ -168,6 +195,7 @@ def sample_trust(
             "n_spectra": n,
             "prediction": float(np.mean(pred)),
             "score": float(np.median(sub["score"].to_numpy(dtype=np.float64))),
+            "error_score": float(np.median(sub["error_score"].to_numpy(dtype=np.float64))),
             "flagged_fraction": fraction,
             "flag": bool(flag),
             "reason": f"{flagged}/{n} shots flagged; {reason}" if flag else "",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from libs_pipeline.recalibration import Comparison, challenger_training, heldout_comparison
@@ -27,9 +28,12 @@ def fake_training(monkeypatch, compare_metrics: dict, figures=None) -> None:
         return Comparison(table=pd.DataFrame(), metrics={k: dict(v) for k, v in compare_metrics.items()},
                           figures=drawn)
 
+    def fake_calibrate_trust(split, model_dir, trust=None):
+        (Path(model_dir) / "trust.json").write_text(json.dumps({"tag": "challenger", "file": "trust.json"}))
+        return {"trust_threshold": 2.0, "training_metrics": {}}
+
     monkeypatch.setattr(module, "run_training_flow", fake_train_flow)
-    monkeypatch.setattr(challenger_training, "calibrate_trust",
-                        lambda *a, **k: {"trust_threshold": 2.0, "training_metrics": {}})
+    monkeypatch.setattr(challenger_training, "calibrate_trust", fake_calibrate_trust)
     monkeypatch.setattr(heldout_comparison, "compare_on_heldout", fake_compare)
 
 

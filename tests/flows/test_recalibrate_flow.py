@@ -63,13 +63,18 @@ def test_first_run_promotes_second_run_skips(tmp_path):
     assert registry.versions("toy") == [champion]
     assert "skipped" in run_artifacts(second["flow_run_id"])["toy-recalibration-summary"].data
 
-    from libs_pipeline.models import load_model
+    from libs_pipeline.candidates import load_servable
     from libs_pipeline.registry import CorruptModelError
+    from libs_pipeline.trust.calibration import load_trust
 
     served = registry.path("toy", "champion")
-    model = load_model(served)
-    assert model.analyte == "Cu" and model.wavelength.size == 256
-    with open(served / "weights.pt", "r+b") as fh:  # a truncated champion is reported, never loaded
+    model = load_servable(served)  # the default challenger: a deep ensemble of 5 networks on one split
+    assert len(model.members) == 5 and model.analyte == "Cu" and model.wavelength.size == 256
+    assert [m.config.seed for m in model.members] == [config.seed + k for k in range(5)]
+    assert manifest["metrics"]["training"]["n_networks"] == 5
+    trust = load_trust(served)  # the tiny toy split is too small to calibrate parts, but the spread was offered
+    assert "spread" in trust.part_names() or "single network" not in trust.disabled_parts["spread"]
+    with open(served / "member-0" / "weights.pt", "r+b") as fh:  # a truncated champion is reported, never loaded
         fh.truncate(100)
     with pytest.raises(CorruptModelError, match="weights.pt: 100 bytes"):
         registry.path("toy", "champion")

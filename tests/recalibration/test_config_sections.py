@@ -11,17 +11,18 @@ from libs_pipeline.recalibration import TrainingSplit, synthesis_request, traini
 from libs_pipeline.registry import recalibration_config_hash
 
 #: Hashes computed with the plain-dict sections, before they were typed (the typing kept them), then re-pinned once
-#: when trust_fraction and the trust noise part (TrustConfig.noise_part) changed what a recalibration produces.
+#: when trust_fraction and the trust noise part (TrustConfig.noise_part) changed what a recalibration produces,
+#: and again for the ensemble-spread part (TrustConfig.spread_part) and the challenger's ensemble (networks).
 HASHES = [
-    ({}, "be59177da30c1cb5"),
-    ({"training": {"max_steps": 5}}, "9e88d5af370cc1af"),
-    ({"synthesis": {"per_sample": 0}}, "b9f1edf449e61b31"),
+    ({}, "dbb9f52cef9984da"),
+    ({"training": {"max_steps": 5}}, "d876d0b45e9cb41e"),
+    ({"synthesis": {"per_sample": 0}}, "e3ccefd772967632"),
     ({"training": {"augmentation": False, "max_steps": 10, "block_channels": [2], "val_fraction": 0.34}},
-     "76fd2da3469344a6"),
+     "48685a4003fe5f20"),
     ({"synthesis": {"per_sample": 16, "chunk_size": 64, "n_workers": 1},
-      "training": {"stem_channels": 2, "dense_units": 8}}, "a429e98f87d2f458"),
+      "training": {"stem_channels": 2, "dense_units": 8}}, "d695f243902da99f"),
     ({"synthesis": {"per_sample": 50, "detector": "pooled", "max_shape_modes": 0},
-      "candidates": ["univariate", "pls"]}, "cb8edbfc39682a1e"),
+      "candidates": ["univariate", "pls"]}, "18c3a05c9f0481f3"),
 ]
 
 

@@ -34,16 +34,19 @@ def test_tables_per_spectrum_and_per_sample(loaded, fresh):
     tables = predict_with_trust(model, cal, fresh, mc_samples=5)
     s, p = tables.spectra, tables.samples
     assert len(s) == 100 and len(p) == 4
-    assert list(s.columns[:10]) == [
-        "spectrum", "sample_id", "shot", "analyte", "units", "concentration", "uncertainty", "trust_score", "flag", "reason",
+    assert list(s.columns[:11]) == [
+        "spectrum", "sample_id", "shot", "analyte", "units", "concentration", "uncertainty", "trust_score",
+        "error_score", "flag", "reason",
     ]
+    # a single network has no ensemble spread: its error score is its trust score
+    np.testing.assert_array_equal(s["error_score"], s["trust_score"])
     assert (s["analyte"] == "Cu").all() and (s["units"] == "wt%").all()
     assert (s["uncertainty"] > 0).all()
     np.testing.assert_allclose(s["concentration"], model.predict(fresh["intensity"].values)["Cu"], rtol=1e-6)
     assert list(p["sample_id"]) == ["FS00", "FS01", "FS02", "FS03"]
     assert list(p.columns) == [
         "sample_id", "analyte", "units", "n_spectra", "concentration", "uncertainty", "trust_score",
-        "flagged_fraction", "flag", "reason", "top_part",
+        "error_score", "flagged_fraction", "flag", "reason", "top_part",
     ]
     first = s[s["sample_id"] == "FS00"]
     assert p["concentration"].iat[0] == pytest.approx(first["concentration"].mean())

@@ -37,7 +37,7 @@ def test_output_columns_and_parts(trust_setup, fresh):
     cal = trust_setup[1]
     table = _score(trust_setup, fresh.isel(spectrum=slice(0, 5)))
     names = ["aux:Cu I 324.75", "aux:Cu I 327.40", "cons:Cu I 324.75", "cons:Cu I 327.40"]
-    assert list(table.columns[:5]) == ["prediction", "score", "flag", "reason", "top_part"]
+    assert list(table.columns[:6]) == ["prediction", "score", "error_score", "flag", "reason", "top_part"]
     for col in names + ["implied:Cu I 324.75", "implied:Cu I 327.40"]:
         assert col in table.columns
     assert cal.part_names() == names and cal.combine == "max"

@@ -90,7 +90,8 @@ def test_out_of_fold_calibration_disables_what_an_analyte_only_model_cannot_chec
     assert cal.disabled_parts[f"aux:{first}"] == f"model predicts no {first} area"
     assert cal.disabled_parts[f"aux:{second}"] == f"model predicts no {second} area"
     assert cal.disabled_parts[f"cons:{first}"].startswith("residuals are identically zero")
-    assert set(cal.disabled_parts) == {f"aux:{first}", f"aux:{second}", f"cons:{first}"}
+    assert cal.disabled_parts["spread"] == "the model is a single network: no ensemble spread to check"
+    assert set(cal.disabled_parts) == {f"aux:{first}", f"aux:{second}", f"cons:{first}", "spread"}
     assert cal.active and cal.threshold > 0
     assert cal.extra["threshold_method"] == "cross-fitted by sample, 7 folds (leave one sample out)"
     assert cal.extra["out_of_sample_flag_rate"] == pytest.approx(0.05, abs=0.01)
@@ -206,7 +207,8 @@ def test_multitask_model_out_of_fold_keeps_every_part_and_drops_a_constant_outpu
     lines = ["Cu I 324.75", "Cu I 327.40"]
     assert cal.part_names() == [f"aux:{n}" for n in lines] + [f"cons:{n}" for n in lines] + [
         "intensity", "wavelength", "shape", "noise"]
-    assert cal.disabled_parts == {"plasma:T_K": "values are all equal (9000): zero spread"}
+    assert cal.disabled_parts == {"plasma:T_K": "values are all equal (9000): zero spread",
+                                  "spread": "the model is a single network: no ensemble spread to check"}
     assert cal.intensity.features == ["Cu", "T_K"]
     fresh = toy("F", n_samples=6, n_shots=40, seed=28, cu_range=(0.3, 4.7))
     x = fresh["intensity"].values
