@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr
 
 from libs_pipeline.candidates.ensemble import spread_task
 from libs_pipeline.trust.calibration import COMBINATIONS, TrustCalibration
@@ -124,16 +125,22 @@ def combine_parts(
 
 
 def error_score(calibration: TrustCalibration, parts: pd.DataFrame, score: np.ndarray) -> np.ndarray:
-    """How strongly the model's own evidence says each number is wrong, for ranking predictions: the ensemble
-    spread's z (not clipped at 0, so agreeing members rank as least suspect) when the spread part is on, else the
-    trust score. The instrument and spectrum parts stay out of it: they flag a changed spectrum whether or not the
-    change moves this model's prediction (benchmarks/trust.py measures both rankings)."""
+    """How strongly the evidence says each number is wrong, for ranking predictions (most suspect first).
+
+    For an ensemble (spread part on): ``flag + Φ(z_spread)`` in [0, 2), where ``flag`` is 1 when the trust score is
+    above the threshold and Φ(z_spread) is the normal percentile of the members' disagreement (z not clipped, so
+    members that agree closely rank as least suspect). Every flagged prediction ranks above every unflagged one;
+    within each group the spread orders them. The spread alone would miss changes that move all members alike,
+    every part alone ranks harmless changes (a gain change a normalised network ignores) as wrong answers;
+    ``benchmarks/trust.py`` measures all three. Without an ensemble: the trust score itself."""
+    score = np.asarray(score, dtype=np.float64)
     if calibration.error_parts() != ["spread"]:
-        return np.asarray(score, dtype=np.float64)
+        return score
     spread = parts["ensemble_spread"].to_numpy(dtype=np.float64)
     log_spread = np.log(np.where(spread > 0, spread, np.finfo(np.float64).tiny))
     z = calibration.spread_scale.standardise(log_spread) / float(calibration.part_tails.get("spread", 1.0))
-    return np.where(np.isfinite(spread), z, np.inf)
+    percentile = np.where(np.isfinite(spread), ndtr(z), 1.0)
+    return (score > calibration.threshold).astype(np.float64) + percentile
 
 
 def trust_scores(

@@ -60,12 +60,17 @@ def test_spread_part_is_calibrated_saved_and_flags_disagreement(ensemble_setup):
     # members agreeing more closely than usual is no reason for doubt (one-sided)
     calm = trust_scores(cal, dict(pred, **{"Cu:spread": pred["Cu:spread"] * 0.01}), measured)
     assert (calm["spread"] == 0).all()
-    # the error score ranks by the spread alone (unclipped), the trust score by every part
+    # the error score: flagged first (integer part = flag), then the spread's in-distribution percentile
     assert cal.error_parts() == ["spread"]
-    order = np.argsort(pred["Cu:spread"])
-    assert (np.diff(typical["error_score"].to_numpy()[order]) >= 0).all()
-    assert (flagged["error_score"] > typical["error_score"]).all()
-    assert (calm["error_score"] < 0).all()
+    for table in (typical, flagged, calm):
+        err = table["error_score"].to_numpy()
+        assert ((err >= 0) & (err < 2)).all()
+        np.testing.assert_array_equal(np.floor(err), table["flag"].to_numpy().astype(float))
+    kept = ~typical["flag"].to_numpy()
+    order = np.argsort(pred["Cu:spread"][kept])
+    assert (np.diff(typical["error_score"].to_numpy()[kept][order]) >= 0).all()
+    assert (flagged["error_score"] > 1.99).all()
+    assert (calm["error_score"] - calm["flag"] < 0.5).all()
     with pytest.raises(ValueError, match="Cu:spread"):
         trust_scores(cal, {k: v for k, v in pred.items() if k != "Cu:spread"}, measured)
 
