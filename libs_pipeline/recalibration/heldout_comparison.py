@@ -76,7 +76,7 @@ def compare_on_heldout(
     wavelength = np.asarray(test["wavelength"].values, dtype=np.float64)
     preds: dict[str, np.ndarray] = {}
     flag_rates: dict[str, float] = {}
-    trusted: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}  # label -> (scores, flags, threshold)
+    trusted: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]] = {}  # label -> (scores, error scores, flags, threshold)
     notes: list[str] = []
     for label, model_dir in models.items():
         model = load_servable(model_dir)
@@ -94,7 +94,8 @@ def compare_on_heldout(
         preds[label] = tables.spectra["concentration"].to_numpy(dtype=np.float64)
         flags = tables.spectra["flag"].to_numpy(dtype=bool)
         flag_rates[label] = float(np.mean(flags))
-        trusted[label] = (tables.spectra["trust_score"].to_numpy(dtype=np.float64), flags, float(calibration.threshold))
+        trusted[label] = (tables.spectra["trust_score"].to_numpy(dtype=np.float64),
+                          tables.spectra["error_score"].to_numpy(dtype=np.float64), flags, float(calibration.threshold))
     baseline_dirs: dict[str, str] = {}
     if baselines:
         candidates = {c.name: c for c in (UnivariateCandidate(lines=lines), PLSCandidate(lines=lines))}
@@ -119,17 +120,17 @@ def compare_on_heldout(
         }
         for m in table.index
     }
-    for label, (scores, flags, _) in trusted.items():
-        metrics[label].update(_trust_on_heldout(scores, flags, preds[label] - y_true))
+    for label, (_, ranking, flags, _) in trusted.items():
+        metrics[label].update(_trust_on_heldout(ranking, flags, preds[label] - y_true))
     figures: dict[str, str] = {}
     if preds:
         title = f"{analyte} on held-out samples {', '.join(split.heldout)}"
         figures = {k: str(v) for k, v in write_figures(preds, y_true, sids, out, split.units, title, title).items()}
-    for label, (scores, _, threshold) in trusted.items():
+    for label, (scores, ranking, _, threshold) in trusted.items():
         path = out / f"trust_{label}.png"
         figures[f"trust_{label}"] = str(plot_trust_vs_error(
             scores, preds[label] - y_true, threshold, path, split.units,
-            f"{label}: trust score against error on the held-out samples"))
+            f"{label}: trust score against error on the held-out samples", ranking=ranking))
     atomic_write_text(out / "predictions.csv", predictions_frame(test, y_true, preds).to_csv(index=False))
     atomic_write_text(out / "metrics.csv", table.to_csv())
     return Comparison(
@@ -139,12 +140,13 @@ def compare_on_heldout(
     )
 
 
-def _trust_on_heldout(scores: np.ndarray, flags: np.ndarray, errors: np.ndarray) -> dict:
-    """Does the model's trust flag its wrong held-out predictions? RMSEP flagged vs kept, and the error-AUROC
-    (wrong = |error| > 2 x the model's own held-out RMSEP; None when nothing or everything is wrong)."""
+def _trust_on_heldout(ranking: np.ndarray, flags: np.ndarray, errors: np.ndarray) -> dict:
+    """Does the model's trust flag its wrong held-out predictions? RMSEP flagged vs kept, and the error-AUROC of
+    the error score ``ranking`` (wrong = |error| > 2 x the model's own held-out RMSEP; None when nothing or
+    everything is wrong)."""
     split = flagged_vs_kept(errors, flags)
     rmsep = split["rmsep_all"]
-    auroc = error_auroc(scores, errors, error_tolerance(rmsep)) if rmsep else None
+    auroc = error_auroc(ranking, errors, error_tolerance(rmsep)) if rmsep else None
     return {"rmsep_flagged": split["rmsep_flagged"], "rmsep_kept": split["rmsep_kept"], "error_auroc": auroc}
 
 

@@ -106,16 +106,19 @@ def plot_roc_curves(
 
 def plot_trust_vs_error(
     scores: np.ndarray, errors: np.ndarray, threshold: float, path: str | Path, units: str = "", title: str = "",
-    k: float = 2.0,
+    k: float = 2.0, ranking: np.ndarray | None = None,
 ) -> Path:
     """Three panels on the same predictions: |error| against trust score (threshold marked: flagged spectra right
     of it); the risk-coverage curve (RMSEP of the kept predictions as the most suspect are rejected) with its
-    oracle; the ROC of the score for the wrong predictions (|error| > k x their RMSEP), when there are both."""
+    oracle; the ROC for the wrong predictions (|error| > k x their RMSEP), when there are both. The last two rank
+    by ``ranking`` (the error score) when given, else by the trust score."""
     from libs_pipeline.trust.error_metrics import error_auroc, error_tolerance, risk_coverage
 
     s = np.asarray(scores, dtype=np.float64)
+    r = s if ranking is None else np.asarray(ranking, dtype=np.float64)
+    label = "trust score" if ranking is None else "error score"
     e = np.abs(np.asarray(errors, dtype=np.float64))
-    rc = risk_coverage(s, e)
+    rc = risk_coverage(r, e)
     finite = np.where(np.isfinite(s), s, np.nan)
     cap = max(float(np.nanmax(finite, initial=threshold)), threshold) * 1.5 + 1e-9
     shown = np.clip(np.where(np.isfinite(s), s, cap), None, cap)
@@ -128,7 +131,7 @@ def plot_trust_vs_error(
     left.set_xlabel("trust score")
     left.set_ylabel(f"|error| {units}".strip())
     left.legend(fontsize=8)
-    middle.plot(rc.coverage, rc.rmsep, label=f"trust score (AURC {rc.aurc:.3g})")
+    middle.plot(rc.coverage, rc.rmsep, label=f"{label} (AURC {rc.aurc:.3g})")
     middle.plot(rc.coverage, rc.rmsep_oracle, ls=":", color="grey", label=f"oracle ({rc.aurc_oracle:.3g})")
     middle.axhline(rc.aurc_random, color="k", lw=0.8, ls="--", label="no rejection")
     middle.set_xlabel("coverage (fraction kept)")
@@ -137,9 +140,10 @@ def plot_trust_vs_error(
     rmsep = float(np.sqrt(np.mean(e**2))) if e.size else 0.0
     wrong = e > (error_tolerance(rmsep, k) if rmsep > 0 else np.inf)
     if wrong.any() and not wrong.all():
-        filled = np.where(np.isfinite(s), s, cap)  # an unscorable spectrum counts as the most suspect
+        top = max(float(np.nanmax(np.where(np.isfinite(r), r, np.nan), initial=0.0)), 0.0) * 1.5 + 1.0
+        filled = np.where(np.isfinite(r), r, top)  # an unscorable spectrum counts as the most suspect
         fpr, tpr = roc_curve(filled[~wrong], filled[wrong])
-        right.plot(fpr, tpr, label=f"AUROC {error_auroc(s, e, error_tolerance(rmsep, k)):.3f} "
+        right.plot(fpr, tpr, label=f"{label} AUROC {error_auroc(r, e, error_tolerance(rmsep, k)):.3f} "
                                    f"({int(wrong.sum())} wrong of {e.size})")
         right.legend(fontsize=8, loc="lower right")
     else:
