@@ -12,8 +12,8 @@ early-stop / trust-calibration / test samples (checked by ``evaluation.protocol.
 the model is the held-out recalibration's challenger: an ensemble of ``--ensemble`` networks (default
 TrainingConfig, statistical augmentation from a noise model of the training samples, early stopping on the
 early-stop samples, masked-window auxiliaries); the test samples are re-measured under every scenario x
-severity. "Ours" (``trust_score``) is the served calibration's error score (its ensemble-spread part);
-``trust_score_all_parts`` ranks by the flag score (every part) instead. Comparators on equal terms: the flag
+severity. "Ours" (``trust_score``) is the served calibration's error score (flagged predictions first, then
+the ensemble spread); ``trust_score_all_parts`` ranks by the flag score (every part) instead. Comparators on equal terms: the flag
 score with the ordinary (visible-window) auxiliaries, PLS T²/Q on the model's input and on raw counts, the
 deep ensemble's raw spread, MC-dropout of one network with the test-time rate tuned on the calibration samples
 (Gaussian NLL), and the width of a normalised split-conformal interval.
@@ -69,7 +69,8 @@ from libs_pipeline.trust.prediction import calibrate_model_trust, model_lines
 from libs_pipeline.trust.scores import sample_trust, trust_scores
 
 OREAS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "oreas_na"
-#: Ours: the served model's error score (``trust.scores.error_score``: its ensemble spread's z, else the trust score).
+#: Ours: the served model's error score (``trust.scores.error_score``: flagged first, then the ensemble spread;
+#: without an ensemble the trust score).
 OURS = "trust_score"
 #: The same calibration's flag score (max over every part) used as the ranking: what the flag rests on.
 ALL_PARTS = "trust_score_all_parts"
@@ -488,7 +489,8 @@ def _score_copy(model, trust, x: np.ndarray, y: np.ndarray, sids: np.ndarray) ->
         "flag": table["flag"].to_numpy(dtype=bool),
         "sample_id": sids,
         "sample_flag": samples.loc[np.unique(sids), "flag"].to_numpy(dtype=bool),
-        "scores": {OURS: table["error_score"].to_numpy(dtype=np.float64)},
+        "scores": {OURS: table["error_score"].to_numpy(dtype=np.float64),
+                   ALL_PARTS: table["score"].to_numpy(dtype=np.float64)},
         "reason": table.loc[table["flag"], "reason"].iloc[0] if table["flag"].any() else "",
     }
 
@@ -499,7 +501,7 @@ def _concat(parts: list[dict]) -> dict:
         "flag": np.concatenate([p["flag"] for p in parts]),
         "sample_id": np.concatenate([p["sample_id"] for p in parts]),
         "sample_flag": np.concatenate([p["sample_flag"] for p in parts]),
-        "scores": {OURS: np.concatenate([p["scores"][OURS] for p in parts])},
+        "scores": {m: np.concatenate([p["scores"][m] for p in parts]) for m in (OURS, ALL_PARTS)},
     }
 
 
@@ -580,7 +582,7 @@ def oreas_benchmark(args) -> dict:
         shifted["foreign_instrument_resampled"] = {"copy": _concat(foreign_scored[f])}
         rmsep_spectrum = float(np.sqrt(np.mean(reference["errors"] ** 2)))
         tolerance = error_tolerance(rmsep_spectrum, args.k, args.absolute_tolerance)
-        m = sets_metrics(reference, shifted, None, [OURS], tolerance)
+        m = sets_metrics(reference, shifted, None, [OURS, ALL_PARTS], tolerance)
         flags = flag_rate(reference["flag"], reference["sample_id"], reference["sample_flag"])
         out["families"][f] = {
             "error_auroc": {k: v["copy"] for k, v in m["error_auroc"].items() if k != "pooled"} | {
@@ -593,6 +595,7 @@ def oreas_benchmark(args) -> dict:
                             **{k: v["copy"] for k, v in m["shift_auroc"].items()}},
             "flagged_vs_kept": {k: v["copy"] if "copy" in v else v for k, v in m["flagged_vs_kept"].items()},
             "n_wrong": {k: v["copy"] if isinstance(v, dict) else v for k, v in m["n_wrong"].items()},
+            "error_auroc_pooled_by_ranking": {k: v["error_auroc_pooled"] for k, v in m["comparison"].items()},
             "tolerance_ppm": tolerance,
             "held_out_rmsep_ppm_spectra": rmsep_spectrum,
         }

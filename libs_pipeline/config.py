@@ -349,7 +349,7 @@ class TrainingConfig(StrictModel):
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     seed: int = Field(0, ge=0)
     split_seed: int | None = Field(
-        None, ge=0, description="seed of the by-sample validation split (None: seed); the members of an ensemble share it"
+        None, ge=0, description="seed of the by-sample validation split (None: seed); ensemble members share it"
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     shuffle_buffer_chunks: int = Field(8, ge=1)

@@ -76,7 +76,8 @@ def compare_on_heldout(
     wavelength = np.asarray(test["wavelength"].values, dtype=np.float64)
     preds: dict[str, np.ndarray] = {}
     flag_rates: dict[str, float] = {}
-    trusted: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]] = {}  # label -> (scores, error scores, flags, threshold)
+    # label -> (trust scores, error scores, flags, threshold)
+    trusted: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]] = {}
     notes: list[str] = []
     for label, model_dir in models.items():
         model = load_servable(model_dir)

@@ -1,8 +1,7 @@
 """Fitting a trust calibration (what is stored as ``trust.json`` beside the model): per-line area->concentration
 relations (training data); on in-distribution evidence the scales of every part (line-area residuals and
 consistency, intensity level, plasma outputs, wavelength offset, spectral shape, shot noise and an ensemble's
-spread) and the flag threshold for
-the target false-flag rate. The evidence is either held-out validation spectra (``fit_trust_calibration``) or
+spread) and the flag threshold for the target false-flag rate. The evidence is either held-out validation spectra (``fit_trust_calibration``) or
 the training spectra with out-of-fold predictions (``fit_trust_calibration_oof``, for small campaigns).
 
 A part that cannot be calibrated (too few spectra or samples, zero spread, no such model output, identically

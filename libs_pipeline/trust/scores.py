@@ -32,6 +32,12 @@ def _require(frame: pd.DataFrame, col: str, why: str) -> np.ndarray:
     return frame[col].to_numpy(dtype=np.float64)
 
 
+def _spread_z(calibration: TrustCalibration, spread: np.ndarray) -> np.ndarray:
+    """z of log(ensemble spread) against in-distribution, not clipped (a zero spread counts as the smallest)."""
+    log_spread = np.log(np.where(spread > 0, spread, np.finfo(np.float64).tiny))
+    return calibration.spread_scale.standardise(log_spread)
+
+
 def trust_parts(
     calibration: TrustCalibration, predictions: Mapping[str, np.ndarray], measured: pd.DataFrame
 ) -> pd.DataFrame:
@@ -100,8 +106,7 @@ def trust_parts(
             raise ValueError(f"predictions have no {task!r} (the trust calibration has an ensemble-spread part)")
         spread = np.asarray(predictions[task], dtype=np.float64).reshape(-1)
         # one-sided: members agreeing more closely than usual is no reason for doubt
-        log_spread = np.log(np.where(spread > 0, spread, np.finfo(np.float64).tiny))
-        z["spread"] = np.clip(calibration.spread_scale.standardise(log_spread), 0.0, None)
+        z["spread"] = np.clip(_spread_z(calibration, spread), 0.0, None)
         details["ensemble_spread"] = spread
     return pd.DataFrame({"prediction": c_pred, **z, **details}, index=measured.index)
 
@@ -137,8 +142,7 @@ def error_score(calibration: TrustCalibration, parts: pd.DataFrame, score: np.nd
     if calibration.error_parts() != ["spread"]:
         return score
     spread = parts["ensemble_spread"].to_numpy(dtype=np.float64)
-    log_spread = np.log(np.where(spread > 0, spread, np.finfo(np.float64).tiny))
-    z = calibration.spread_scale.standardise(log_spread) / float(calibration.part_tails.get("spread", 1.0))
+    z = _spread_z(calibration, spread) / float(calibration.part_tails.get("spread", 1.0))
     percentile = np.where(np.isfinite(spread), ndtr(z), 1.0)
     return (score > calibration.threshold).astype(np.float64) + percentile
 
