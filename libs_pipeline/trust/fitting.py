@@ -38,6 +38,8 @@ from libs_pipeline.trust.scales import (
     consistency_area,
     dissimilarity,
     intensity_features,
+    prediction_inflation,
+    sample_precision,
 )
 from libs_pipeline.trust.scores import combine_parts, trust_parts
 
@@ -169,6 +171,20 @@ def _linear_in_area(prediction: np.ndarray, area: np.ndarray, groups: np.ndarray
     return checked > 0
 
 
+def _held_out_residuals(design: np.ndarray, target: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each sample's residuals under the least squares fitted without that sample, divided by that fit's
+    prediction-interval inflation sqrt(1 + h) (``sample_precision`` of the other samples): what a new sample's
+    residual is, on the scale the deployed part divides by. In-sample residuals of k coefficients on n samples are
+    shrunk (about sqrt((n - k) / n) at the sample level) and would give too tight a scale."""
+    resid = np.empty_like(target)
+    for name in np.unique(groups):
+        held = groups == name
+        c, *_ = np.linalg.lstsq(design[~held], target[~held], rcond=None)
+        inflation = prediction_inflation(design[held], sample_precision(design[~held], groups[~held]))
+        resid[held] = (target[held] - design[held] @ c) / inflation
+    return resid
+
+
 def _intensity_part(
     features: Mapping[str, np.ndarray], level: np.ndarray, groups: np.ndarray | None, config: TrustConfig
 ) -> tuple[IntensityModel | None, str | None]:
@@ -186,11 +202,16 @@ def _intensity_part(
     sd = np.where(sd > 0, sd, 1.0)
     design = np.column_stack([np.ones(int(ok.sum())), (x[ok] - mean) / sd])
     coef, *_ = np.linalg.lstsq(design, target[ok], rcond=None)
-    resid = target[ok] - design @ coef
-    scale, why = _robust_part(resid, None if groups is None else np.asarray(groups)[ok], config, "intensity")
+    g = None if groups is None else np.asarray(groups)[ok]
+    if g is None or np.unique(g).size < 2:
+        resid, precision = target[ok] - design @ coef, None
+    else:
+        resid = _held_out_residuals(design, target[ok], g)
+        precision = sample_precision(design, g)
+    scale, why = _robust_part(resid, g, config, "intensity")
     if scale is None:
         return None, f"residuals of log(mean intensity): {why}"
-    return IntensityModel(list(features), mean, sd, coef, scale), None
+    return IntensityModel(list(features), mean, sd, coef, scale, precision), None
 
 
 def _fit_line_calibrations(

@@ -157,19 +157,39 @@ class RobustScale:
 @dataclass
 class IntensityModel:
     """log(mean intensity) expected from scale-free model outputs (linear, fitted on validation spectra):
-    the measured level disagreeing with it means the counts scale changed (gain, laser energy, collection)."""
+    the measured level disagreeing with it means the counts scale changed (gain, laser energy, collection).
+
+    ``sample_precision``: pinv(Xs'Xs) of the validation samples' mean design rows. The fit rests on as many
+    points as there are samples, so a spectrum whose outputs lie away from theirs (a concentration outside the
+    validation range) is judged with the regression's prediction interval, ``spread * sqrt(1 + h)`` with
+    h = x' pinv(Xs'Xs) x, not with the in-range spread. None (files written before it existed): h = 0.
+    """
 
     features: list[str]
     mean: np.ndarray
     sd: np.ndarray
     coef: np.ndarray
     scale: RobustScale
+    sample_precision: np.ndarray | None = None
 
-    def expected(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+    def design(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
         x = np.column_stack([np.asarray(values[f], dtype=np.float64) for f in self.features]) if self.features else None
         n = len(next(iter(values.values())))
-        design = np.ones((n, 1)) if x is None else np.column_stack([np.ones(n), (x - self.mean) / self.sd])
-        return design @ self.coef
+        return np.ones((n, 1)) if x is None else np.column_stack([np.ones(n), (x - self.mean) / self.sd])
+
+    def expected(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.design(values) @ self.coef
+
+    def inflation(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+        """sqrt(1 + h) per spectrum (1 without ``sample_precision``)."""
+        design = self.design(values)
+        if self.sample_precision is None:
+            return np.ones(design.shape[0])
+        return prediction_inflation(design, self.sample_precision)
+
+    def standardise(self, values: Mapping[str, np.ndarray], residual: np.ndarray) -> np.ndarray:
+        """z of the residual log level (measured - expected), widened by ``inflation``."""
+        return self.scale.standardise(residual) / self.inflation(values)
 
     def to_dict(self) -> dict:
         return {
@@ -178,6 +198,7 @@ class IntensityModel:
             "sd": [float(v) for v in self.sd],
             "coef": [float(v) for v in self.coef],
             "scale": asdict(self.scale),
+            "sample_precision": None if self.sample_precision is None else self.sample_precision.tolist(),
         }
 
     @classmethod
@@ -189,13 +210,33 @@ class IntensityModel:
                 np.asarray(d["sd"], dtype=np.float64),
                 np.asarray(d["coef"], dtype=np.float64),
                 RobustScale(float(d["scale"]["center"]), float(d["scale"]["spread"])),
+                None if d.get("sample_precision") is None else np.asarray(d["sample_precision"], dtype=np.float64),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: field 'intensity' is invalid ({type(exc).__name__}: {exc})") from None
         k = len(out.features)
         if out.mean.shape != (k,) or out.sd.shape != (k,) or out.coef.shape != (k + 1,) or out.scale.spread <= 0:
             raise ValueError(f"{source}: field 'intensity' has inconsistent lengths or a non-positive spread")
+        p = out.sample_precision
+        if p is not None and (p.shape != (k + 1, k + 1) or not np.isfinite(p).all()):
+            raise ValueError(f"{source}: field 'intensity.sample_precision' must be a finite {k + 1} x {k + 1} matrix")
         return out
+
+
+def prediction_inflation(design: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """sqrt(1 + h) per row, h = x' P x (clipped at 0 against rounding)."""
+    h = np.einsum("ij,jk,ik->i", design, precision, design)
+    return np.sqrt(1.0 + np.maximum(h, 0.0))
+
+
+def sample_precision(design: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """pinv(Xs'Xs) of the per-sample mean rows of ``design``: the leverage of a new spectrum against the samples
+    the fit rests on."""
+    names, inverse = np.unique(groups, return_inverse=True)
+    means = np.zeros((names.size, design.shape[1]))
+    np.add.at(means, inverse, design)
+    means /= np.bincount(inverse)[:, None]
+    return np.linalg.pinv(means.T @ means)
 
 
 def intensity_features(

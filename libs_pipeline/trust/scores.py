@@ -80,7 +80,7 @@ def trust_parts(
             raise ValueError(f"predictions lack {missing} needed by the intensity part")
         feats = intensity_features(analyte, plasma, predictions)
         resid = np.log(np.where(level > 0, level, np.nan)) - model.expected(feats)
-        z["intensity"] = model.scale.standardise(resid)
+        z["intensity"] = model.standardise(feats, resid)
         details["intensity_ratio"] = np.exp(resid - model.scale.center)
     for task, scale in calibration.plasma_scales.items():
         if task not in predictions:
