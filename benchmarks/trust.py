@@ -131,6 +131,8 @@ def sets_metrics(reference: dict, shifted: Mapping[str, Mapping[str, dict]], nul
     rc = risk_coverage(scores[OURS], errors)
     out["risk_coverage"] = rc.summary()
     out["risk_coverage"]["ratio_0.9_to_1.0"] = rc.at(0.9) / rc.at(1.0)
+    # what rejecting the largest errors themselves reaches: how far below 0.75 the mix lets any ranking go
+    out["risk_coverage"]["oracle_ratio_0.9_to_1.0"] = rc.at(0.9, oracle=True) / rc.at(1.0)
     out["flagged_vs_kept"]["pooled"] = flagged_vs_kept(errors, flags)
     for m in methods:
         rc_m = risk_coverage(scores[m], errors)

@@ -73,17 +73,18 @@ class RiskCoverage:
     aurc_oracle: float
     aurc_random: float
 
-    def at(self, coverage: float) -> float:
-        """RMSEP of the ceil(coverage x n) most trusted predictions."""
+    def at(self, coverage: float, oracle: bool = False) -> float:
+        """RMSEP of the ceil(coverage x n) most trusted predictions (``oracle``: of the smallest errors)."""
         if not 0 < coverage <= 1:
             raise ValueError(f"coverage must be in (0, 1], got {coverage}")
         n = self.coverage.size
         k = max(int(np.ceil(round(coverage * n, 9))), 1)
-        return float(self.rmsep[k - 1])
+        return float((self.rmsep_oracle if oracle else self.rmsep)[k - 1])
 
     def summary(self, coverages: Sequence[float] = COVERAGES) -> dict:
         return {
             "rmsep_at_coverage": {str(c): self.at(c) for c in coverages},
+            "oracle_rmsep_at_coverage": {str(c): self.at(c, oracle=True) for c in coverages},
             "aurc": self.aurc,
             "aurc_oracle": self.aurc_oracle,
             "aurc_random": self.aurc_random,

@@ -50,6 +50,8 @@ def test_risk_coverage_by_hand():
     assert rc.aurc_random == pytest.approx(np.sqrt(7.5))
     worst = risk_coverage(np.array([0.4, 0.3, 0.2, 0.1]), errors)
     assert worst.at(0.25) == 4.0 and worst.aurc > rc.aurc_random > rc.aurc
+    assert worst.at(0.25, oracle=True) == 1.0 and worst.at(0.75, oracle=True) == pytest.approx(np.sqrt(14 / 3))
+    assert worst.summary()["oracle_rmsep_at_coverage"]["1.0"] == pytest.approx(np.sqrt(7.5))
     summary = rc.summary()
     assert set(summary["rmsep_at_coverage"]) == {"1.0", "0.9", "0.8"}
     # ceil(0.9 * 4) = 4, ceil(0.8 * 4) = 4
