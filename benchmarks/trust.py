@@ -120,7 +120,7 @@ def sets_metrics(reference: dict, shifted: Mapping[str, Mapping[str, dict]], nul
             out["error_auroc"].setdefault(name, {})[severity] = error_auroc(scores[OURS], errors, tolerance)
             out["n_wrong"].setdefault(name, {})[severity] = int(np.sum(np.abs(s["errors"]) > tolerance))
             out["shift_auroc"].setdefault(name, {})[severity] = auroc(reference["scores"][OURS], s["scores"][OURS])
-            out["flagged_vs_kept"].setdefault(name, {})[severity] = flagged_vs_kept(s["errors"], s["flag"])
+            out["flagged_vs_kept"].setdefault(name, {})[severity] = flagged_vs_kept(s["errors"], s["flag"], tolerance)
             for m in methods:
                 comparison[m]["error_auroc"].setdefault(name, {})[severity] = error_auroc(scores[m], errors, tolerance)
     everything = [reference] + [s for by in shifted.values() for s in by.values()]
@@ -133,7 +133,7 @@ def sets_metrics(reference: dict, shifted: Mapping[str, Mapping[str, dict]], nul
     out["risk_coverage"]["ratio_0.9_to_1.0"] = rc.at(0.9) / rc.at(1.0)
     # what rejecting the largest errors themselves reaches: how far below 0.75 the mix lets any ranking go
     out["risk_coverage"]["oracle_ratio_0.9_to_1.0"] = rc.at(0.9, oracle=True) / rc.at(1.0)
-    out["flagged_vs_kept"]["pooled"] = flagged_vs_kept(errors, flags)
+    out["flagged_vs_kept"]["pooled"] = flagged_vs_kept(errors, flags, tolerance)
     for m in methods:
         rc_m = risk_coverage(scores[m], errors)
         comparison[m].update({

@@ -25,6 +25,7 @@ from libs_pipeline.config import (
     RecalibrationConfig,
 )
 from libs_pipeline.spectra.atomic import atomic_write_json
+from libs_pipeline.trust.error_metrics import error_tolerance
 
 DATASET = "virtual-aluminium"
 
@@ -42,8 +43,9 @@ def simulate_task(config: CampaignConfig, seed: int, out_dir: str, scenario: str
 
 
 @task(name="score-fresh-batch")
-def score_batch_task(store: str, name: str, version: str, spectra_table: str) -> dict:
-    """RMSEP of the flagged and of the kept predictions of a fresh batch against its known (simulated) labels."""
+def score_batch_task(store: str, name: str, version: str, spectra_table: str, tolerance: float | None = None) -> dict:
+    """RMSEP of the flagged and of the kept predictions of a fresh batch against its known (simulated) labels;
+    with ``tolerance`` (wrong = |error| above it) also how many wrong predictions were flagged and kept."""
     import numpy as np
     import pandas as pd
 
@@ -56,7 +58,7 @@ def score_batch_task(store: str, name: str, version: str, spectra_table: str) ->
     if list(np.asarray(ds["sample_id"].values).astype(str)) != list(table["sample_id"].astype(str)):
         raise ValueError(f"{spectra_table}: rows do not follow the spectra of {name}@{version}")
     errors = table["concentration"].to_numpy(dtype=float) - np.asarray(ds[analyte].values, dtype=float)
-    return flagged_vs_kept(errors, table["flag"].to_numpy(dtype=bool))
+    return {**flagged_vs_kept(errors, table["flag"].to_numpy(dtype=bool), tolerance), "tolerance": tolerance}
 
 
 @flow(name="demo", log_prints=True)
@@ -86,6 +88,9 @@ def demo(config: DemoConfig | None = None) -> dict:
     report = evaluate(EvaluationConfig(dataset_uri=f"{store}#{DATASET}@{ingested['version']}", root=store,
                                        model_dir=outcome["champion_path"], test_samples=heldout, seed=seed))
 
+    # wrong = |error| > 2 x the served model's held-out RMSEP (known before any fresh batch is measured)
+    served_rmsep = ((outcome.get("metrics") or {}).get("challenger") or {}).get("rmsep")
+    tolerance = error_tolerance(served_rmsep) if outcome.get("status") == "promoted" and served_rmsep else None
     batch = reference.model_copy(update={"name": "fresh-batch", "n_samples": config.batch_samples,
                                          "n_shots": config.batch_shots})
     predictions = {}
@@ -98,7 +103,7 @@ def demo(config: DemoConfig | None = None) -> dict:
             root=store, name=DATASET,
         ))
         predictions[label]["flagged_vs_kept"] = score_batch_task(store, name, version,
-                                                                 predictions[label]["spectra_table"])
+                                                                 predictions[label]["spectra_table"], tolerance)
     summary = {
         "out": str(root),
         "store": store,

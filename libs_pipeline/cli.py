@@ -725,17 +725,23 @@ def demo_command(
                                 for k in ("rmsep", "mae", "bias", "r2", "flag_rate")))
     console.print(table)
     trust = Table(title="trust on fresh batches (RMSEP against the batches' known labels)")
-    for column in ("batch", "spectra flagged", "samples flagged", "RMSEP flagged", "RMSEP kept", "first reason"):
+    for column in ("batch", "spectra flagged", "samples flagged", "RMSEP flagged", "RMSEP kept", "wrong flagged",
+                   "first reason"):
         trust.add_column(column)
 
     def rmsep(value) -> str:
         return "-" if value is None else f"{value:.4g}"
 
+    def wrong_flagged(split: dict) -> str:  # wrong = |error| > 2 x the served model's held-out RMSEP
+        if split.get("n_wrong") is None:
+            return "-"
+        return f"{split['n_wrong_flagged']}/{split['n_wrong']} (|error| > {split['tolerance']:.3g})"
+
     for label, p in summary["predictions"].items():
         reasons = pd.read_csv(p["samples_table"])["reason"].dropna()
         split = p.get("flagged_vs_kept") or {}
         trust.add_row(label, f"{p['spectra_flagged']}/{p['n_spectra']}", f"{p['samples_flagged']}/{p['n_samples']}",
-                      rmsep(split.get("rmsep_flagged")), rmsep(split.get("rmsep_kept")),
+                      rmsep(split.get("rmsep_flagged")), rmsep(split.get("rmsep_kept")), wrong_flagged(split),
                       str(reasons.iloc[0]) if len(reasons) else "-")
     console.print(trust)
     console.print(f"prediction tables: {Path(summary['out']) / 'predictions'}")

@@ -145,10 +145,12 @@ def _trust_on_heldout(ranking: np.ndarray, flags: np.ndarray, errors: np.ndarray
     """Does the model's trust flag its wrong held-out predictions? RMSEP flagged vs kept, and the error-AUROC of
     the error score ``ranking`` (wrong = |error| > 2 x the model's own held-out RMSEP; None when nothing or
     everything is wrong)."""
-    split = flagged_vs_kept(errors, flags)
-    rmsep = split["rmsep_all"]
-    auroc = error_auroc(ranking, errors, error_tolerance(rmsep)) if rmsep else None
-    return {"rmsep_flagged": split["rmsep_flagged"], "rmsep_kept": split["rmsep_kept"], "error_auroc": auroc}
+    rmsep = flagged_vs_kept(errors, flags)["rmsep_all"]
+    tolerance = error_tolerance(rmsep) if rmsep else None
+    split = flagged_vs_kept(errors, flags, tolerance)
+    auroc = error_auroc(ranking, errors, tolerance) if rmsep else None
+    return {"rmsep_flagged": split["rmsep_flagged"], "rmsep_kept": split["rmsep_kept"], "error_auroc": auroc,
+            "wrong_flagged_fraction": split.get("wrong_flagged_fraction")}
 
 
 __all__ = ["Comparison", "compare_on_heldout", "grid_problem"]

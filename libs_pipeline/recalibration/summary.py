@@ -19,7 +19,7 @@ def _fmt(value: object) -> str:
 def metrics_rows(metrics: dict[str, dict], roles: dict[str, str] | None = None) -> list[dict]:
     """Rows of the challenger-vs-champion table: one per method, held-out metrics (NaN -> None)."""
     keys = ("rmsep", "mae", "bias", "r2", "sample_rmsep", "flag_rate", "rmsep_flagged", "rmsep_kept", "error_auroc",
-            "n_spectra")
+            "wrong_flagged_fraction", "n_spectra")
     rows = []
     for method, m in metrics.items():
         row: dict = {"method": method, "role": (roles or {}).get(method, "baseline")}

@@ -176,13 +176,29 @@ def flag_rate(flags: np.ndarray, groups: np.ndarray, sample_flags: np.ndarray | 
     }
 
 
-def flagged_vs_kept(errors: np.ndarray, flags: np.ndarray) -> dict:
+def flagged_vs_kept(errors: np.ndarray, flags: np.ndarray, tolerance: float | None = None) -> dict:
     """RMSEP of the flagged and of the kept predictions, and how many of each (None where a group is empty):
-    ``ood_evaluation.flag_metrics`` on prediction errors."""
+    ``ood_evaluation.flag_metrics`` on prediction errors.
+
+    With ``tolerance`` (wrong = |error| > tolerance), also the user's count: ``n_wrong``, how many of them the
+    flag caught (``n_wrong_flagged``, ``wrong_flagged_fraction``) and how many were kept silently
+    (``n_wrong_kept``, and ``kept_wrong_fraction`` of the kept predictions); fractions None when undefined."""
     e = np.asarray(errors, dtype=np.float64).ravel()
     m = flag_metrics(np.zeros(e.size), e, flags)
-    return {"rmsep_flagged": m["rmsep_flagged"], "rmsep_kept": m["rmsep_unflagged"], "rmsep_all": m["rmsep_all"],
-            "n_flagged": m["n_flagged"], "n_kept": m["n"] - m["n_flagged"]}
+    out = {"rmsep_flagged": m["rmsep_flagged"], "rmsep_kept": m["rmsep_unflagged"], "rmsep_all": m["rmsep_all"],
+           "n_flagged": m["n_flagged"], "n_kept": m["n"] - m["n_flagged"]}
+    if tolerance is not None:
+        f = np.asarray(flags, dtype=bool).ravel()
+        wrong = np.abs(e) > tolerance
+        n_wrong, caught, silent = int(wrong.sum()), int((wrong & f).sum()), int((wrong & ~f).sum())
+        out.update({
+            "n_wrong": n_wrong,
+            "n_wrong_flagged": caught,
+            "n_wrong_kept": silent,
+            "wrong_flagged_fraction": caught / n_wrong if n_wrong else None,
+            "kept_wrong_fraction": silent / out["n_kept"] if out["n_kept"] else None,
+        })
+    return out
 
 
 __all__ = [

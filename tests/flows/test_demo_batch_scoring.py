@@ -24,6 +24,13 @@ def test_fresh_batch_rmsep_is_split_by_the_flag(tmp_path):
     out = score_batch_task.fn(str(tmp_path), "batch", version, str(path))
     assert out["rmsep_flagged"] == pytest.approx(2.0) and out["rmsep_kept"] == pytest.approx(0.1)
     assert out["n_flagged"] == 2 and out["n_kept"] == 4
+    assert "n_wrong" not in out and out["tolerance"] is None
+    errors[5] = 1.5  # a wrong prediction kept silently beside the two flagged ones
+    table["concentration"] = truth + errors
+    table.to_csv(path, index=False)
+    out = score_batch_task.fn(str(tmp_path), "batch", version, str(path), tolerance=1.0)
+    assert (out["n_wrong"], out["n_wrong_flagged"], out["n_wrong_kept"]) == (3, 2, 1)
+    assert out["wrong_flagged_fraction"] == pytest.approx(2 / 3) and out["tolerance"] == 1.0
     table.iloc[::-1].to_csv(path, index=False)  # rows that do not follow the dataset are refused
     with pytest.raises(ValueError, match="rows do not follow the spectra of batch@"):
         score_batch_task.fn(str(tmp_path), "batch", version, str(path))

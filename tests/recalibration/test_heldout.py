@@ -97,7 +97,7 @@ def test_trust_calibration_and_heldout_comparison(store, tmp_path):
     assert result.metrics["plain"]["rmsep"] == pytest.approx(ch["rmsep"])  # same weights, no trust.json
     assert np.isnan(result.metrics["plain"]["flag_rate"])
     # the trusted model's flags are judged against its errors: flagged vs kept RMSEP and a trust figure
-    assert {"rmsep_flagged", "rmsep_kept", "error_auroc"} <= set(ch) and "rmsep_kept" not in result.metrics["plain"]
+    assert {"rmsep_flagged", "rmsep_kept", "error_auroc", "wrong_flagged_fraction"} <= set(ch) and "rmsep_kept" not in result.metrics["plain"]
     split_rms = [v for v in (ch["rmsep_flagged"], ch["rmsep_kept"]) if v is not None]
     assert split_rms and all(np.isfinite(split_rms))
     assert result.figures["trust_challenger"].endswith("trust_challenger.png")

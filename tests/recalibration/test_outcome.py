@@ -232,7 +232,7 @@ def test_metrics_rows_and_summary_sections():
                         {CHALLENGER: CHALLENGER})
     assert rows[0] == {"method": CHALLENGER, "role": CHALLENGER, "rmsep": 0.2, "mae": None, "bias": None, "r2": None,
                        "sample_rmsep": None, "flag_rate": None, "rmsep_flagged": None, "rmsep_kept": None,
-                       "error_auroc": None, "n_spectra": None}
+                       "error_auroc": None, "wrong_flagged_fraction": None, "n_spectra": None}
     assert rows[1]["role"] == "baseline"
     text = summary_markdown({"status": "kept-champion", "model_name": "toy", "reason": "champion kept: worse",
                              "selection": {"winner": "pls", "reason": "lowest"},

@@ -101,3 +101,15 @@ def test_flagged_vs_kept():
     assert out == {"rmsep_flagged": 3.0, "rmsep_kept": 1.0, "rmsep_all": pytest.approx(np.sqrt(11 / 3)),
                    "n_flagged": 1, "n_kept": 2}
     assert flagged_vs_kept(np.array([1.0]), np.array([False]))["rmsep_flagged"] is None
+
+
+def test_flagged_vs_kept_counts_the_wrong_answers_caught_and_kept():
+    errors = np.array([0.1, -2.5, 3.0, 0.2, -4.0])
+    flags = np.array([False, True, False, True, False])
+    out = flagged_vs_kept(errors, flags, tolerance=1.0)  # wrong: -2.5 (flagged), 3.0 and -4.0 (kept)
+    assert (out["n_wrong"], out["n_wrong_flagged"], out["n_wrong_kept"]) == (3, 1, 2)
+    assert out["wrong_flagged_fraction"] == pytest.approx(1 / 3)
+    assert out["kept_wrong_fraction"] == pytest.approx(2 / 3)
+    nobody = flagged_vs_kept(np.array([0.1, 0.2]), np.array([True, True]), tolerance=1.0)
+    assert nobody["wrong_flagged_fraction"] is None and nobody["kept_wrong_fraction"] is None
+    assert "n_wrong" not in flagged_vs_kept(errors, flags)
