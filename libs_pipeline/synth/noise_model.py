@@ -562,7 +562,8 @@ def sample_spectra(model: NoiseModel, sample_id: str, n: int, rng: np.random.Gen
     """``n`` synthetic shots of one sample, float32 (n, n_channels): shot factor, Poisson, read noise, clipping.
 
     Draw order (fixed, so bytes depend only on the generator state): shot factors, shape-mode coefficients
-    (if the sample has modes), photo-electrons, read noise.
+    (if the sample has modes), photo-electrons, read noise (only when the sample's read noise is above zero:
+    a zero-width Gaussian adds nothing, and its draw cost a fifth of the Poisson draws' time).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -586,10 +587,11 @@ def sample_spectra(model: NoiseModel, sample_id: str, n: int, rng: np.random.Gen
     if negative.any():  # channels expected below zero (dark-subtracted): only read noise around that level
         out += (negative * f[:, None]).astype(np.float32)
     del expected, negative
-    noise = rng.standard_normal(out.shape, dtype=np.float32)
-    noise *= np.float32(params.read_noise)
-    out += noise
-    del noise
+    if params.read_noise > 0:
+        noise = rng.standard_normal(out.shape, dtype=np.float32)
+        noise *= np.float32(params.read_noise)
+        out += noise
+        del noise
     if model.integer:
         np.rint(out, out=out)
     if model.floor is not None or model.saturation is not None:

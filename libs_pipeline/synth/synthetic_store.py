@@ -70,7 +70,8 @@ MODEL_FILE = "noise_model.json"
 MARKER_DIR = "tasks"
 SEED_RULE = (
     "chunk i = rows [i*chunk_size, (i+1)*chunk_size) draws from numpy SeedSequence(seed).spawn(n_chunks)[i], "
-    "sample by sample in blocks of 256 rows (unchanged by sharding: a shard draws its chunks one by one)"
+    "sample by sample in blocks of 256 rows (unchanged by sharding: a shard draws its chunks one by one); "
+    "read noise is drawn only for samples whose read noise is above 0"
 )
 FLOAT_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", typesize=4)
 INTEGER_COMPRESSOR = BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", typesize=4)
@@ -92,7 +93,8 @@ def model_json(model: NoiseModel) -> str:
 
 def store_id(model_text: str, plan: SynthesisPlan) -> str:
     """Content id of a synthetic store: first 16 hex of sha256 over the model and the plan."""
-    payload = json.dumps({"format": STORE_FORMAT, "model": model_text, "plan": plan.to_dict()}, sort_keys=True)
+    payload = json.dumps({"format": STORE_FORMAT, "draws": SEED_RULE, "model": model_text, "plan": plan.to_dict()},
+                         sort_keys=True)  # the draw rule is part of the content: other draws, another id
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from libs_pipeline.spectra.dataset import make_spectra_dataset
 from libs_pipeline.synth.noise_model import (
     NoiseModel,
     SampleNoise,
+    _factors_from_z,
     detect_saturation,
     fit_noise_model,
     sample_spectra,
@@ -73,6 +75,26 @@ def test_draws_are_deterministic_float32_and_have_the_fitted_spread(toy_ds):
     assert 0.93 < np.median(ratio) < 1.07
     total_cv = a.sum(1).std() / a.sum(1).mean()
     assert abs(total_cv / p.shot_sigma - 1) < 0.1
+
+
+def test_zero_read_noise_draws_no_gaussian(toy_ds):
+    """A sample whose fitted read noise is 0 gets exactly shot factor x Poisson x gain: no read-noise draws."""
+    model = fit_noise_model(toy_ds)
+    p = replace(model.sample("S02"), read_noise=0.0, modes=np.zeros((0, model.n_channels)))
+    quiet = replace(model, samples={"S02": p})
+    draws = sample_spectra(quiet, "S02", 50, np.random.default_rng(3))
+    rng = np.random.default_rng(3)  # the same draw order by hand: shot factors, then photo-electrons, nothing more
+    f = _factors_from_z(quiet, p.shot_sigma, rng.standard_normal(50))
+    mean = quiet.sampling_mean("S02")
+    expected = (rng.poisson(np.maximum(mean, 0.0) * (f[:, None] / p.gain)).astype(np.float32) * np.float32(p.gain))
+    expected += (np.minimum(mean, 0.0)[None, :] * f[:, None]).astype(np.float32)
+    if quiet.integer:
+        np.rint(expected, out=expected)
+    if quiet.floor is not None or quiet.saturation is not None:
+        np.clip(expected, quiet.floor, quiet.saturation, out=expected)
+    np.testing.assert_array_equal(draws, expected)
+    noisy = replace(model, samples={"S02": replace(p, read_noise=5.0)})
+    assert not np.array_equal(sample_spectra(noisy, "S02", 50, np.random.default_rng(3)), draws)
 
 
 def test_integer_clipped_saturated_data_give_integer_clipped_draws():
