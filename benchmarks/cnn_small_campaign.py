@@ -1,6 +1,11 @@
 """Few-sample CNN on the 7 real OREAS Na samples: leave-one-sample-out, per-sample RMSEP; prints one JSON object.
 
     .venv/bin/python benchmarks/cnn_small_campaign.py --configs roi_bg_aux_ls_aug --seeds 0,1,2
+    .venv/bin/python benchmarks/cnn_small_campaign.py --family multitask_aug --seeds 0,1,2,3,4,5,6,7,8
+
+``--family`` runs the served recipe itself (``candidates.CNNCandidate``: the small-campaign training, its own
+in-memory augmentation, ``--family-training`` JSON overrides) as one network per seed, so the spread over seeds
+and the error of their average (what a larger ensemble converges to) are measured on the same folds.
 
 Every configuration is fixed a priori (CONFIGS below; nothing is tuned on the held-out samples).
 Per fold, all fitted choices (normalisation, saturation mask, target scaling, synthetic spectra,
@@ -21,7 +26,7 @@ import numpy as np
 import xarray as xr
 
 from libs_pipeline.baselines.univariate import UnivariateCalibration
-from libs_pipeline.config import IngestOptions, TrainingConfig
+from libs_pipeline.config import DEFAULT_SYNTHETIC_PER_SAMPLE, IngestOptions, TrainingConfig
 from libs_pipeline.features.line_features import dataset_line_features, feature_column
 from libs_pipeline.features.lines import default_lines
 from libs_pipeline.models import train_model
@@ -47,6 +52,7 @@ BASE = {
 ROI = {"roi": "analyte", "roi_margin_nm": 1.0}
 AUX_LS = {"primary_head": "auxiliary", "calibration_fit": "least_squares"}
 SKIP = {"linear_skip": True}
+FAMILIES = ("single_task", "multitask", "multitask_aug")  # the CNN candidate families (--family)
 # name -> (TrainingConfig overrides, synthetic shots per training sample, inner-LOSO budgets or None)
 CONFIGS: dict[str, tuple[dict, int, tuple[int, ...] | None]] = {
     "roi_none_linear": ({**ROI, "normalisation": "none"}, 0, None),
@@ -118,6 +124,39 @@ def run_config(ds: xr.Dataset, name: str, seed: int, folds: list[str]) -> dict:
     }
 
 
+def family_seeds(ds: xr.Dataset, family: str, training: dict, per_sample: int, seeds: list[int],
+                 folds: list[str]) -> dict:
+    """LOSO of the candidate family ``family`` (one network per seed), per seed and averaged over the seeds."""
+    from dataclasses import replace
+
+    from libs_pipeline.candidates import default_candidates
+
+    if family not in FAMILIES:
+        raise SystemExit(f"--family must be one of {FAMILIES}, got {family!r}")
+    truth = {s: float(ds["Na"].values[np.asarray(ds["sample_id"].values) == s][0]) for s in folds}
+    t0 = time.perf_counter()
+    preds: dict[int, dict[str, float]] = {}
+    for seed in seeds:
+        candidate = replace(default_candidates([family], training=training, per_sample=per_sample, seed=seed)[family],
+                            n_networks=1)
+        for held_out in folds:
+            train = select_samples(ds, [s for s in sample_ids(ds) if s != held_out])
+            fitted = candidate.fit(train, "Na")
+            preds.setdefault(seed, {})[held_out] = float(np.mean(fitted.predict_dataset(select_samples(ds, [held_out]))))
+        print(f"{family} seed {seed}: {_rmsep(preds[seed], truth):.0f} ppm", file=sys.stderr, flush=True)
+    mean_pred = {s: float(np.mean([preds[k][s] for k in seeds])) for s in folds}
+    return {
+        "per_seed_rmsep_ppm": {str(k): round(_rmsep(preds[k], truth), 1) for k in seeds},
+        "average_of_seeds_rmsep_ppm": round(_rmsep(mean_pred, truth), 1),
+        "average_of_seeds_error_ppm": {s: round(mean_pred[s] - truth[s], 1) for s in folds},
+        "training": training, "per_sample": per_sample, "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def _rmsep(pred: dict[str, float], truth: dict[str, float]) -> float:
+    return float(np.sqrt(np.mean([(pred[s] - truth[s]) ** 2 for s in pred])))
+
+
 def univariate_reference(ds: xr.Dataset, folds: list[str]) -> dict:
     """LOSO of the univariate baseline (linear fit of the Na I 818/819 area, shot-averaged), same folds."""
     line = default_lines("Na")[0]
@@ -136,11 +175,36 @@ def univariate_reference(ds: xr.Dataset, folds: list[str]) -> dict:
     return {"rmsep_ppm": round(float(np.sqrt(np.mean(err**2))), 1), "per_sample_pred_ppm": {s: round(v, 1) for s, v in preds.items()}}
 
 
+def univariate_by_normalisation(ds: xr.Dataset, folds: list[str]) -> dict:
+    """LOSO per-sample RMSEP (ppm) of the linear univariate calibration with each normalisation held fixed (the
+    baseline's own ``SelectedUnivariate`` given one option): what a CNN reading that normalisation's input inherits."""
+    from libs_pipeline.baselines.univariate_selection import SelectedUnivariate
+
+    truth = {s: float(ds["Na"].values[np.asarray(ds["sample_id"].values) == s][0]) for s in folds}
+    wl = np.asarray(ds["wavelength"].values)
+    out = {}
+    for norm in ("none", "background", "total"):
+        preds = {}
+        for held_out in folds:
+            train = select_samples(ds, [s for s in sample_ids(ds) if s != held_out])
+            uni = SelectedUnivariate(default_lines("Na"), normalisations=[norm], forms=["linear"], saturation=SATURATION)
+            uni.fit(np.asarray(train["intensity"].values), wl, np.asarray(train["Na"].values, dtype=np.float64),
+                    groups=spectrum_sample_ids(train))
+            preds[held_out] = float(np.mean(uni.predict(np.asarray(select_samples(ds, [held_out])["intensity"].values))))
+        out[norm] = {"rmsep_ppm": round(_rmsep(preds, truth), 1),
+                     "error_ppm": {s: round(preds[s] - truth[s], 1) for s in folds}}
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="roi_bg_aux_ls_aug", help=f"comma-separated, from {list(CONFIGS)}")
     parser.add_argument("--seeds", default="0", help="comma-separated; >1 seed adds the seed-ensemble (mean) result")
     parser.add_argument("--folds", default="", help="only these held-out samples (default: all 7)")
+    parser.add_argument("--family", default="", help="a CNN candidate family (e.g. multitask_aug) instead of --configs")
+    parser.add_argument("--family-training", default="{}", help="JSON TrainingConfig overrides of --family")
+    parser.add_argument("--per-sample", type=int, default=DEFAULT_SYNTHETIC_PER_SAMPLE,
+                        help="--family: synthetic shots per training sample of an augmented family")
     args = parser.parse_args(argv)
     names = [c for c in args.configs.split(",") if c]
     unknown = sorted(set(names) - set(CONFIGS))
@@ -150,7 +214,12 @@ def main(argv: list[str] | None = None) -> dict:
     folds = [s for s in args.folds.split(",") if s] or sample_ids(ds)
     truth = {s: float(ds["Na"].values[np.asarray(ds["sample_id"].values) == s][0]) for s in folds}
     seeds = [int(v) for v in args.seeds.split(",") if v]
-    results: dict = {"univariate_reference": univariate_reference(ds, folds)}
+    results: dict = {"univariate_reference": univariate_reference(ds, folds),
+                     "univariate_linear_by_normalisation": univariate_by_normalisation(ds, folds)}
+    if args.family:
+        results[args.family] = family_seeds(ds, args.family, json.loads(args.family_training), args.per_sample,
+                                            seeds, folds)
+        names = []
     for name in names:
         per_seed = {seed: run_config(ds, name, seed, folds) for seed in seeds}
         if len(seeds) == 1:
