@@ -563,7 +563,7 @@ def sample_spectra(model: NoiseModel, sample_id: str, n: int, rng: np.random.Gen
 
     Draw order (fixed, so bytes depend only on the generator state): shot factors, shape-mode coefficients
     (if the sample has modes), photo-electrons, read noise (only when the sample's read noise is above zero:
-    a zero-width Gaussian adds nothing, and its draw cost a fifth of the Poisson draws' time).
+    a zero-width Gaussian adds nothing, and its draw costs about a quarter of the Poisson draws' time).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
