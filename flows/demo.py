@@ -61,6 +61,32 @@ def score_batch_task(store: str, name: str, version: str, spectra_table: str, to
     return {**flagged_vs_kept(errors, table["flag"].to_numpy(dtype=bool), tolerance), "tolerance": tolerance}
 
 
+def scored_model(outcome: dict) -> dict:
+    """Which registered model the demo evaluates and scores fresh batches with, from the recalibration outcome.
+
+    The champion when there is one. When the first challenger was refused (no champion at all, e.g. its synthetic
+    spectra failed the realism report), the registered challenger, by version id and labelled as not promoted,
+    so the rest of the demo still shows what it would predict and flag; a lab would not serve it. ``rmsep`` is
+    the held-out RMSEP of the scored model in this run (None if it was not measured here): the batches'
+    "wrong" tolerance is twice it.
+    """
+    metrics = outcome.get("metrics") or {}
+
+    def rmsep_of(role: str) -> float | None:
+        return (metrics.get(role) or {}).get("rmsep")
+
+    if outcome.get("champion_after"):
+        role_rmsep = rmsep_of("challenger") if outcome.get("status") == "promoted" else rmsep_of("champion")
+        return {"model": "champion", "version": outcome["champion_after"], "path": outcome.get("champion_path"),
+                "role": "champion", "rmsep": role_rmsep}
+    if outcome.get("challenger"):
+        return {"model": outcome["challenger"], "version": outcome["challenger"],
+                "path": outcome.get("challenger_path"), "rmsep": rmsep_of("challenger"),
+                "role": f"challenger, not promoted ({outcome.get('reason')}); no champion yet"}
+    raise RuntimeError(f"recalibration ({outcome.get('status')}: {outcome.get('reason') or outcome.get('error')}) "
+                       "registered no model to evaluate")
+
+
 @flow(name="demo", log_prints=True)
 def demo(config: DemoConfig | None = None) -> dict:
     """Run the whole main job under ``config.out``; returns a summary dict (paths, versions, metrics, trust)."""
@@ -85,12 +111,15 @@ def demo(config: DemoConfig | None = None) -> dict:
     heldout = outcome.get("heldout_samples")
     if not heldout:
         raise RuntimeError(f"recalibration ({outcome.get('status')}) names no held-out samples to evaluate on")
+    scored = scored_model(outcome)
+    if scored["role"] != "champion":
+        logger.warning("no champion: the demo scores the registered challenger %s (%s)", scored["version"],
+                       scored["role"])
     report = evaluate(EvaluationConfig(dataset_uri=f"{store}#{DATASET}@{ingested['version']}", root=store,
-                                       model_dir=outcome["champion_path"], test_samples=heldout, seed=seed))
+                                       model_dir=scored["path"], test_samples=heldout, seed=seed))
 
-    # wrong = |error| > 2 x the served model's held-out RMSEP (known before any fresh batch is measured)
-    served_rmsep = ((outcome.get("metrics") or {}).get("challenger") or {}).get("rmsep")
-    tolerance = error_tolerance(served_rmsep) if outcome.get("status") == "promoted" and served_rmsep else None
+    # wrong = |error| > 2 x the scored model's held-out RMSEP (known before any fresh batch is measured)
+    tolerance = error_tolerance(scored["rmsep"]) if scored["rmsep"] else None
     batch = reference.model_copy(update={"name": "fresh-batch", "n_samples": config.batch_samples,
                                          "n_shots": config.batch_shots})
     predictions = {}
@@ -99,7 +128,7 @@ def demo(config: DemoConfig | None = None) -> dict:
         batch_manifest = simulate_task(batch, seed + 1000, str(root / "batches" / label), scen, sev)
         version = ingest(IngestConfig(manifest=batch_manifest, root=store, name=name))["version"]
         predictions[label] = predict_flow(PredictionConfig(
-            model="champion", spectra=f"{store}#{name}@{version}", out=str(root / "predictions" / f"{label}.csv"),
+            model=scored["model"], spectra=f"{store}#{name}@{version}", out=str(root / "predictions" / f"{label}.csv"),
             root=store, name=DATASET,
         ))
         predictions[label]["flagged_vs_kept"] = score_batch_task(store, name, version,
@@ -110,6 +139,7 @@ def demo(config: DemoConfig | None = None) -> dict:
         "dataset": {"name": DATASET, "version": ingested["version"], "uri": ingested["uri"]},
         "recalibration": {k: outcome.get(k) for k in ("status", "reason", "challenger", "champion_after",
                                                       "champion_path", "heldout_samples", "report_dir")},
+        "scored_model": {k: scored[k] for k in ("version", "role", "rmsep")},
         "metrics": outcome.get("metrics"),
         "synthetic": outcome.get("synthetic"),
         "evaluation_report": report,

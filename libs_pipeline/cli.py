@@ -717,6 +717,8 @@ def demo_command(
     console.print(f"synthetic store {realism.get('uri')}: realism report "
                   f"{'PASSED' if realism.get('realism_passed') else 'FAILED'} {realism.get('realism_failures') or ''}")
     console.print(f"recalibration: {recal['status']} - {recal['reason']}; champion {recal['champion_after']}")
+    scored = summary["scored_model"]
+    console.print(f"evaluated and scoring fresh batches with: {scored['version']} ({scored['role']})")
     table = Table(title=f"held-out samples {', '.join(recal.get('heldout_samples') or [])}")
     for column in ("method", "RMSEP", "MAE", "bias", "R2", "flag rate"):
         table.add_column(column)
