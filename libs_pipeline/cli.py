@@ -751,21 +751,23 @@ def demo_command(
     console.print(f"recalibration report: {recal['report_dir']}")
     console.print(f"summary: {Path(summary['out']) / 'demo_summary.json'}  ({summary['seconds']} s)")
     console.print("next (the demo's store is not the default --root 'runs'):", markup=False)
-    for command in demo_follow_up_commands(summary["store"], data["name"]):
+    shown = "champion" if scored["role"] == "champion" else scored["version"]
+    for command in demo_follow_up_commands(summary["store"], data["name"], shown):
         console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
     console.print("See it in the Prefect UI, figures included: `prefect server start`, then "
                   "`PREFECT_API_URL=http://127.0.0.1:4200/api make demo` and open http://127.0.0.1:4200 "
                   "(Artifacts: virtual-aluminium-recalibration-summary)", markup=False)
 
 
-def demo_follow_up_commands(store: str, name: str) -> list[str]:
-    """The registry commands for the demo's store (its root is ``<out>/store``, not the default ``runs``)."""
+def demo_follow_up_commands(store: str, name: str, model: str = "champion") -> list[str]:
+    """The registry commands for the demo's store (its root is ``<out>/store``, not the default ``runs``);
+    ``model``: the alias or version id the demo scored (a version id when there is no champion yet)."""
     import shlex
 
     root = shlex.quote(str(store))
     return [
         f"libs-pipeline models list {name} --root {root}",
-        f"libs-pipeline models show {name} champion --root {root}",
+        f"libs-pipeline models show {name} {model} --root {root}",
         f"libs-pipeline models history {name} --root {root}",
         f"libs-pipeline recalibrate --dataset {name} --root {root}",
     ]

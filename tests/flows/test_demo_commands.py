@@ -28,3 +28,14 @@ def test_demo_follow_up_commands_find_the_demo_models(tmp_path, monkeypatch):
     assert listed.exit_code == 0 and version in listed.output and "champion" in listed.output
     assert shown.exit_code == 0 and json.loads(shown.output)["manifest"]["version"] == version
     assert history.exit_code == 0 and f"promote champion {version}" in history.output
+
+
+def test_without_a_champion_the_commands_show_the_scored_challenger_by_version(tmp_path):
+    store = tmp_path / "store"
+    version = ModelRegistry(store).register("virtual-aluminium", stage_model_dir(tmp_path, "a"), TOY_MANIFEST)
+    commands = demo_follow_up_commands(str(store), "virtual-aluminium", version)
+    assert commands[1] == f"libs-pipeline models show virtual-aluminium {version} --root {store}"
+    shown = CliRunner().invoke(app, shlex.split(commands[1])[1:])
+    assert shown.exit_code == 0 and json.loads(shown.output)["manifest"]["version"] == version
+    missing = CliRunner().invoke(app, shlex.split(demo_follow_up_commands(str(store), "virtual-aluminium")[1])[1:])
+    assert missing.exit_code != 0 and "no version or alias 'champion'" in missing.output
