@@ -108,7 +108,7 @@ def run_config(ds: xr.Dataset, name: str, seed: int, folds: list[str]) -> dict:
         steps[held_out] = model.metrics["steps"]
         print(f"{name} fold {held_out}: pred {preds[held_out]:.0f} true {float(test['Na'].values[0]):.0f}",
               file=sys.stderr, flush=True)
-    truth = {s: float(ds["Na"].values[np.asarray(ds["sample_id"].values) == s][0]) for s in folds}
+    truth = certified(ds, folds)
     err = np.array([preds[s] - truth[s] for s in folds])
     return {
         "rmsep_ppm": round(float(np.sqrt(np.mean(err**2))), 1),
@@ -130,9 +130,7 @@ def family_seeds(ds: xr.Dataset, family: str, training: dict, per_sample: int, s
 
     from libs_pipeline.candidates import default_candidates
 
-    if family not in FAMILIES:
-        raise SystemExit(f"--family must be one of {FAMILIES}, got {family!r}")
-    truth = {s: float(ds["Na"].values[np.asarray(ds["sample_id"].values) == s][0]) for s in folds}
+    truth = certified(ds, folds)
     t0 = time.perf_counter()
     preds: dict[int, dict[str, float]] = {}
     for seed in seeds:
@@ -153,6 +151,12 @@ def family_seeds(ds: xr.Dataset, family: str, training: dict, per_sample: int, s
     }
 
 
+def certified(ds: xr.Dataset, samples: list[str]) -> dict[str, float]:
+    """Certified Na (ppm) of each sample."""
+    sid = np.asarray(ds["sample_id"].values)
+    return {s: float(ds["Na"].values[sid == s][0]) for s in samples}
+
+
 def _rmsep(pred: dict[str, float], truth: dict[str, float]) -> float:
     return float(np.sqrt(np.mean([(pred[s] - truth[s]) ** 2 for s in pred])))
 
@@ -160,7 +164,7 @@ def _rmsep(pred: dict[str, float], truth: dict[str, float]) -> float:
 def univariate_by_normalisation(ds: xr.Dataset, folds: list[str]) -> dict:
     """LOSO per-sample RMSEP (ppm) of the linear univariate calibration with each normalisation held fixed (the
     baseline's own ``SelectedUnivariate`` given one option): what a CNN reading that normalisation's input inherits."""
-    truth = {s: float(ds["Na"].values[np.asarray(ds["sample_id"].values) == s][0]) for s in folds}
+    truth = certified(ds, folds)
     wl = np.asarray(ds["wavelength"].values)
     out = {}
     for norm in ("none", "background", "total"):
@@ -184,7 +188,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--configs", default="roi_bg_aux_ls_aug", help=f"comma-separated, from {list(CONFIGS)}")
     parser.add_argument("--seeds", default="0", help="comma-separated; >1 seed adds the seed-ensemble (mean) result")
     parser.add_argument("--folds", default="", help="only these held-out samples (default: all 7)")
-    parser.add_argument("--family", default="", help="a CNN candidate family (e.g. multitask_aug) instead of --configs")
+    parser.add_argument("--family", default="", choices=("", *FAMILIES),
+                        help="a CNN candidate family (e.g. multitask_aug) instead of --configs")
     parser.add_argument("--family-training", default="{}", help="JSON TrainingConfig overrides of --family")
     parser.add_argument("--per-sample", type=int, default=DEFAULT_SYNTHETIC_PER_SAMPLE,
                         help="--family: synthetic shots per training sample of an augmented family")
@@ -195,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"unknown configs {unknown}; choose from {list(CONFIGS)}")
     ds = load_campaign(str(MANIFEST), options=IngestOptions(saturation_level=SATURATION))
     folds = [s for s in args.folds.split(",") if s] or sample_ids(ds)
-    truth = {s: float(ds["Na"].values[np.asarray(ds["sample_id"].values) == s][0]) for s in folds}
+    truth = certified(ds, folds)
     seeds = [int(v) for v in args.seeds.split(",") if v]
     by_normalisation = univariate_by_normalisation(ds, folds)
     # the reference: linear fit of the Na I 818/819 area, no normalisation (the univariate family's simplest choice)
