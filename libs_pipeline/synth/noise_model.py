@@ -558,12 +558,38 @@ def _mode_coefficients(rho: np.ndarray, z: np.ndarray, e: np.ndarray) -> np.ndar
     return np.outer(z, rho) + e @ b
 
 
+def standard_normal_f32(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal float32 draws by the Box-Muller transform: about half the time of
+    ``rng.standard_normal(shape, dtype=np.float32)`` (ziggurat), which dominates the read-noise cost.
+
+    The radius sqrt(-2 ln(1 - u)) uses float64 uniforms (u in [0, 1) with 2^-53 resolution, so the tails reach
+    8.5 standard deviations); the angle uses float32 uniforms (2^-24 of a turn). Pairs (r cos t, r sin t) fill
+    the first and second half of the flat output. Draw order: all radius uniforms, then all angle uniforms."""
+    size = math.prod(shape)
+    half = (size + 1) // 2
+    radius = rng.random(half)
+    np.subtract(1.0, radius, out=radius)
+    np.log(radius, out=radius)
+    radius *= -2.0
+    np.sqrt(radius, out=radius)
+    radius32 = radius.astype(np.float32)
+    del radius
+    angle = rng.random(half, dtype=np.float32)
+    angle *= np.float32(2.0 * math.pi)
+    out = np.empty(2 * half, dtype=np.float32)
+    np.cos(angle, out=out[:half])
+    np.sin(angle, out=out[half:])
+    out[:half] *= radius32
+    out[half:] *= radius32
+    return out[:size].reshape(shape)
+
+
 def sample_spectra(model: NoiseModel, sample_id: str, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` synthetic shots of one sample, float32 (n, n_channels): shot factor, Poisson, read noise, clipping.
 
     Draw order (fixed, so bytes depend only on the generator state): shot factors, shape-mode coefficients
-    (if the sample has modes), photo-electrons, read noise (only when the sample's read noise is above zero:
-    a zero-width Gaussian adds nothing, and its draw costs about a quarter of the Poisson draws' time).
+    (if the sample has modes), photo-electrons, read noise (``standard_normal_f32``; only when the sample's read
+    noise is above zero: a zero-width Gaussian adds nothing).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -588,7 +614,7 @@ def sample_spectra(model: NoiseModel, sample_id: str, n: int, rng: np.random.Gen
         out += (negative * f[:, None]).astype(np.float32)
     del expected, negative
     if params.read_noise > 0:
-        noise = rng.standard_normal(out.shape, dtype=np.float32)
+        noise = standard_normal_f32(rng, out.shape)
         noise *= np.float32(params.read_noise)
         out += noise
         del noise

@@ -71,7 +71,8 @@ MARKER_DIR = "tasks"
 SEED_RULE = (
     "chunk i = rows [i*chunk_size, (i+1)*chunk_size) draws from numpy SeedSequence(seed).spawn(n_chunks)[i], "
     "sample by sample in blocks of 256 rows (unchanged by sharding: a shard draws its chunks one by one); "
-    "read noise is drawn only for samples whose read noise is above 0"
+    "read noise is drawn only for samples whose read noise is above 0, by Box-Muller (all float64 radius uniforms, "
+    "then all float32 angle uniforms: noise_model.standard_normal_f32)"
 )
 FLOAT_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", typesize=4)
 INTEGER_COMPRESSOR = BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", typesize=4)

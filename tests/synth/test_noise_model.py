@@ -16,6 +16,7 @@ from libs_pipeline.synth.noise_model import (
     detect_saturation,
     fit_noise_model,
     sample_spectra,
+    standard_normal_f32,
 )
 from libs_pipeline.testing import toy_campaign, toy_mean_spectrum, toy_wavelength
 
@@ -95,6 +96,26 @@ def test_zero_read_noise_draws_no_gaussian(toy_ds):
     np.testing.assert_array_equal(draws, expected)
     noisy = replace(model, samples={"S02": replace(p, read_noise=5.0)})
     assert not np.array_equal(sample_spectra(noisy, "S02", 50, np.random.default_rng(3)), draws)
+
+
+def test_standard_normal_f32_is_standard_normal_deterministic_and_any_shape():
+    from scipy import stats
+
+    z = standard_normal_f32(np.random.default_rng(11), (401, 999))  # an odd size: the last pair is half used
+    assert z.dtype == np.float32 and z.shape == (401, 999) and np.isfinite(z).all()
+    assert standard_normal_f32(np.random.default_rng(11), (401, 999)).tobytes() == z.tobytes()
+    flat = z.astype(np.float64).ravel()
+    assert abs(flat.mean()) < 0.005 and abs(flat.std() - 1.0) < 0.005
+    assert abs(stats.skew(flat)) < 0.01 and abs(stats.kurtosis(flat)) < 0.02
+    assert stats.kstest(flat[:100_000], "norm").pvalue > 1e-3
+    first, second = flat[: flat.size // 2], flat[flat.size // 2 :]  # the two halves of each pair: independent
+    assert abs(np.corrcoef(first, second[: first.size])[0, 1]) < 0.005
+    # the radius of every pair comes from a float64 uniform: a float32 one would cap |z| at 5.77
+    rng = np.random.default_rng(0)
+    radius = np.sqrt(-2.0 * np.log(1.0 - rng.random(8)))
+    angle = rng.random(8, dtype=np.float32) * np.float32(2.0 * np.pi)
+    expected = np.concatenate([radius.astype(np.float32) * np.cos(angle), radius.astype(np.float32) * np.sin(angle)])
+    np.testing.assert_allclose(standard_normal_f32(np.random.default_rng(0), (16,)), expected, rtol=1e-6)
 
 
 def test_integer_clipped_saturated_data_give_integer_clipped_draws():
