@@ -55,6 +55,7 @@ from libs_pipeline.config import CampaignConfig, IngestOptions, TrainingConfig, 
 from libs_pipeline.evaluation.protocol import check_disjoint_roles
 from libs_pipeline.models import load_model, save_model, train_model
 from libs_pipeline.spectra.dataset import select_samples
+from libs_pipeline.synth.synthetic_store import SEED_RULE
 from libs_pipeline.trust.detectors import (
     NormalisedConformal,
     PLSDistanceDetector,
@@ -381,7 +382,9 @@ def virtual_benchmark(args) -> dict:
             analyte=base.analyte, augmentation=synthetic is not None, max_steps=args.max_steps, device="cpu",
             progress_bar=False, seed=args.seed + k, masked_auxiliaries=True, num_threads=1,
         )
-        key = hashlib.sha256((config.model_dump_json() + str(split) + str(args.per_sample)).encode()).hexdigest()[:16]
+        # the draw rule is part of the key: other synthetic draws train another network
+        key = hashlib.sha256((config.model_dump_json() + str(split) + str(args.per_sample) + SEED_RULE).encode()
+                             ).hexdigest()[:16]
         model_dir = cache / f"model-{key}" if cache is not None else None
         if model_dir is not None and model_dir.is_dir():
             members.append(load_model(model_dir))
