@@ -560,7 +560,7 @@ def _mode_coefficients(rho: np.ndarray, z: np.ndarray, e: np.ndarray) -> np.ndar
 
 def standard_normal_f32(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Standard normal float32 draws by the Box-Muller transform: about half the time of
-    ``rng.standard_normal(shape, dtype=np.float32)`` (ziggurat; measured on one core of the CI machine, 4.6 vs
+    ``rng.standard_normal(shape, dtype=np.float32)`` (ziggurat; measured on one core of a 2-core VM: 4.6 vs
     9.1 ns per value), which is most of the read noise's cost.
 
     The radius sqrt(-2 ln(1 - u)) uses float64 uniforms (u in [0, 1) with 2^-53 resolution, so the tails reach
