@@ -5,7 +5,12 @@
 - ``loglog``: log value = a + b*log c (power law; values and concentrations must be positive, a
   non-positive value predicts NaN);
 - ``weighted``: linear, least squares weighted by 1/c^2 (constant *relative* error, the usual LIBS
-  case where the spread of a line area grows with concentration), so low-concentration samples count.
+  case where the spread of a line area grows with concentration), so low-concentration samples count;
+- ``direct_linear`` / ``direct_quadratic``: the concentration regressed on the value (c = b0 + b1*v
+  [+ b2*v^2]; "inverse calibration" in the chemometric sense), least squares on the per-sample means. It
+  needs no inversion, and a curved response (self-absorption) bends the fit where the samples are, not
+  where the inverted classical curve has to extrapolate. Predictions outside the calibrated value range
+  follow the fitted polynomial.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import numpy as np
 
 from libs_pipeline.baselines.univariate import UnivariateCalibration
 
-FORMS = ("linear", "quadratic", "loglog", "weighted")
+FORMS = ("linear", "quadratic", "loglog", "weighted", "direct_linear", "direct_quadratic")
+#: Polynomial degree of the direct forms.
+DIRECT_DEGREE = {"direct_linear": 1, "direct_quadratic": 2}
 
 
 def check_forms(forms: tuple[str, ...]) -> tuple[str, ...]:
@@ -39,6 +46,14 @@ def fit_curve(form: str, value: np.ndarray, conc: np.ndarray) -> dict[str, Any]:
     if form == "quadratic":
         model = UnivariateCalibration(degree=2).fit(value, conc)
         return {"coef": [float(v) for v in model.coef_], "range": list(model.range_)}
+    if form in DIRECT_DEGREE:
+        degree = DIRECT_DEGREE[form]
+        if np.unique(value).size < degree + 1:
+            raise ValueError(f"{form} calibration: too few distinct values ({np.unique(value).size})")
+        coef = np.polyfit(value, conc, degree)  # highest power first
+        if not (np.all(np.isfinite(coef)) and np.any(coef[:-1] != 0)):
+            raise ValueError(f"{form} calibration: the fitted curve is flat or undefined (coefficients {coef})")
+        return {"coef": [float(v) for v in coef]}
     if form == "loglog":
         if np.any(value <= 0) or np.any(conc <= 0):
             raise ValueError("loglog calibration: needs positive values and concentrations")
@@ -66,6 +81,8 @@ def predict_curve(form: str, params: dict[str, Any], value: np.ndarray) -> np.nd
         model.coef_ = np.asarray(coef, dtype=np.float64)
         model.range_ = (float(params["range"][0]), float(params["range"][1]))
         return model.predict(value)
+    if form in DIRECT_DEGREE:
+        return np.polyval(np.asarray(coef, dtype=np.float64), value)
     b, a = coef
     if form == "loglog":
         out = np.full(value.shape, np.nan)

@@ -39,7 +39,7 @@ from libs_pipeline.features.lines import LineWindow, check_unique_names
 UNIVARIATE_NORMALISATIONS = ("none", "total", "background", "internal_standard")
 #: Simpler first, for the one-standard-error rule: no normalisation, one local level, a second line.
 NORMALISATION_RANK = {"none": 0, "background": 1, "total": 1, "internal_standard": 2}
-FORM_RANK = {"linear": 0, "weighted": 1, "loglog": 1, "quadratic": 2}
+FORM_RANK = {"linear": 0, "direct_linear": 0, "weighted": 1, "loglog": 1, "quadratic": 2, "direct_quadratic": 2}
 
 
 def _check_choices(name: str, given: Sequence[str], known: tuple[str, ...]) -> tuple[str, ...]:

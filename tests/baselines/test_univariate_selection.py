@@ -42,10 +42,25 @@ def test_internal_standard_wins_when_only_line_emission_fluctuates():
 
 def test_loglog_wins_on_a_power_law_response():
     conc = np.geomspace(10.0, 20000.0, 7)
-    X, y, g = campaign(conc, lambda c: 40.0 * c**0.5, noise=1.0)
+    X, y, g = campaign(conc, lambda c: 40.0 * c**0.7, noise=1.0)  # c is no polynomial of the area
     model = SelectedUnivariate([NA], normalisations=("none",)).fit(X, WL, y, g)
     assert model.choice_["form"] == "loglog"
-    assert set(model.scores_["form"]) == {"linear", "quadratic", "loglog", "weighted"}
+    assert set(model.scores_["form"]) == {"linear", "quadratic", "loglog", "weighted", "direct_linear",
+                                          "direct_quadratic"}
+
+
+def test_direct_quadratic_wins_on_a_self_absorbing_response():
+    """A line that saturates with concentration, area = 2000 (sqrt(1 + c/500) - 1): the concentration is a quadratic
+    of the area, which the direct form fits exactly; the classical quadratic (area on c, inverted) cannot."""
+    X, y, g = campaign(CONC, lambda c: 2000.0 * (np.sqrt(1.0 + c / 500.0) - 1.0), noise=1.0)
+    model = SelectedUnivariate([NA], normalisations=("none",)).fit(X, WL, y, g)
+    assert model.choice_["form"] == "direct_quadratic"
+    scores = model.scores_.set_index("form")["inner_rmsep"]
+    assert scores["direct_quadratic"] < 0.05 * scores["quadratic"]
+    held = g == "s3"
+    refit = SelectedUnivariate([NA], normalisations=("none",)).fit(X[~held], WL, y[~held], g[~held])
+    assert refit.choice_["form"] == "direct_quadratic"
+    assert abs(refit.predict(X[held]).mean() - CONC[3]) < 0.02 * CONC[3]
 
 
 def test_saturated_line_is_never_a_candidate():
@@ -91,6 +106,24 @@ def test_weighted_form_is_least_squares_with_weights_one_over_c_squared():
     assert params["coef"] == pytest.approx([b1, b0], rel=1e-9)
     assert fit_curve("linear", value, conc)["coef"][0] != pytest.approx(b1, rel=1e-3)
     assert predict_curve("weighted", params, np.array([b0 + 3.0 * b1]))[0] == pytest.approx(3.0)
+
+
+def test_direct_forms_regress_concentration_on_the_value():
+    value = np.array([10.0, 21.0, 40.0, 75.0, 130.0])
+    conc = np.array([1.0, 2.0, 4.0, 8.0, 15.0])
+    b1, b0 = np.polyfit(value, conc, 1)
+    lin = fit_curve("direct_linear", value, conc)
+    assert lin["coef"] == pytest.approx([b1, b0], rel=1e-9)
+    assert predict_curve("direct_linear", lin, np.array([50.0]))[0] == pytest.approx(b0 + 50.0 * b1)
+    exact = 0.002 * value**2 + 0.05 * value + 0.3  # a concentration that is a quadratic of the value
+    quad = fit_curve("direct_quadratic", value, exact)
+    assert quad["coef"] == pytest.approx([0.002, 0.05, 0.3], rel=1e-6)
+    np.testing.assert_allclose(predict_curve("direct_quadratic", quad, np.array([0.0, 200.0])),
+                               [0.3, 0.002 * 200.0**2 + 0.05 * 200.0 + 0.3], rtol=1e-9)
+    with pytest.raises(ValueError, match="direct_quadratic calibration: too few distinct values"):
+        fit_curve("direct_quadratic", np.array([5.0, 5.0, 7.0]), np.array([1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="direct_linear calibration: too few distinct concentrations"):
+        fit_curve("direct_linear", np.array([1.0, 2.0, 3.0]), np.array([4.0, 4.0, 4.0]))
 
 
 def test_round_trip_through_json_predicts_identically():
