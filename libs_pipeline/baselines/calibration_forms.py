@@ -41,7 +41,7 @@ def fit_curve(form: str, value: np.ndarray, conc: np.ndarray) -> dict[str, Any]:
     """Parameters (JSON-able) of ``form`` fitted on per-sample means; ValueError when the form cannot apply."""
     value = np.asarray(value, dtype=np.float64)
     conc = np.asarray(conc, dtype=np.float64)
-    if np.unique(conc).size < (3 if form == "quadratic" else 2):
+    if np.unique(conc).size < (3 if form in ("quadratic", "direct_quadratic") else 2):
         raise ValueError(f"{form} calibration: too few distinct concentrations ({np.unique(conc).size})")
     if form == "quadratic":
         model = UnivariateCalibration(degree=2).fit(value, conc)
