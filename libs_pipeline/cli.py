@@ -633,16 +633,27 @@ def recalibrate_command(
     if not state.is_completed():
         typer.echo(f"error: {state.message}", err=True)
         raise typer.Exit(1)
-    outcome = state.result()
-    typer.echo(outcome["reason"])
-    if outcome.get("protocol"):
-        typer.echo(f"comparison: {outcome['protocol']['reason']}")
+    for line in recalibration_lines(state.result()):
+        typer.echo(line)
+
+
+def recalibration_lines(outcome: dict) -> list[str]:
+    """What ``recalibrate`` prints: the decision, the comparison protocol, the candidate table, why the served
+    family won (and which families were not eligible), the champion and the report folder."""
+
     def num(value: object) -> str:
         return f"{value:.4g}" if isinstance(value, (int, float)) and value == value else "n/a"
 
+    lines = [outcome["reason"]]
+    if outcome.get("protocol"):
+        lines.append(f"comparison: {outcome['protocol']['reason']}")
     for method, m in (outcome.get("metrics") or {}).items():
-        typer.echo(f"  {method:<24} RMSEP {num(m.get('rmsep'))}  flag rate {num(m.get('flag_rate'))}")
-    typer.echo(f"champion: {outcome.get('champion_after')}; report: {outcome['report_dir']}")
+        lines.append(f"  {method:<24} RMSEP {num(m.get('rmsep'))}  flag rate {num(m.get('flag_rate'))}")
+    selection = outcome.get("selection") or {}
+    if selection.get("reason"):
+        lines.append(f"served family: {selection['reason']}")
+    lines.append(f"champion: {outcome.get('champion_after')}; report: {outcome['report_dir']}")
+    return lines
 
 
 @models_app.command("history")

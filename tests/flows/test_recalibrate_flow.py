@@ -266,3 +266,27 @@ def test_holdout_serves_a_baseline_that_beats_the_network(tmp_path):
     assert any("lower held-out RMSEP than the multitask network" in n for n in out["notes"])
     path = ModelRegistry(tmp_path).path("toy", "champion")
     assert (path / "baseline.json").is_file() and (path / "trust.json").is_file()
+
+
+def test_recalibration_lines_say_why_the_served_family_won():
+    from libs_pipeline.cli import recalibration_lines
+
+    outcome = {
+        "reason": "promoted: no champion yet; challenger RMSEP 984.7, flag rate 5.7% within target",
+        "protocol": {"reason": "7 labelled samples ... leave-one-sample-out"},
+        "metrics": {"univariate": {"rmsep": 984.67, "flag_rate": None}, "multitask_aug": {"rmsep": 808.5}},
+        "selection": {"winner": "univariate", "reason": "univariate has the lowest per-sample leave-one-sample-out "
+                      "RMSEP (984.7 ppm); not eligible: multitask_aug (its synthetic spectra failed the realism check)"},
+        "champion_after": "d6a6", "report_dir": "/r",
+    }
+    assert recalibration_lines(outcome) == [
+        "promoted: no champion yet; challenger RMSEP 984.7, flag rate 5.7% within target",
+        "comparison: 7 labelled samples ... leave-one-sample-out",
+        "  univariate               RMSEP 984.7  flag rate n/a",
+        "  multitask_aug            RMSEP 808.5  flag rate n/a",
+        "served family: univariate has the lowest per-sample leave-one-sample-out RMSEP (984.7 ppm); not eligible: "
+        "multitask_aug (its synthetic spectra failed the realism check)",
+        "champion: d6a6; report: /r",
+    ]
+    del outcome["selection"]  # the held-out protocol has no family selection line
+    assert not any(line.startswith("served family") for line in recalibration_lines(outcome))
