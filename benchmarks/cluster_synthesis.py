@@ -9,7 +9,11 @@ Keys: ``store_uri`` (the s3:// store of the clean S3 run), ``n_spectra``, ``work
 run, everything from fit to manifest), ``efficiency`` (the shard phase, draw + write, on a local store, same
 cluster: spectra per second / (workers * numpy Poisson limit of one core)), ``efficiency_s3`` (same for the S3
 run; ``efficiency_end_to_end*`` include fit, template and publish; ``*_cpu``: spectra per worker-CPU-second /
-Poisson spectra per CPU-second, robust when other jobs share the cores), ``resumed_after_worker_kill`` and ``bytes_equal_local`` (a second S3 run: worker 0 and the driver are
+Poisson spectra per CPU-second, robust when other jobs share the cores). The Poisson limit
+(``rng_limit_spectra_per_s``) is measured on every worker at once, before and after the timed runs, with the
+shard tasks' allocator settings; the faster of the two counts (``rng_limit_driver``: the same in this process).
+``worker_system_cpu_fraction*``: the kernel's share of the workers' CPU (page cache, sockets); ``s3_server_cpu_s``:
+the moto server's CPU during the S3 shard phase, taken from the same cores here (a real object store is not). ``resumed_after_worker_kill`` and ``bytes_equal_local`` (a second S3 run: worker 0 and the driver are
 killed once some shards are marked, a replacement worker joins, the rerun resumes; every object equals the local
 store), ``plan_1e8`` (the dry-run planner for 10^8 spectra, in its own process), ``epoch_read`` (one streaming
 epoch of ``SpectraBatches`` over the S3 store in a fresh process; peak RSS of that process, at N and at N/4).
@@ -33,7 +37,8 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synth_throughput import measured_campaign, rng_limit
+import synth_throughput
+from synth_throughput import measured_campaign, poisson_means, rng_limit
 
 from libs_pipeline.synth.generate import (
     finalize_synthesis,
@@ -82,30 +87,51 @@ def _warm_up() -> None:  # the imports a shard task needs (not timed), no sessio
     import libs_pipeline.synth.synthetic_store  # noqa: F401
 
 
-def workers_cpu_s(cluster) -> float:
-    """CPU seconds used so far by the Dask worker processes (and their children), not the S3 server or this one."""
-    total = 0.0
+def workers_cpu_s(cluster) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by the Dask worker processes (and their children), not the S3 server
+    or this one."""
+    user = system = 0.0
     for proc in cluster.workers:
         try:
             root = psutil.Process(proc.pid)
             for p in [root, *root.children(recursive=True)]:
                 t = p.cpu_times()
-                total += t.user + t.system
+                user += t.user
+                system += t.system
         except psutil.NoSuchProcess:
             pass
-    return total
+    return user, system
 
 
-def _timed(dataset, root, per_sample, cluster, chunk_size, shard_chunks, seed) -> dict:
-    """One generation, timed as a whole (fit, template, shards, publish) and its shard phase (draw + write) alone."""
+def workers_rng_limit(client, lams: list[np.ndarray], chunk_size: int) -> tuple[float, float]:
+    """The Poisson limit of one core, measured on every worker at once: the processes, allocator settings and
+    contention of the shard tasks. Mean over the workers of (spectra per wall second, per CPU second)."""
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(synth_throughput)  # the workers cannot import benchmarks/
+    rates = list(client.run(rng_limit, lams, chunk_size).values())
+    return float(np.mean([r[0] for r in rates])), float(np.mean([r[1] for r in rates]))
+
+
+def _cpu_s(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def _timed(dataset, root, per_sample, cluster, chunk_size, shard_chunks, seed, server_pid: int) -> dict:
+    """One generation, timed as a whole (fit, template, shards, publish) and its shard phase (draw + write) alone;
+    CPU of the workers (user, system) and of the S3 server process during the shard phase."""
     start = time.perf_counter()
     job = prepare_synthesis(dataset, root, per_sample, seed=seed, chunk_size=chunk_size, shard_chunks=shard_chunks)
-    cpu0, run_start = workers_cpu_s(cluster), time.perf_counter()
+    (user0, sys0), server0, run_start = workers_cpu_s(cluster), _cpu_s(server_pid), time.perf_counter()
     run_chunks(job, cluster.address)
     run_seconds = time.perf_counter() - run_start
-    cpu = workers_cpu_s(cluster) - cpu0
+    user, system = (b - a for a, b in zip((user0, sys0), workers_cpu_s(cluster)))
+    server = _cpu_s(server_pid) - server0
     uri = finalize_synthesis(job)
-    return {"uri": uri, "seconds": time.perf_counter() - start, "run_seconds": run_seconds, "worker_cpu_s": cpu}
+    return {"uri": uri, "seconds": time.perf_counter() - start, "run_seconds": run_seconds,
+            "worker_cpu_s": user + system, "worker_system_fraction": system / (user + system),
+            "server_cpu_s": server}
 
 
 def _kill_and_resume(dataset, root, per_sample, cluster, base, chunk_size, shard_chunks, seed) -> tuple[bool, str]:
@@ -207,7 +233,8 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="cluster-synth-"))
     try:
         dataset, model = measured_campaign(scratch, args.n_samples, args.n_channels)
-        limit, limit_cpu = rng_limit(model, args.chunk_size)
+        lams = poisson_means(model)
+        driver_limit = rng_limit(lams, args.chunk_size)
         per_sample = -(-args.n_spectra // args.n_samples)
         n = per_sample * args.n_samples
         with s3_server() as s3:
@@ -217,9 +244,13 @@ def main() -> None:
 
                 with Client(cluster.address, set_as_default=False) as client:
                     client.run(_warm_up)
-                common = (per_sample, cluster, args.chunk_size, args.shard_chunks, args.seed)
+                    limits = [workers_rng_limit(client, lams, args.chunk_size)]
+                common = (per_sample, cluster, args.chunk_size, args.shard_chunks, args.seed, s3.pid)
                 local = _timed(dataset, str(scratch / "local"), *common)
                 on_s3 = _timed(dataset, f"{bucket}/clean", *common)
+                with Client(cluster.address, set_as_default=False) as client:
+                    limits.append(workers_rng_limit(client, lams, args.chunk_size))
+                limit, limit_cpu = max(limits)  # the faster measurement: the stricter efficiency
                 resumed, resumed_uri = _kill_and_resume(dataset, f"{bucket}/killed", per_sample, cluster,
                                                         scratch / "dask", args.chunk_size, args.shard_chunks,
                                                         args.seed)
@@ -239,12 +270,19 @@ def main() -> None:
             "spectra_per_s": round(n / on_s3["seconds"], 1),
             "spectra_per_s_local": round(n / local["seconds"], 1),
             "rng_limit_spectra_per_s": round(limit, 1),
+            "rng_limit_workers_before_after": [round(x[0], 1) for x in limits],
+            "rng_limit_driver": round(driver_limit[0], 1),
             "efficiency": round(n / local["run_seconds"] / (args.workers * limit), 3),
             "efficiency_s3": round(n / on_s3["run_seconds"] / (args.workers * limit), 3),
             "efficiency_end_to_end": round(n / local["seconds"] / (args.workers * limit), 3),
             "efficiency_end_to_end_s3": round(n / on_s3["seconds"] / (args.workers * limit), 3),
             "efficiency_cpu": round(n / local["worker_cpu_s"] / limit_cpu, 3),
             "efficiency_s3_cpu": round(n / on_s3["worker_cpu_s"] / limit_cpu, 3),
+            "worker_system_cpu_fraction": round(local["worker_system_fraction"], 3),
+            "worker_system_cpu_fraction_s3": round(on_s3["worker_system_fraction"], 3),
+            "s3_server_cpu_s": round(on_s3["server_cpu_s"], 1),
+            "worker_cpu_s_s3": round(on_s3["worker_cpu_s"], 1),
+            "run_seconds_s3": round(on_s3["run_seconds"], 1),
             "resumed_after_worker_kill": resumed,
             "bytes_equal_local": bytes_equal,
             "plan_1e8": plan_1e8(),

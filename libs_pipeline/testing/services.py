@@ -61,6 +61,7 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
 class S3Server:
     endpoint: str
     env: dict[str, str]
+    pid: int  # the server process (benchmarks measure its CPU)
 
     def make_bucket(self, name: str) -> str:
         """Create ``name`` on the server; returns ``s3://name``."""
@@ -91,7 +92,7 @@ def s3_server(set_environ: bool = True, timeout_s: float = 30.0) -> Iterator[S3S
         _wait_for_port(port, proc, "moto S3 server", timeout_s)
         if set_environ:
             os.environ.update(env)
-        yield S3Server(endpoint, env)
+        yield S3Server(endpoint, env, proc.pid)
     finally:
         if set_environ:
             for k, v in saved.items():
