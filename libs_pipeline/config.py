@@ -328,10 +328,12 @@ class TrainingConfig(StrictModel):
     linear_skip: bool = Field(
         False, description="add a linear map of the input to every task output (linear extrapolation in the counts)"
     )
-    calibration_fit: Literal["gradient", "least_squares"] = Field(
+    calibration_fit: Literal["gradient", "least_squares", "curve"] = Field(
         "gradient",
         description="primary_head 'auxiliary': the calibration on the predicted line areas is trained with the "
-        "network (gradient) or, after training, refitted by least squares on the training spectra",
+        "network (gradient); or, after training, refitted by least squares on the training spectra; or (curve) "
+        "a direct linear or quadratic curve on one line's predicted area, line and form chosen by "
+        "leave-one-sample-out over the training samples (models.calibration_curve)",
     )
     masked_auxiliaries: bool = Field(
         False,

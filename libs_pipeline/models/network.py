@@ -49,6 +49,7 @@ class NetworkSpec:
     primary_head: str = "features"
     linear_skip: bool = False
     masked_windows: tuple[tuple[int, int], ...] = ()
+    quadratic_calibration: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "block_channels", tuple(int(c) for c in self.block_channels))
@@ -60,6 +61,9 @@ class NetworkSpec:
             raise ValueError(f"primary_head {self.primary_head!r} is not one of {PRIMARY_HEADS}")
         if self.primary_head != "features" and self.n_tasks < 2:
             raise ValueError(f"primary_head {self.primary_head!r} needs auxiliary tasks (multitask)")
+        if self.quadratic_calibration and self.primary_head == "features":
+            raise ValueError("quadratic_calibration needs a calibration on the auxiliary outputs (primary_head "
+                             "'auxiliary' or 'both')")
         if self.masked_windows:
             if len(self.masked_windows) > self.n_tasks - 1:
                 raise ValueError(
@@ -139,6 +143,13 @@ class MultitaskCNN(nn.Module):
         # primary_head "auxiliary"/"both": the concentration is (also) a linear calibration on the
         # network's own auxiliary predictions (detached, so the auxiliary heads learn only their targets)
         self.calibration = nn.Linear(spec.n_tasks - 1, 1) if spec.primary_head != "features" else None
+        # quadratic_calibration: plus a quadratic term in the auxiliary outputs, set after training (a curve on
+        # one line's predicted area; models.calibration_curve), never trained by gradient
+        self.curvature = None
+        if spec.quadratic_calibration:
+            self.curvature = nn.Linear(spec.n_tasks - 1, 1, bias=False)
+            nn.init.zeros_(self.curvature.weight)
+            self.curvature.weight.requires_grad_(False)
         # linear_skip: a linear map of the input added to every task output ("wide and deep"): line areas are
         # linear in the counts, so the outputs can extrapolate linearly beyond the few training samples
         self.skip = nn.Linear(spec.n_channels, spec.n_tasks) if spec.linear_skip else None
@@ -168,7 +179,10 @@ class MultitaskCNN(nn.Module):
             linear = self.skip(x.flatten(1))
             out = [o + linear[:, j : j + 1] for j, o in enumerate(out)]
         if self.calibration is not None:
-            from_aux = self.calibration(torch.cat(out[1:], dim=1).detach())
+            aux = torch.cat(out[1:], dim=1).detach()
+            from_aux = self.calibration(aux)
+            if self.curvature is not None:
+                from_aux = from_aux + self.curvature(aux * aux)
             out[0] = from_aux if self.spec.primary_head == "auxiliary" else out[0] + from_aux
         return torch.cat(out, dim=1)
 

@@ -36,6 +36,7 @@ from libs_pipeline.models.data_loading import (
     source_fingerprint,
     synthetic_mask,
 )
+from libs_pipeline.models.calibration_curve import choose_calibration_curve, per_sample_means
 from libs_pipeline.models.inputs import background_channels, input_channels, masked_input_windows
 from libs_pipeline.models.losses import MultitaskLoss, masked_task_losses
 from libs_pipeline.models.network import MultitaskCNN, NetworkSpec, enable_mc_dropout, fit_pool
@@ -371,6 +372,55 @@ def _refit_calibration(
         network.calibration.bias.copy_(torch.as_tensor(coef[-1:], dtype=torch.float32))
 
 
+def _measured_train_outputs(
+    network: MultitaskCNN, plan: SplitPlan, normaliser: SpectrumNormaliser, scaler: TargetScaler
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(network outputs, scaled targets, sample ids) of the measured (not synthetic) training rows."""
+    outputs, targets, ids = [], [], []
+    with torch.no_grad():
+        for src in plan.train:
+            for positions in src.blocks():
+                measured = positions[~np.asarray(src.synthetic[positions], dtype=bool)]
+                if measured.size == 0:
+                    continue
+                x = torch.from_numpy(normaliser.transform(src.read(measured)))
+                outputs.append(network(x).numpy().astype(np.float64))
+                targets.append(scaler.transform(src.targets[measured], src.totals[measured])[:, 0].astype(np.float64))
+                ids.append(src.sample_ids[measured])
+    if not outputs:
+        return np.empty((0, network.spec.n_tasks)), np.empty(0), np.empty(0, dtype=str)
+    return np.concatenate(outputs), np.concatenate(targets), np.concatenate(ids)
+
+
+def _fit_calibration_curve(
+    network: MultitaskCNN, plan: SplitPlan, normaliser: SpectrumNormaliser, scaler: TargetScaler, n_lines: int,
+    task_names: Sequence[str],
+) -> dict[str, Any]:
+    """``calibration_fit: "curve"``: the concentration becomes a curve on one line's predicted area, chosen by
+    leave-one-sample-out over the training samples (``models.calibration_curve``). Where no curve can be chosen
+    (fewer than 4 labelled samples, ...), the least-squares linear calibration on every output stays, and the
+    returned record says why."""
+    _refit_calibration(network, plan, normaliser, scaler)  # the fallback, and the starting point
+    outputs, targets, ids = _measured_train_outputs(network, plan, normaliser, scaler)
+    means, y = per_sample_means(outputs[:, 1 : 1 + n_lines], targets, ids)
+    try:
+        curve = choose_calibration_curve(means, y, list(task_names[1 : 1 + n_lines]))
+    except ValueError as exc:
+        log.warning("calibration curve not used, least-squares calibration kept: %s", exc)
+        return {"form": "least_squares", "reason": str(exc)}
+    coef = np.zeros(3)
+    coef[3 - len(curve.coef):] = curve.coef  # (b2, b1, b0)
+    linear = torch.zeros_like(network.calibration.weight)
+    quadratic = torch.zeros_like(network.curvature.weight)
+    linear[0, curve.task] = float(coef[1])
+    quadratic[0, curve.task] = float(coef[0])
+    with torch.no_grad():
+        network.calibration.weight.copy_(linear)
+        network.calibration.bias.fill_(float(coef[2]))
+        network.curvature.weight.copy_(quadratic)
+    return curve.to_dict()
+
+
 def _pretrain_plan(config: TrainingConfig, wavelength: np.ndarray) -> SplitPlan | None:
     """The pretraining rows (every spectrum of ``pretrain_uris`` with a finite analyte label, synthetic or not),
     or None without pretraining."""
@@ -472,6 +522,7 @@ def _train(
         primary_head=config.primary_head if config.multitask else "features",
         linear_skip=config.linear_skip,
         masked_windows=_masked_windows(config, tasks, plan.wavelength, normaliser),
+        quadratic_calibration=config.calibration_fit == "curve" and config.multitask and config.primary_head == "auxiliary",
     )
     train_batches = SpectraBatches(
         plan.train, normaliser, scaler, config.batch_size, shuffle=True, seed=int(seeds[0]),
@@ -507,10 +558,13 @@ def _train(
     if val_batches is not None:
         network.load_state_dict(phase.best[2])
     network = network.cpu().eval()
+    curve_record = None
+    if config.calibration_fit != "gradient" and spec.primary_head != "auxiliary":
+        raise ValueError(f"calibration_fit {config.calibration_fit!r} needs primary_head 'auxiliary' (and multitask)")
     if config.calibration_fit == "least_squares":
-        if spec.primary_head != "auxiliary":
-            raise ValueError("calibration_fit 'least_squares' needs primary_head 'auxiliary' (and multitask)")
         _refit_calibration(network, plan, normaliser, scaler)
+    elif config.calibration_fit == "curve":
+        curve_record = _fit_calibration_curve(network, plan, normaliser, scaler, len(tasks.lines), tasks.names)
 
     model = TrainedModel(
         network=network,
@@ -525,6 +579,8 @@ def _train(
         model, plan, phase.history, phase.best, phase.steps, phase.epochs, loss_fn, n_syn, time.perf_counter() - t0
     )
     model.metrics["input_channels"] = n_inputs
+    if curve_record is not None:
+        model.metrics["calibration_curve"] = curve_record
     model.metrics["saturated_inputs"] = int(normaliser.masked.size)
     model.metrics["pool"] = spec.pool
     model.metrics["pretrain_steps"] = pre_phase.steps if pre_phase else 0
