@@ -510,6 +510,9 @@ def _train(
     seeds = np.random.SeedSequence(config.seed).generate_state(2)
     device = select_device(config.device)
     n_inputs = normaliser.input_size(plan.wavelength.size)
+    primary_head = config.primary_head if config.multitask else "features"
+    if config.calibration_fit != "gradient" and primary_head != "auxiliary":
+        raise ValueError(f"calibration_fit {config.calibration_fit!r} needs primary_head 'auxiliary' (and multitask)")
     spec = NetworkSpec(
         n_channels=n_inputs,
         n_tasks=len(tasks.names),
@@ -519,10 +522,10 @@ def _train(
         dense_units=config.dense_units,
         head_units=config.head_units,
         dropout=config.dropout,
-        primary_head=config.primary_head if config.multitask else "features",
+        primary_head=primary_head,
         linear_skip=config.linear_skip,
         masked_windows=_masked_windows(config, tasks, plan.wavelength, normaliser),
-        quadratic_calibration=config.calibration_fit == "curve" and config.multitask and config.primary_head == "auxiliary",
+        quadratic_calibration=config.calibration_fit == "curve",
     )
     train_batches = SpectraBatches(
         plan.train, normaliser, scaler, config.batch_size, shuffle=True, seed=int(seeds[0]),
@@ -559,8 +562,6 @@ def _train(
         network.load_state_dict(phase.best[2])
     network = network.cpu().eval()
     curve_record = None
-    if config.calibration_fit != "gradient" and spec.primary_head != "auxiliary":
-        raise ValueError(f"calibration_fit {config.calibration_fit!r} needs primary_head 'auxiliary' (and multitask)")
     if config.calibration_fit == "least_squares":
         _refit_calibration(network, plan, normaliser, scaler)
     elif config.calibration_fit == "curve":
