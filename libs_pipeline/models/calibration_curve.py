@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from libs_pipeline.baselines.calibration_forms import fit_curve, predict_curve
-from libs_pipeline.baselines.selection_common import choose_candidate
+from libs_pipeline.baselines.selection_common import choose_candidate, sample_means
 
 #: Forms tried, simplest first (their rank is the complexity the selection rule prefers).
 CURVE_FORMS = ("direct_linear", "direct_quadratic")
@@ -90,15 +90,11 @@ def choose_calibration_curve(
 
 
 def per_sample_means(outputs: np.ndarray, targets: np.ndarray, sample_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(per-sample mean outputs (n_samples, k), per-sample mean target) over rows grouped by ``sample_ids``."""
-    outputs = np.asarray(outputs, dtype=np.float64)
+    """(per-sample mean outputs (n_samples, k), per-sample mean target) over rows grouped by ``sample_ids``
+    (samples in sorted order; NaN values ignored)."""
     _, codes = np.unique(np.asarray(sample_ids).astype(str), return_inverse=True)
     n = int(codes.max()) + 1 if codes.size else 0
-    counts = np.bincount(codes, minlength=n).astype(np.float64)
-    means = np.stack([np.bincount(codes, weights=outputs[:, j], minlength=n) for j in range(outputs.shape[1])],
-                     axis=1) / counts[:, None] if n else np.empty((0, outputs.shape[1]))
-    y = np.bincount(codes, weights=np.asarray(targets, dtype=np.float64), minlength=n) / counts if n else np.empty(0)
-    return means, y
+    return sample_means(outputs, codes, n), sample_means(targets, codes, n)
 
 
 __all__ = ["CURVE_FORMS", "CalibrationCurve", "MIN_CURVE_SAMPLES", "choose_calibration_curve", "per_sample_means"]

@@ -400,13 +400,14 @@ def _fit_calibration_curve(
     leave-one-sample-out over the training samples (``models.calibration_curve``). Where no curve can be chosen
     (fewer than 4 labelled samples, ...), the least-squares linear calibration on every output stays, and the
     returned record says why."""
-    _refit_calibration(network, plan, normaliser, scaler)  # the fallback, and the starting point
+    # the auxiliary outputs do not depend on the calibration layers: choose the curve first, refit only to fall back
     outputs, targets, ids = _measured_train_outputs(network, plan, normaliser, scaler)
     means, y = per_sample_means(outputs[:, 1 : 1 + n_lines], targets, ids)
     try:
         curve = choose_calibration_curve(means, y, list(task_names[1 : 1 + n_lines]))
     except ValueError as exc:
         log.warning("calibration curve not used, least-squares calibration kept: %s", exc)
+        _refit_calibration(network, plan, normaliser, scaler)
         return {"form": "least_squares", "reason": str(exc)}
     coef = np.zeros(3)
     coef[3 - len(curve.coef):] = curve.coef  # (b2, b1, b0)
