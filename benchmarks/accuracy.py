@@ -16,6 +16,8 @@ over the 6 remaining rocks (21 inner fits per family), so each CNN family costs 
 training and >= 8 held-out samples; served = recalibration's rule (``choose_family``) on a validation part of the
 training samples, refitted on all of them; ``rmsep`` pools every campaign's held-out samples. ``rmsep`` = per-sample RMSEP (mean of a
 sample's shots vs its certified value); ``metrics`` holds the rest (interval, slope, bias, R²).
+``vs_univariate`` answers "is this family (or served) really better or worse than the line-area calibration?":
+RMSEP(family) - RMSEP(univariate) on the same samples, with a paired bootstrap-over-samples 95 % interval.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import xarray as xr
 from libs_pipeline.candidates import default_candidates
 from libs_pipeline.config import DEFAULT_SYNTHETIC_PER_SAMPLE, CampaignConfig, IngestOptions
 from libs_pipeline.evaluation.nested import choose_family, jsonable, nested_loso
-from libs_pipeline.evaluation.small_campaign import small_campaign_metrics
+from libs_pipeline.evaluation.small_campaign import paired_rmsep_difference, small_campaign_metrics
 from libs_pipeline.spectra.sample_splits import split_samples
 from libs_pipeline.recalibration import RealismEligibility
 from libs_pipeline.spectra.campaign_loading import load_campaign
@@ -179,6 +181,11 @@ def main(argv: list[str] | None = None) -> dict:
         if not seeds or len(set(seeds)) != len(seeds):
             parser.error(f"--seeds must list distinct integers, got {args.seeds!r}")
         result = virtual(names, training, args.per_sample, seeds, args.n_samples, args.test_fraction)
+    if "univariate" in result["metrics"]:
+        reference = result["metrics"]["univariate"]["errors"]
+        seed = args.seed if args.dataset == "oreas" else seeds[0]
+        result["vs_univariate"] = {m: paired_rmsep_difference(v["errors"], reference, seed=seed)
+                                   for m, v in result["metrics"].items() if m != "univariate"}
     better_baseline = min(result["rmsep"].get(b, np.inf) for b in ("univariate", "pls"))
     result["rmsep"] = {k: round(float(v), 2 if args.dataset == "oreas" else 5) for k, v in result["rmsep"].items()}
     result["goals"] = {

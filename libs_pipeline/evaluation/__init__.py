@@ -3,7 +3,8 @@
 Modules: ``metrics`` (RMSEP, MAE, bias, R^2, Breusch-Pagan, tertile spread, ``evaluate_methods``),
 ``split`` (by sample), ``plots``, ``report``, ``run`` (one evaluation run);
 for small campaigns: ``protocol`` (Candidate contract, ``use_nested_protocol``), ``nested`` (LOSO and nested
-LOSO with a served model), ``small_campaign`` (per-sample metrics with bootstrap interval and error slope),
+LOSO with a served model), ``small_campaign`` (per-sample metrics with bootstrap interval and error slope, the paired difference
+of two methods' RMSEP with its interval),
 ``leak_check`` (memorising-candidate test for any evaluator).
 """
 
@@ -16,7 +17,7 @@ from libs_pipeline.evaluation.metrics import (
 )
 from libs_pipeline.evaluation.nested import LosoResult, NestedResult, loso_predictions, nested_loso
 from libs_pipeline.evaluation.protocol import Candidate, FittedCandidate, LeakError, use_nested_protocol
-from libs_pipeline.evaluation.small_campaign import small_campaign_metrics
+from libs_pipeline.evaluation.small_campaign import paired_rmsep_difference, small_campaign_metrics
 
 __all__ = [
     "Candidate",
@@ -28,6 +29,7 @@ __all__ = [
     "evaluate_methods",
     "loso_predictions",
     "nested_loso",
+    "paired_rmsep_difference",
     "per_sample_predictions",
     "regression_metrics",
     "residual_spread_by_tertile",

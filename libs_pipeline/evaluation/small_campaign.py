@@ -5,12 +5,14 @@ every summary here is computed on per-sample errors (mean prediction over a samp
 certified value), with a seeded bootstrap-over-samples interval of the per-sample RMSEP. Whether the
 error grows with concentration is reported as the OLS slope of |per-sample error| on the certified
 value with its 95 % t-interval: a Breusch-Pagan test on so few points has almost no power, so its
-"no heteroscedasticity detected" would mean nothing.
+"no heteroscedasticity detected" would mean nothing. Whether one method beats another on the same samples
+is ``paired_rmsep_difference``: the RMSEP difference with a paired bootstrap interval (two separate intervals
+overlap long before two methods are indistinguishable on the same samples).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -29,16 +31,48 @@ def _rmse(errors: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(errors))))
 
 
-def bootstrap_rmsep_interval(errors: np.ndarray, seed: int = 0, n_boot: int = 2000) -> tuple[float, float]:
-    """Percentile 95 % interval of the RMSE of ``errors`` (one per sample) resampled with replacement (seeded)."""
-    errors = np.asarray(errors, dtype=np.float64)
+def _resamples(n: int, seed: int, n_boot: int) -> np.ndarray:
+    """``n_boot`` seeded bootstrap resamples (rows of indices into ``n`` samples, drawn with replacement)."""
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     rng = np.random.default_rng(np.random.SeedSequence(seed))
-    draws = rng.integers(0, errors.size, size=(n_boot, errors.size))
-    rmse = np.sqrt(np.mean(np.square(errors[draws]), axis=1))
+    return rng.integers(0, n, size=(n_boot, n))
+
+
+def bootstrap_rmsep_interval(errors: np.ndarray, seed: int = 0, n_boot: int = 2000) -> tuple[float, float]:
+    """Percentile 95 % interval of the RMSE of ``errors`` (one per sample) resampled with replacement (seeded)."""
+    errors = np.asarray(errors, dtype=np.float64)
+    rmse = np.sqrt(np.mean(np.square(errors[_resamples(errors.size, seed, n_boot)]), axis=1))
     lo, hi = np.percentile(rmse, [2.5, 97.5])
     return float(lo), float(hi)
+
+
+def paired_rmsep_difference(
+    errors: Mapping[str, float], reference: Mapping[str, float], seed: int = 0, n_boot: int = 2000
+) -> dict[str, object]:
+    """RMSEP(errors) - RMSEP(reference) over the same samples, with a paired bootstrap-over-samples 95 % interval.
+
+    Both map sample -> per-sample error and must name the same samples. Each resample draws samples with
+    replacement and recomputes both RMSEPs on the same draw, so the interval reflects how the two methods differ
+    on the same samples, not how each varies alone. ``worse_share`` is the share of resamples where ``errors``
+    is worse. With fewer than ``MIN_SAMPLES_FOR_BOOTSTRAP`` samples the interval is NaN and a note says why."""
+    if set(errors) != set(reference):
+        only = sorted(set(errors) ^ set(reference))
+        raise ValueError(f"paired comparison needs the same samples on both sides; differing: {', '.join(only[:5])}")
+    names = sorted(reference)
+    a = np.array([errors[s] for s in names], dtype=np.float64)
+    b = np.array([reference[s] for s in names], dtype=np.float64)
+    out: dict[str, object] = {"difference": _rmse(a) - _rmse(b), "ci95": [float("nan")] * 2,
+                              "worse_share": float("nan"), "n_samples": len(names)}
+    if len(names) < MIN_SAMPLES_FOR_BOOTSTRAP:
+        out["note"] = (f"interval not computed: a bootstrap over {len(names)} sample(s) has too few distinct "
+                       f"resamples (needs at least {MIN_SAMPLES_FOR_BOOTSTRAP} samples)")
+        return out
+    draws = _resamples(len(names), seed, n_boot)
+    diff = np.sqrt(np.mean(np.square(a[draws]), axis=1)) - np.sqrt(np.mean(np.square(b[draws]), axis=1))
+    lo, hi = np.percentile(diff, [2.5, 97.5])
+    out.update(ci95=[float(lo), float(hi)], worse_share=float(np.mean(diff > 0)))
+    return out
 
 
 def error_slope(y_true: np.ndarray, abs_errors: np.ndarray) -> dict[str, object]:

@@ -25,6 +25,7 @@ import xarray as xr
 from libs_pipeline.candidates import save_servable
 from libs_pipeline.config import TrustConfig
 from libs_pipeline.evaluation.nested import LosoResult, choose_family, jsonable, loso_predictions
+from libs_pipeline.evaluation.small_campaign import paired_rmsep_difference
 from libs_pipeline.spectra.dataset import sample_ids, spectrum_sample_ids
 from libs_pipeline.trust.calibration import save_trust
 from libs_pipeline.trust.prediction import calibrate_trust_from_oof
@@ -48,11 +49,16 @@ class CandidateComparison:
         return {name: r.metrics() for name, r in self.results.items()}
 
     def table(self) -> pd.DataFrame:
-        """One row per candidate (failed ones with their error): per-sample and per-spectrum RMSEP, R², bias."""
+        """One row per candidate (failed ones with their error): per-sample and per-spectrum RMSEP, R², bias, and
+        (when the univariate ran) its RMSEP minus the univariate's on the same samples, with a paired bootstrap
+        interval: whether a candidate is really better or worse than the line-area calibration."""
         rows = []
         metrics = self.metrics()
+        reference = metrics.get("univariate", {}).get("errors")
         for name in [*self.results, *self.errors]:
             m = metrics.get(name, {})
+            paired = (paired_rmsep_difference(m["errors"], reference) if reference is not None and m
+                      else {"difference": math.nan, "ci95": [math.nan, math.nan]})
             rows.append({
                 "candidate": name,
                 "sample_rmsep": m.get("rmsep_sample", math.nan),
@@ -62,6 +68,9 @@ class CandidateComparison:
                 "relative_rmsep": m.get("rel_rmsep", math.nan),
                 "r2": m.get("r2_sample", math.nan),
                 "bias": m.get("bias", math.nan),
+                "minus_univariate": paired["difference"],
+                "minus_univariate_ci_low": paired["ci95"][0],
+                "minus_univariate_ci_high": paired["ci95"][1],
                 "seconds": self.seconds.get(name, math.nan),
                 "error": self.errors.get(name, ""),
             })

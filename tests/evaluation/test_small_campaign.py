@@ -1,4 +1,4 @@
-"""small_campaign_metrics on hand-computed cases; bootstrap interval and error slope; n = 2..3 samples."""
+"""small_campaign_metrics on hand-computed cases; bootstrap interval, paired difference and error slope; n = 2..3 samples."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from libs_pipeline.evaluation.small_campaign import bootstrap_rmsep_interval, error_slope, small_campaign_metrics
+from libs_pipeline.evaluation.small_campaign import (
+    bootstrap_rmsep_interval,
+    error_slope,
+    paired_rmsep_difference,
+    small_campaign_metrics,
+)
 
 # Four samples, two shots each. Shot means: A 2 (y 1), B 2 (y 2), C 2 (y 3), D 5 (y 4): errors +1, 0, -1, +1.
 Y = [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0]
@@ -87,3 +92,48 @@ def test_bad_input_is_named():
         small_campaign_metrics([1.0, 2.0], [1.0, float("nan")], ["a", "b"])
     with pytest.raises(ValueError, match="sample 'a': y_true differs"):
         small_campaign_metrics([1.0, 2.0], [1.0, 2.0], ["a", "a"])
+
+
+def test_paired_difference_of_identical_methods_is_exactly_zero():
+    e = {"a": 1.0, "b": -3.0, "c": 2.0, "d": 0.5}
+    out = paired_rmsep_difference(e, dict(e), n_boot=200)
+    assert out["difference"] == 0.0
+    assert out["ci95"] == [0.0, 0.0]
+    assert out["worse_share"] == 0.0
+    assert out["n_samples"] == 4
+
+
+def test_paired_difference_matches_a_hand_computed_bootstrap():
+    ref = {"s1": 1.0, "s2": -2.0, "s3": 3.0, "s4": -4.0, "s5": 0.5}
+    other = {s: 2.0 * v for s, v in ref.items()}  # twice the error on every sample
+    out = paired_rmsep_difference(other, ref, seed=3, n_boot=500)
+    b = np.array([ref[s] for s in sorted(ref)])
+    draws = np.random.default_rng(np.random.SeedSequence(3)).integers(0, 5, size=(500, 5))
+    diff = np.sqrt(np.mean((2 * b[draws]) ** 2, axis=1)) - np.sqrt(np.mean(b[draws] ** 2, axis=1))
+    assert out["difference"] == pytest.approx(np.sqrt(np.mean(b**2)))
+    assert out["ci95"] == pytest.approx(list(np.percentile(diff, [2.5, 97.5])))
+    assert out["ci95"][0] > 0
+    assert out["worse_share"] == 1.0
+
+
+def test_pairing_resolves_a_small_consistent_difference_that_separate_intervals_cannot():
+    rng = np.random.default_rng(0)
+    ref = {f"s{i}": float(v) for i, v in enumerate(rng.normal(0, 10, 8))}
+    other = {s: 1.05 * v for s, v in ref.items()}  # 5 % worse on every sample
+    out = paired_rmsep_difference(other, ref, seed=0)
+    assert 0 < out["ci95"][0] < out["difference"] < out["ci95"][1]
+    lo_other, _ = bootstrap_rmsep_interval(np.array(list(other.values())), seed=0)
+    _, hi_ref = bootstrap_rmsep_interval(np.array(list(ref.values())), seed=0)
+    assert lo_other < hi_ref  # unpaired intervals overlap: they could not tell the two apart
+
+
+def test_paired_difference_refuses_different_samples_and_names_them():
+    with pytest.raises(ValueError, match="same samples.*s9"):
+        paired_rmsep_difference({"s1": 1.0, "s9": 2.0}, {"s1": 1.0, "s2": 2.0})
+
+
+def test_paired_difference_on_three_samples_has_no_interval_and_says_why():
+    out = paired_rmsep_difference({"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 0.0, "b": 1.0, "c": 1.0})
+    assert out["difference"] == pytest.approx(np.sqrt(14 / 3) - np.sqrt(2 / 3))
+    assert np.isnan(out["ci95"]).all() and np.isnan(out["worse_share"])
+    assert "3 sample(s)" in out["note"]

@@ -38,6 +38,13 @@ def test_every_candidate_is_scored_on_the_same_samples_and_failures_are_recorded
     assert list(table.index) == ["mean", "univariate", "broken"]
     assert table.loc["univariate", "sample_rmsep"] < 0.2 * table.loc["mean", "sample_rmsep"]
     assert np.isnan(table.loc["broken", "sample_rmsep"]) and "cannot fit" in table.loc["broken", "error"]
+    # paired with the univariate on the same 7 samples: the mean predictor is worse beyond its interval
+    assert table.loc["univariate", ["minus_univariate", "minus_univariate_ci_low", "minus_univariate_ci_high"]].tolist() \
+        == [0.0, 0.0, 0.0]
+    gap = table.loc["mean", "sample_rmsep"] - table.loc["univariate", "sample_rmsep"]
+    assert table.loc["mean", "minus_univariate"] == pytest.approx(gap)
+    assert 0 < table.loc["mean", "minus_univariate_ci_low"] < gap < table.loc["mean", "minus_univariate_ci_high"]
+    assert np.isnan(table.loc["broken", "minus_univariate"])
 
 
 def test_the_lowest_loso_rmsep_is_served_and_the_reason_says_why(comparison):
