@@ -638,8 +638,10 @@ def recalibrate_command(
 
 
 def recalibration_lines(outcome: dict) -> list[str]:
-    """What ``recalibrate`` prints: the decision, the comparison protocol, the candidate table, why the served
-    family won (and which families were not eligible), the champion and the report folder."""
+    """What ``recalibrate`` prints: the decision, the comparison protocol, the candidate table (with each
+    candidate's RMSEP minus the univariate's on the same samples and its paired 95 % interval, when compared by
+    leave-one-sample-out), why the served family won (and which families were not eligible), the champion and the
+    report folder."""
 
     def num(value: object) -> str:
         return f"{value:.4g}" if isinstance(value, (int, float)) and value == value else "n/a"
@@ -648,7 +650,11 @@ def recalibration_lines(outcome: dict) -> list[str]:
     if outcome.get("protocol"):
         lines.append(f"comparison: {outcome['protocol']['reason']}")
     for method, m in (outcome.get("metrics") or {}).items():
-        lines.append(f"  {method:<24} RMSEP {num(m.get('rmsep'))}  flag rate {num(m.get('flag_rate'))}")
+        line = f"  {method:<24} RMSEP {num(m.get('rmsep'))}  flag rate {num(m.get('flag_rate'))}"
+        if method != "univariate" and num(m.get("minus_univariate")) != "n/a":  # paired, on the same samples
+            low, high = m.get("minus_univariate_ci95") or (None, None)
+            line += f"  vs univariate {m['minus_univariate']:+.4g} [{num(low)}, {num(high)}]"
+        lines.append(line)
     selection = outcome.get("selection") or {}
     if selection.get("reason"):
         lines.append(f"served family: {selection['reason']}")

@@ -99,6 +99,8 @@ def run_loso_recalibration(
             "rmsep": float(m["rmsep_sample"]), "sample_rmsep": float(m["rmsep_sample"]),
             "spectrum_rmsep": float(m.get("rmsep_spectrum", math.nan)), "r2": float(m.get("r2_sample", math.nan)),
             "bias": float(m.get("bias", math.nan)), "n_spectra": int(ds.sizes["spectrum"]),
+            "minus_univariate": float(table.loc[name, "minus_univariate"]),
+            "minus_univariate_ci95": [float(table.loc[name, f"minus_univariate_ci_{end}"]) for end in ("low", "high")],
         }
         for name, m in metrics.items()
     }

@@ -11,15 +11,19 @@ STATUSES = ("promoted", "kept-champion", "skipped", "failed")
 
 
 def _fmt(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
     if isinstance(value, float):
         return "n/a" if value != value else f"{value:.4g}"  # NaN != NaN
     return "n/a" if value is None else str(value)
 
 
 def metrics_rows(metrics: dict[str, dict], roles: dict[str, str] | None = None) -> list[dict]:
-    """Rows of the challenger-vs-champion table: one per method, held-out metrics (NaN -> None)."""
+    """Rows of the challenger-vs-champion table: one per method, held-out metrics (NaN -> None); with the
+    leave-one-sample-out comparison also each candidate's RMSEP minus the univariate's on the same samples and
+    its paired bootstrap interval."""
     keys = ("rmsep", "mae", "bias", "r2", "sample_rmsep", "flag_rate", "rmsep_flagged", "rmsep_kept", "error_auroc",
-            "wrong_flagged_fraction", "n_spectra")
+            "wrong_flagged_fraction", "minus_univariate", "minus_univariate_ci95", "n_spectra")
     rows = []
     for method, m in metrics.items():
         row: dict = {"method": method, "role": (roles or {}).get(method, "baseline")}

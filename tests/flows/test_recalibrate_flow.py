@@ -227,6 +227,11 @@ def test_small_campaign_compares_families_by_loso_and_serves_the_best(tmp_path):
     assert manifest["metrics"]["candidate"] == winner and manifest["data"]["spectra"]["version"] == version
     assert "baseline.json" in manifest["files"] and "trust.json" in manifest["files"]
     assert [r["candidate"] for r in manifest["recalibration"]["candidate_table"]] == ["univariate", "pls"]
+    pls, uni = first["metrics"]["pls"], first["metrics"]["univariate"]
+    assert uni["minus_univariate"] == 0.0 and uni["minus_univariate_ci95"] == [0.0, 0.0]
+    assert pls["minus_univariate"] == pytest.approx(pls["rmsep"] - uni["rmsep"])
+    low, high = pls["minus_univariate_ci95"]
+    assert low <= pls["minus_univariate"] <= high
     report = Path(first["report_dir"])
     assert {"candidates.csv", "candidates.json", "loso_predictions.csv", "parity.png"} <= {p.name for p in report.iterdir()}
     assert load_servable(registry.path("toy", "champion")).kind == winner
@@ -274,7 +279,10 @@ def test_recalibration_lines_say_why_the_served_family_won():
     outcome = {
         "reason": "promoted: no champion yet; challenger RMSEP 984.7, flag rate 5.7% within target",
         "protocol": {"reason": "7 labelled samples ... leave-one-sample-out"},
-        "metrics": {"univariate": {"rmsep": 984.67, "flag_rate": None}, "multitask_aug": {"rmsep": 808.5}},
+        "metrics": {"univariate": {"rmsep": 984.67, "flag_rate": None, "minus_univariate": 0.0},
+                    "multitask_aug": {"rmsep": 808.5, "minus_univariate": -176.17,
+                                      "minus_univariate_ci95": [-560.4, 120.0]},
+                    "pls": {"rmsep": 1158.5, "minus_univariate": float("nan")}},
         "selection": {"winner": "univariate", "reason": "univariate has the lowest per-sample leave-one-sample-out "
                       "RMSEP (984.7 ppm); not eligible: multitask_aug (its synthetic spectra failed the realism check)"},
         "champion_after": "d6a6", "report_dir": "/r",
@@ -283,7 +291,8 @@ def test_recalibration_lines_say_why_the_served_family_won():
         "promoted: no champion yet; challenger RMSEP 984.7, flag rate 5.7% within target",
         "comparison: 7 labelled samples ... leave-one-sample-out",
         "  univariate               RMSEP 984.7  flag rate n/a",
-        "  multitask_aug            RMSEP 808.5  flag rate n/a",
+        "  multitask_aug            RMSEP 808.5  flag rate n/a  vs univariate -176.2 [-560.4, 120]",
+        "  pls                      RMSEP 1158  flag rate n/a",
         "served family: univariate has the lowest per-sample leave-one-sample-out RMSEP (984.7 ppm); not eligible: "
         "multitask_aug (its synthetic spectra failed the realism check)",
         "champion: d6a6; report: /r",

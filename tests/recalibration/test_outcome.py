@@ -232,8 +232,13 @@ def test_metrics_rows_and_summary_sections():
                         {CHALLENGER: CHALLENGER})
     assert rows[0] == {"method": CHALLENGER, "role": CHALLENGER, "rmsep": 0.2, "mae": None, "bias": None, "r2": None,
                        "sample_rmsep": None, "flag_rate": None, "rmsep_flagged": None, "rmsep_kept": None,
-                       "error_auroc": None, "wrong_flagged_fraction": None, "n_spectra": None}
+                       "error_auroc": None, "wrong_flagged_fraction": None, "minus_univariate": None,
+                       "minus_univariate_ci95": None, "n_spectra": None}
     assert rows[1]["role"] == "baseline"
+    paired = summary_markdown({"status": "promoted", "model_name": "toy",
+                               "metrics": {"pls": {"rmsep": 1158.46, "minus_univariate": 173.8,
+                                                   "minus_univariate_ci95": [-105.25, 560.0]}}})
+    assert "| pls | baseline | 1158 |" in paired and "| 173.8 | [-105.2, 560] |" in paired
     text = summary_markdown({"status": "kept-champion", "model_name": "toy", "reason": "champion kept: worse",
                              "selection": {"winner": "pls", "reason": "lowest"},
                              "candidate_errors": {"cnn": "no torch"},
