@@ -39,10 +39,15 @@ def _resamples(n: int, seed: int, n_boot: int) -> np.ndarray:
     return rng.integers(0, n, size=(n_boot, n))
 
 
+def _resampled_rmse(errors: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """The RMSE of ``errors`` on each resample (row) of ``draws``."""
+    return np.sqrt(np.mean(np.square(errors[draws]), axis=1))
+
+
 def bootstrap_rmsep_interval(errors: np.ndarray, seed: int = 0, n_boot: int = 2000) -> tuple[float, float]:
     """Percentile 95 % interval of the RMSE of ``errors`` (one per sample) resampled with replacement (seeded)."""
     errors = np.asarray(errors, dtype=np.float64)
-    rmse = np.sqrt(np.mean(np.square(errors[_resamples(errors.size, seed, n_boot)]), axis=1))
+    rmse = _resampled_rmse(errors, _resamples(errors.size, seed, n_boot))
     lo, hi = np.percentile(rmse, [2.5, 97.5])
     return float(lo), float(hi)
 
@@ -69,7 +74,7 @@ def paired_rmsep_difference(
                        f"resamples (needs at least {MIN_SAMPLES_FOR_BOOTSTRAP} samples)")
         return out
     draws = _resamples(len(names), seed, n_boot)
-    diff = np.sqrt(np.mean(np.square(a[draws]), axis=1)) - np.sqrt(np.mean(np.square(b[draws]), axis=1))
+    diff = _resampled_rmse(a, draws) - _resampled_rmse(b, draws)
     lo, hi = np.percentile(diff, [2.5, 97.5])
     out.update(ci95=[float(lo), float(hi)], worse_share=float(np.mean(diff > 0)))
     return out
