@@ -314,6 +314,8 @@ def flag_rate_across_calibrations(scorer: Scorer, train: xr.Dataset, pool: xr.Da
     times, ``n_calibration`` samples of ``pool`` (in-distribution samples no network saw) calibrate the trust of the
     same served model and the other pool samples are scored. One calibration set of 10 samples gives one draw
     of its threshold; this is the distribution over such draws (mean, quantiles, and each draw's rate)."""
+    if draws < 1:
+        return {"skipped": f"--calibration-draws {draws}: no calibration draws asked for"}
     sids = np.asarray(pool["sample_id"].values).astype(str)
     names = np.unique(sids)
     if names.size <= n_calibration:
