@@ -17,11 +17,13 @@ early-stop / trust-calibration / test samples (checked by ``evaluation.protocol.
 the model is the held-out recalibration's challenger: an ensemble of ``--ensemble`` networks (default
 TrainingConfig, statistical augmentation from a noise model of the training samples, early stopping on the
 early-stop samples, masked-window auxiliaries); the test samples are re-measured under every scenario x
-severity. "Ours" (``trust_score``) is the served calibration's error score (flagged predictions first, then
-the ensemble spread); ``trust_score_all_parts`` ranks by the flag score (every part) instead. Comparators on equal terms: the flag
+severity. "Ours" (``trust_score``) is the served calibration's error score (the ensemble spread scaled by the square
+root of the predicted concentration); ``trust_score_all_parts`` ranks by the flag score
+(every part) instead. Comparators on equal terms: the flag
 score with the ordinary (visible-window) auxiliaries, PLS T²/Q on the model's input and on raw counts, the
 deep ensemble's raw spread, MC-dropout of one network with the test-time rate tuned on the calibration samples
-(Gaussian NLL), and the width of a normalised split-conformal interval.
+(Gaussian NLL), the width of a normalised split-conformal interval, and a control: the predicted concentration
+itself (``predicted_concentration``; absolute errors grow with concentration).
 
 Real data (``--dataset oreas``): nested leave-one-sample-out over the 7 OREAS Na standards. For each outer
 fold h and each family, the trust calibration comes from inner leave-one-sample-out predictions of the other
@@ -75,11 +77,15 @@ from libs_pipeline.trust.prediction import calibrate_model_trust, model_lines
 from libs_pipeline.trust.scores import sample_trust, trust_scores
 
 OREAS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "oreas_na"
-#: Ours: the served model's error score (``trust.scores.error_score``: flagged first, then the ensemble spread;
-#: without an ensemble the trust score).
+#: Ours: the served model's error score (``trust.scores.error_score``: the ensemble spread scaled by the square root
+#: of the predicted concentration; without an ensemble the trust score).
 OURS = "trust_score"
 #: The same calibration's flag score (max over every part) used as the ranking: what the flag rests on.
 ALL_PARTS = "trust_score_all_parts"
+#: A control, not a trust method: the predicted concentration itself as the ranking. Absolute errors grow with the
+#: concentration, so "large prediction" alone ranks wrong answers; ours uses it too and must beat it.
+PREDICTION = "predicted_concentration"
+OREAS_METHODS = [OURS, ALL_PARTS, PREDICTION]
 MC_DROPOUT_RATES = (0.05, 0.1, 0.2, 0.3, 0.5)
 
 
@@ -255,7 +261,7 @@ class Scorer:
     @property
     def methods(self) -> list[str]:
         return [OURS, ALL_PARTS, "trust_visible_auxiliaries", "pls_t2_q_model_input", "pls_t2_q_raw", "deep_ensemble_std",
-                "mc_dropout_std", "conformal_width"]
+                "mc_dropout_std", "conformal_width", PREDICTION]
 
     def score(self, ds: xr.Dataset) -> dict:
         x = np.asarray(ds["intensity"].values, dtype=np.float32)
@@ -275,6 +281,7 @@ class Scorer:
             "deep_ensemble_std": ensemble.std(axis=0, ddof=1),
             "mc_dropout_std": mc_std.astype(np.float64),
             "conformal_width": self.conformal.width(self.network.normaliser.transform(x)),
+            PREDICTION: y_pred,
         }
         for name, det in self.pls.items():
             t2_ref, q_ref = self.pls_limits[name]
@@ -575,7 +582,8 @@ def _score_copy(model, trust, x: np.ndarray, y: np.ndarray, sids: np.ndarray) ->
         "sample_id": sids,
         "sample_flag": samples.loc[np.unique(sids), "flag"].to_numpy(dtype=bool),
         "scores": {OURS: table["error_score"].to_numpy(dtype=np.float64),
-                   ALL_PARTS: table["score"].to_numpy(dtype=np.float64)},
+                   ALL_PARTS: table["score"].to_numpy(dtype=np.float64),
+                   PREDICTION: table["prediction"].to_numpy(dtype=np.float64)},
         "reason": table.loc[table["flag"], "reason"].iloc[0] if table["flag"].any() else "",
     }
 
@@ -586,7 +594,7 @@ def _concat(parts: list[dict]) -> dict:
         "flag": np.concatenate([p["flag"] for p in parts]),
         "sample_id": np.concatenate([p["sample_id"] for p in parts]),
         "sample_flag": np.concatenate([p["sample_flag"] for p in parts]),
-        "scores": {m: np.concatenate([p["scores"][m] for p in parts]) for m in (OURS, ALL_PARTS)},
+        "scores": {m: np.concatenate([p["scores"][m] for p in parts]) for m in OREAS_METHODS},
     }
 
 
@@ -667,7 +675,7 @@ def oreas_benchmark(args) -> dict:
         shifted["foreign_instrument_resampled"] = {"copy": _concat(foreign_scored[f])}
         rmsep_spectrum = float(np.sqrt(np.mean(reference["errors"] ** 2)))
         tolerance = error_tolerance(rmsep_spectrum, args.k, args.absolute_tolerance)
-        m = sets_metrics(reference, shifted, None, [OURS, ALL_PARTS], tolerance)
+        m = sets_metrics(reference, shifted, None, OREAS_METHODS, tolerance)
         flags = flag_rate(reference["flag"], reference["sample_id"], reference["sample_flag"])
         out["families"][f] = {
             "error_auroc": {k: v["copy"] for k, v in m["error_auroc"].items() if k != "pooled"} | {

@@ -75,8 +75,9 @@ class TrustCalibration:
         return names
 
     def error_parts(self) -> list[str]:
-        """The parts the error score ranks by after the flag (``trust.scores.error_score``): the ensemble's spread
-        when it is enabled (the members disagreeing on this number), else every part (the trust score)."""
+        """The parts the error score ranks by (``trust.scores.error_score``): the ensemble's spread when it is
+        enabled (the members disagreeing on this number, scaled by the predicted concentration), else every part
+        (the trust score)."""
         return ["spread"] if self.spread_scale is not None else self.part_names()
 
     @property

@@ -38,7 +38,7 @@ def test_trust_vs_error_figure_with_and_without_wrong_predictions(tmp_path):
     for name, e in (("mixed.png", errors), ("none_wrong.png", np.full(200, 0.1))):
         path = plot_trust_vs_error(scores, e, 4.0, tmp_path / name, "wt%", "t")
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
-    # ranked by an error score (flag + a percentile in [0, 2)) instead of the trust score
-    ranking = (scores > 4.0) + rng.uniform(size=200)
+    # ranked by an error score (a percentile in [0, 1]) instead of the trust score
+    ranking = rng.uniform(size=200)
     path = plot_trust_vs_error(scores, errors, 4.0, tmp_path / "ranked.png", "wt%", "t", ranking=ranking)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000

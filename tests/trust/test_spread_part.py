@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import ndtr
 
 from libs_pipeline.candidates.ensemble import EnsembleModel, spread_task
 from libs_pipeline.config import TrustConfig
@@ -60,17 +61,35 @@ def test_spread_part_is_calibrated_saved_and_flags_disagreement(ensemble_setup):
     # members agreeing more closely than usual is no reason for doubt (one-sided)
     calm = trust_scores(cal, dict(pred, **{"Cu:spread": pred["Cu:spread"] * 0.01}), measured)
     assert (calm["spread"] == 0).all()
-    # the error score: flagged first (integer part = flag), then the spread's in-distribution percentile
+    # the error score: the spread's percentile scaled by the predicted concentration; the flag does not enter
     assert cal.error_parts() == ["spread"]
     for table in (typical, flagged, calm):
         err = table["error_score"].to_numpy()
-        assert ((err >= 0) & (err < 2)).all()
-        np.testing.assert_array_equal(np.floor(err), table["flag"].to_numpy().astype(float))
-    kept = ~typical["flag"].to_numpy()
-    order = np.argsort(pred["Cu:spread"][kept])
-    assert (np.diff(typical["error_score"].to_numpy()[kept][order]) >= 0).all()
-    assert (flagged["error_score"] > 1.99).all()
-    assert (calm["error_score"] - calm["flag"] < 0.5).all()
+        assert ((err >= 0) & (err <= 1)).all()
+    # known answer, by hand: z = ((log s - c) / σ + ½ (log(max(ĉ, 0) + e^c) - c) / σ) / tail, score Φ(z)
+    scale, tail = cal.spread_scale, cal.part_tails.get("spread", 1.0)
+    s, c_hat = pred["Cu:spread"].astype(float), np.clip(pred["Cu"].astype(float), 0, None)
+    z = ((np.log(s) - scale.center) / scale.spread
+         + 0.5 * (np.log(c_hat + np.exp(scale.center)) - scale.center) / scale.spread) / tail
+    expected = ndtr(z)
+    np.testing.assert_allclose(typical["error_score"].to_numpy(), expected, rtol=1e-12)
+
+    def evidence(t):
+        return t["error_score"].to_numpy()
+
+    # more disagreement at the same prediction, or a larger prediction at the same disagreement: more suspect
+    wider = trust_scores(cal, dict(pred, **{"Cu:spread": pred["Cu:spread"] * 1.5}), measured)
+    assert (evidence(wider) > evidence(typical)).all()
+    larger = trust_scores(cal, dict(pred, Cu=np.abs(pred["Cu"]) * 2 + 0.1), measured)
+    assert (evidence(larger) > evidence(trust_scores(cal, dict(pred, Cu=np.abs(pred["Cu"])), measured))).all()
+    # a negative prediction counts as zero, not as a certain one; an unknown spread is the most suspect
+    negative = trust_scores(cal, dict(pred, Cu=-np.abs(pred["Cu"]) - 1), measured)
+    zero = trust_scores(cal, dict(pred, Cu=np.zeros_like(pred["Cu"])), measured)
+    np.testing.assert_allclose(evidence(negative), evidence(zero), rtol=1e-12)
+    unknown = trust_scores(cal, dict(pred, **{"Cu:spread": np.full_like(pred["Cu:spread"], np.nan)}), measured)
+    np.testing.assert_array_equal(evidence(unknown), 1.0)
+    assert (flagged["error_score"] > 0.9).all() and typical["flag"].any() and not typical["flag"].all()
+    assert (evidence(calm) < 0.5).all()
     with pytest.raises(ValueError, match="Cu:spread"):
         trust_scores(cal, {k: v for k, v in pred.items() if k != "Cu:spread"}, measured)
 
