@@ -145,12 +145,12 @@ def error_score(calibration: TrustCalibration, parts: pd.DataFrame, score: np.nd
     score = np.asarray(score, dtype=np.float64)
     if calibration.error_parts() != ["spread"]:
         return score
-    scale = calibration.spread_scale
     spread = parts["ensemble_spread"].to_numpy(dtype=np.float64)
     concentration = np.clip(parts["prediction"].to_numpy(dtype=np.float64), 0.0, None)
-    c0 = float(np.exp(scale.center))
-    size = 0.5 * (np.log(concentration + c0) - np.log(c0)) / scale.spread
+    scale = calibration.spread_scale  # c₀ = exp(centre): log(ĉ + c₀) - log(c₀) = log1p(ĉ / c₀)
+    size = 0.5 * np.log1p(concentration / np.exp(scale.center)) / scale.spread
     z = (_spread_z(calibration, spread) + size) / float(calibration.part_tails.get("spread", 1.0))
+    # an unknown spread (which _spread_z counts as the smallest) or prediction: the most suspect
     return np.where(np.isfinite(spread) & np.isfinite(z), ndtr(z), 1.0)
 
 
