@@ -75,12 +75,10 @@ class TrustCalibration:
         return names
 
     def error_parts(self) -> list[str]:
-        """The parts the error score ranks by (``trust.scores.error_score``): with an ensemble, its spread (the
-        members disagreeing on this number, scaled by the predicted concentration) and the consistency parts
-        (``cons:<line>``, beyond their in-distribution range); else every part (the trust score)."""
-        if self.spread_scale is None:
-            return self.part_names()
-        return ["spread"] + [p for p in self.part_names() if p.startswith("cons:")]
+        """The parts the error score ranks by (``trust.scores.error_score``): the ensemble's spread when it is
+        enabled (the members disagreeing on this number, scaled by the predicted concentration), else every part
+        (the trust score)."""
+        return ["spread"] if self.spread_scale is not None else self.part_names()
 
     @property
     def active(self) -> bool:

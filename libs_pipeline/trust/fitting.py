@@ -41,7 +41,7 @@ from libs_pipeline.trust.scales import (
     prediction_inflation,
     sample_precision,
 )
-from libs_pipeline.trust.scores import NOMINAL_TAIL, combine_parts, trust_parts
+from libs_pipeline.trust.scores import combine_parts, trust_parts
 
 
 def line_label(line: object) -> tuple[str, str]:
@@ -341,6 +341,10 @@ def _parts(cal: TrustCalibration, ev: _Evidence, rows: np.ndarray) -> pd.DataFra
         return pd.DataFrame(index=np.arange(rows.size))
     parts = trust_parts(cal, {k: v[rows] for k, v in ev.predictions.items()}, ev.measured.iloc[rows])
     return parts[cal.part_names()].reset_index(drop=True)
+
+
+#: |z| quantile a well-calibrated part reaches at the in-distribution tail (a normal's 95 %).
+NOMINAL_TAIL = 1.96
 
 
 def part_tails(parts: Sequence[pd.DataFrame], target_false_flag_rate: float) -> dict[str, float]:

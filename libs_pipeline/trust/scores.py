@@ -129,40 +129,28 @@ def combine_parts(
     return score
 
 
-#: |z| a well-calibrated part reaches at the in-distribution tail (a normal's 95 %).
-NOMINAL_TAIL = 1.96
-
-
 def error_score(calibration: TrustCalibration, parts: pd.DataFrame, score: np.ndarray) -> np.ndarray:
     """How strongly the evidence says each number is wrong, for ranking predictions (most suspect first).
 
-    For an ensemble (spread part on): Φ(z) in [0, 1] with z = the members' disagreement scaled by the square root
-    of the predicted concentration, ``log(spread) + ½ log(max(ĉ, 0) + c₀)``, standardised like the spread part (its
-    in-distribution centre and scale; z not clipped, so members that agree closely rank as least suspect), plus
-    how far the prediction's disagreement with the line-area calibration (the ``cons:<line>`` parts, the largest
-    over lines, each divided by its tail factor) exceeds its in-distribution range, ``max(0, |z_cons| - 1.96)``.
-    c₀ is the median in-distribution spread, so the factor is 1 at ĉ = 0 and predictions near zero are not ranked
-    as certain. The square root is the shot-noise scaling of a line area's error with its size: at one spread, a
-    high-concentration prediction is more likely to miss by a fixed tolerance. The consistency excess is
-    evidence the spread cannot see: a change that moves every member alike (a shifted window, a foreign matrix)
-    moves the measured line area away from what the network predicts. The flag does not enter: on the virtual
-    development campaigns (seeds 2 and 3, never reported) lifting flagged predictions by 0.1, 0.25 or all the way
-    (flagged first) ranked the wrong answers worse, because most flags there are harmless shifts.
+    For an ensemble (spread part on): Φ(z) in [0, 1], z the members' disagreement scaled by the square root of
+    the predicted concentration, ``log(spread) + ½ log(max(ĉ, 0) + c₀)``, standardised like the spread part (its
+    in-distribution centre and scale; z not clipped, so members that agree closely rank as least suspect). c₀ is
+    the median in-distribution spread, so the factor is 1 at ĉ = 0 and predictions near zero are not ranked as
+    certain. The square root is the shot-noise scaling of a line area's error with its size: at one spread, a
+    high-concentration prediction is more likely to miss by a fixed tolerance. The flag does not enter: on the
+    virtual development campaigns (seeds 2 and 3, never reported) lifting flagged predictions by 0.1, 0.25 or
+    all the way (flagged first) ranked the wrong answers worse, because most flags there are harmless shifts.
     Without an ensemble: the trust score itself. ``benchmarks/trust.py`` measures this against the spread
     alone, the predicted concentration alone and every part."""
     score = np.asarray(score, dtype=np.float64)
-    ranked_by = calibration.error_parts()
-    if "spread" not in ranked_by:
+    if calibration.error_parts() != ["spread"]:
         return score
     spread = parts["ensemble_spread"].to_numpy(dtype=np.float64)
     concentration = np.clip(parts["prediction"].to_numpy(dtype=np.float64), 0.0, None)
     scale = calibration.spread_scale  # c₀ = exp(centre): log(ĉ + c₀) - log(c₀) = log1p(ĉ / c₀)
     size = 0.5 * np.log1p(concentration / np.exp(scale.center)) / scale.spread
     z = (_spread_z(calibration, spread) + size) / float(calibration.part_tails.get("spread", 1.0))
-    consistency = [p for p in ranked_by if p != "spread"]
-    if consistency:
-        z = z + np.clip(combine_parts(parts, consistency, "max", calibration.part_tails) - NOMINAL_TAIL, 0.0, None)
-    # an unknown spread (which _spread_z counts as the smallest), prediction or consistency: the most suspect
+    # an unknown spread (which _spread_z counts as the smallest) or prediction: the most suspect
     return np.where(np.isfinite(spread) & np.isfinite(z), ndtr(z), 1.0)
 
 
