@@ -730,9 +730,7 @@ def demo_command(
     data, recal = summary["dataset"], summary["recalibration"]
     console.rule("libs-pipeline demo")
     console.print(f"dataset [bold]{data['name']}[/] version [bold]{data['version']}[/]: {data['uri']}")
-    realism = summary.get("synthetic") or {}
-    console.print(f"synthetic store {realism.get('uri')}: realism report "
-                  f"{'PASSED' if realism.get('realism_passed') else 'FAILED'} {realism.get('realism_failures') or ''}")
+    console.print(demo_synthetic_line(summary.get("synthetic"), recal["status"]), markup=False)
     console.print(f"recalibration: {recal['status']} - {recal['reason']}; champion {recal['champion_after']}")
     scored = summary["scored_model"]
     console.print(f"evaluated and scoring fresh batches with: {scored['version']} ({scored['role']})")
@@ -774,6 +772,20 @@ def demo_command(
     console.print("See it in the Prefect UI, figures included: `prefect server start`, then "
                   "`PREFECT_API_URL=http://127.0.0.1:4200/api make demo` and open http://127.0.0.1:4200 "
                   "(Artifacts: virtual-aluminium-recalibration-summary)", markup=False)
+
+
+def demo_synthetic_line(synthetic: dict | None, recalibration_status: str) -> str:
+    """The demo summary's line on the synthetic store this run drew and its realism verdict; a run that drew none
+    (recalibration skipped because nothing changed, or synthesis off) says so instead of reporting a failure."""
+    if not synthetic or not synthetic.get("uri"):
+        return f"synthetic store: none drawn in this run (recalibration {recalibration_status})"
+    passed = synthetic.get("realism_passed")
+    if passed is None:
+        return f"synthetic store {synthetic['uri']}: no realism report"
+    if passed:
+        return f"synthetic store {synthetic['uri']}: realism report PASSED"
+    failures = "; ".join(str(f) for f in synthetic.get("realism_failures") or [])
+    return f"synthetic store {synthetic['uri']}: realism report FAILED" + (f" ({failures})" if failures else "")
 
 
 def demo_follow_up_commands(store: str, name: str, model: str = "champion") -> list[str]:
