@@ -18,12 +18,12 @@ the model is the held-out recalibration's challenger: an ensemble of ``--ensembl
 TrainingConfig, statistical augmentation from a noise model of the training samples, early stopping on the
 early-stop samples, masked-window auxiliaries); the test samples are re-measured under every scenario x
 severity. "Ours" (``trust_score``) is the served calibration's error score (the ensemble spread scaled by the square
-root of the predicted concentration); ``trust_score_all_parts`` ranks by the flag score
-(every part) instead. Comparators on equal terms: the flag
-score with the ordinary (visible-window) auxiliaries, PLS T²/Q on the model's input and on raw counts, the
-deep ensemble's raw spread, MC-dropout of one network with the test-time rate tuned on the calibration samples
-(Gaussian NLL), the width of a normalised split-conformal interval, and a control: the predicted concentration
-itself (``predicted_concentration``; absolute errors grow with concentration).
+root of the predicted concentration); ``trust_score_all_parts`` ranks by the flag score (every part) instead.
+Comparators on equal terms: the flag score with the ordinary (visible-window) auxiliaries, PLS T²/Q on the
+model's input and on raw counts, the deep ensemble's raw spread, MC-dropout of one network with the test-time
+rate tuned on the calibration samples (Gaussian NLL), the width of a normalised split-conformal interval, and a
+control: the predicted concentration itself (``predicted_concentration``; absolute errors grow with
+concentration).
 
 Real data (``--dataset oreas``): nested leave-one-sample-out over the 7 OREAS Na standards. For each outer
 fold h and each family, the trust calibration comes from inner leave-one-sample-out predictions of the other
